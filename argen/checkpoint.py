@@ -1,0 +1,95 @@
+"""Model checkpoints: a directory with ``config.json`` (class + constructor arguments)
+and ``model.safetensors``. Nothing is pickled; directories are written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from argen.config import ConfigError, from_dict, to_dict
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint directory is missing, incomplete or does not match the model."""
+
+
+def atomic_directory(target: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_dir)`` then move ``tmp_dir`` onto ``target`` (replacing it).
+
+    A crash while writing leaves the previous ``target`` untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        write(tmp)
+        old = target.with_name(f".{target.name}.old")
+        if target.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old.exists():
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def save_model(model: torch.nn.Module, directory: str | Path) -> Path:
+    """Write ``model`` (which has a dataclass ``config``) as config.json + model.safetensors."""
+    config = {"_class_name": type(model).__name__, **to_dict(model.config)}
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+
+    def write(tmp: Path) -> None:
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        save_file(state, str(tmp / WEIGHTS_NAME))
+
+    return atomic_directory(directory, write)
+
+
+def read_config(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"no {CONFIG_NAME} in {directory}: not a checkpoint directory")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON: {err}") from None
+
+
+def load_model(directory: str | Path, classes: dict[str, type]) -> torch.nn.Module:
+    """Rebuild the model recorded in ``directory`` from one of ``classes`` and load its weights."""
+    directory = Path(directory)
+    config = read_config(directory)
+    name = config.pop("_class_name", None)
+    if name not in classes:
+        raise CheckpointError(
+            f"{directory} holds a {name!r}; this loader knows {sorted(classes)}"
+        )
+    cls = classes[name]
+    try:
+        model = cls(from_dict(cls.Config, config))
+    except ConfigError as err:
+        raise CheckpointError(f"{directory}/{CONFIG_NAME}: {err}") from None
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}")
+    state = load_file(str(weights))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{weights} does not match its {CONFIG_NAME}: {err}") from None
+    return model.eval()

@@ -1,0 +1,34 @@
+"""``train.py --config RECIPE.yaml [key=value ...] [--resume]``: train a tokenizer, generator
+or classifier, as the recipe's ``task`` says. Runs on CPU, one GPU, or under
+``accelerate launch`` on many."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from argen.config import ConfigError
+from argen.training.recipes import load_recipe
+from argen.training.trainer import TrainingError, train
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML recipe (configs/*.yaml)")
+    parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoint")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=3e-4")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        recipe = load_recipe(args.config, args.overrides)
+        out = train(recipe, resume=args.resume)
+    except (ConfigError, TrainingError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"done: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Datasets: image folders, the embedded digits, token caches, and the batch order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from argen.data.batches import ShardedBatches
+from argen.data.digits import DigitsDataset
+from argen.data.images import DatasetError, ImageFolderDataset
+from argen.data.token_cache import TokenCacheDataset, build_token_cache
+
+EMBEDDED = {"digits": DigitsDataset}
+
+
+def build_dataset(spec: str, resolution: int) -> Dataset:
+    """``spec`` is an embedded dataset name (``digits``) or an ImageFolder directory."""
+    if spec in EMBEDDED:
+        return EMBEDDED[spec](resolution)
+    if not Path(spec).exists():
+        raise DatasetError(
+            f"dataset {spec!r} is neither an embedded dataset {sorted(EMBEDDED)} nor an existing folder"
+        )
+    return ImageFolderDataset(spec, resolution)
+
+
+__all__ = [
+    "DatasetError",
+    "DigitsDataset",
+    "ImageFolderDataset",
+    "ShardedBatches",
+    "TokenCacheDataset",
+    "build_dataset",
+    "build_token_cache",
+]

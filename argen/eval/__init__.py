@@ -1,0 +1,26 @@
+"""Evaluation: Fréchet distances on named features, class-consistency, ADM-format npz."""
+
+from argen.eval.classifier import Classifier, ClassifierConfig, load_classifier
+from argen.eval.fid import (
+    FeaturesUnavailable,
+    class_consistency,
+    classifier_metric,
+    frechet_distance,
+    inception_metric,
+)
+from argen.eval.npz import from_uint8, load_npz, save_npz, to_uint8
+
+__all__ = [
+    "Classifier",
+    "ClassifierConfig",
+    "FeaturesUnavailable",
+    "class_consistency",
+    "classifier_metric",
+    "frechet_distance",
+    "from_uint8",
+    "inception_metric",
+    "load_classifier",
+    "load_npz",
+    "save_npz",
+    "to_uint8",
+]

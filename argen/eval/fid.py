@@ -1,0 +1,95 @@
+"""Fréchet distances between sample sets, on named features.
+
+``inception``: torchmetrics' FrechetInceptionDistance with the standard pool3 features of
+the TF-ported Inception-v3 (the numbers papers report as FID). ``classifier``: the
+penultimate features of an :class:`~argen.eval.classifier.Classifier` trained on the dataset;
+reported as ``fid_classifier``, never as plain FID. Statistics accumulate in float64.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+
+from argen.eval.classifier import Classifier
+
+INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
+INCEPTION_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE
+)
+
+
+class FeaturesUnavailable(RuntimeError):
+    """The weights of the requested feature extractor cannot be found or downloaded."""
+
+
+class ClassifierFeatures(nn.Module):
+    """uint8 images (B, C, H, W) -> classifier penultimate features (B, D)."""
+
+    def __init__(self, classifier: Classifier):
+        super().__init__()
+        self.classifier = classifier.eval()
+        self.num_features = classifier.num_features
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier.features(images.float() / 127.5 - 1)
+
+
+def inception_metric(weights: str | Path | None = None) -> FrechetInceptionDistance:
+    """FID metric on Inception pool3 features; ``weights`` is a local copy of INCEPTION_FILE."""
+    if weights is not None and not Path(weights).is_file():
+        raise FeaturesUnavailable(f"--inception-weights {weights} does not exist")
+    try:
+        return FrechetInceptionDistance(
+            feature=2048, feature_extractor_weights_path=None if weights is None else str(weights)
+        )
+    except Exception as err:  # no network and no cached copy
+        raise FeaturesUnavailable(
+            f"Inception weights are not available ({type(err).__name__}: {err}). Download "
+            f"{INCEPTION_URL} on a machine with network and pass --inception-weights PATH, or put "
+            f"it in $TORCH_HOME/hub/checkpoints/; or choose dataset-specific features with "
+            f"--fid-features classifier --classifier DIR."
+        ) from None
+
+
+def frechet_distance(
+    metric: FrechetInceptionDistance,
+    real: np.ndarray,
+    fake: np.ndarray,
+    batch_size: int = 200,
+    device: torch.device | str = "cpu",
+) -> float:
+    """Fréchet distance between uint8 image sets (N, H, W, C) under ``metric``'s features."""
+    for name, images in (("reference", real), ("samples", fake)):
+        if len(images) < 2:
+            raise ValueError(f"the {name} set needs at least 2 images, got {len(images)}")
+    metric = metric.to(device)
+    metric.reset()
+    for images, is_real in ((real, True), (fake, False)):
+        for start in range(0, len(images), batch_size):
+            batch = torch.from_numpy(images[start : start + batch_size]).permute(0, 3, 1, 2)
+            metric.update(batch.to(device), real=is_real)  # (B, C, H, W) uint8
+    return float(metric.compute())
+
+
+def classifier_metric(classifier: Classifier) -> FrechetInceptionDistance:
+    return FrechetInceptionDistance(feature=ClassifierFeatures(classifier))
+
+
+@torch.no_grad()
+def class_consistency(
+    classifier: Classifier, pixels: torch.Tensor, labels: torch.Tensor, batch_size: int = 500
+) -> dict[str, float]:
+    """Accuracy of ``classifier`` on samples (N, C, H, W) in [-1, 1] of requested ``labels``:
+    overall and per requested class."""
+    preds = torch.cat([classifier(pixels[i : i + batch_size]).argmax(-1) for i in range(0, len(pixels), batch_size)])
+    hits = (preds == labels).float()
+    result = {"overall": hits.mean().item()}
+    for label in labels.unique().tolist():
+        result[str(label)] = hits[labels == label].mean().item()
+    return result

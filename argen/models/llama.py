@@ -1,0 +1,222 @@
+"""The Llama-style decoder every discrete tokenizer feeds: RMSNorm, 2-D RoPE, SwiGLU,
+grouped-query SDPA attention, no biases, a static pre-allocated KV cache, and a class
+prefix with a null class for classifier-free guidance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from argen.models.rope import apply_rope, rope_2d
+
+
+@dataclass
+class LlamaConfig:
+    """Constructor arguments of :class:`Llama`. Presets B..3B are LlamaGen's shapes."""
+
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "tiny": dict(dim=128, n_layer=4, n_head=4),
+        "small": dict(dim=256, n_layer=6, n_head=8),
+        "B": dict(dim=768, n_layer=12, n_head=12),
+        "L": dict(dim=1024, n_layer=24, n_head=16),
+        "XL": dict(dim=1280, n_layer=36, n_head=20),
+        "XXL": dict(dim=1536, n_layer=48, n_head=24),
+        "3B": dict(dim=3200, n_layer=24, n_head=32),
+    }
+
+    vocab_size: int = 16384
+    grid_size: tuple[int, int] = (16, 16)
+    num_classes: int = 1000
+    dim: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    n_kv_head: int | None = None
+    ffn_dim: int | None = None
+    norm_eps: float = 1e-5
+    rope_base: float = 10000.0
+    class_dropout: float = 0.1
+    dropout: float = 0.0
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.dim % self.n_head:
+            raise ValueError(f"dim {self.dim} is not divisible by n_head {self.n_head}")
+        if self.n_head % self.kv_heads:
+            raise ValueError(f"n_head {self.n_head} is not divisible by n_kv_head {self.kv_heads}")
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head or self.n_head
+
+    @property
+    def hidden_dim(self) -> int:
+        """SwiGLU width: 2/3 of 4*dim rounded up to a multiple of 256 unless given."""
+        if self.ffn_dim:
+            return self.ffn_dim
+        return -(-int(2 * 4 * self.dim / 3) // 256) * 256
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid_size[0] * self.grid_size[1]
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+
+
+class KVCache(nn.Module):
+    """Static cache (B, H_kv, max_len, Dh) written in place at the given positions."""
+
+    def __init__(self, batch: int, heads: int, max_len: int, head_dim: int, like: torch.Tensor):
+        super().__init__()
+        shape = (batch, heads, max_len, head_dim)
+        self.register_buffer("k", like.new_zeros(shape), persistent=False)
+        self.register_buffer("v", like.new_zeros(shape), persistent=False)
+
+    def update(self, pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        self.k.index_copy_(2, pos, k)
+        self.v.index_copy_(2, pos, v)
+        return self.k, self.v
+
+
+class Attention(nn.Module):
+    def __init__(self, c: LlamaConfig):
+        super().__init__()
+        self.n_head, self.n_kv, self.head_dim = c.n_head, c.kv_heads, c.dim // c.n_head
+        self.wqkv = nn.Linear(c.dim, (self.n_head + 2 * self.n_kv) * self.head_dim, bias=False)
+        self.wo = nn.Linear(c.dim, c.dim, bias=False)
+        self.dropout = c.dropout
+        self.cache: KVCache | None = None
+
+    def forward(self, x, rope, mask=None, pos=None):
+        b, l, _ = x.shape
+        q, k, v = self.wqkv(x).split(
+            [self.n_head * self.head_dim, self.n_kv * self.head_dim, self.n_kv * self.head_dim], -1
+        )
+        q = apply_rope(q.view(b, l, self.n_head, self.head_dim), rope).transpose(1, 2)
+        k = apply_rope(k.view(b, l, self.n_kv, self.head_dim), rope).transpose(1, 2)
+        v = v.view(b, l, self.n_kv, self.head_dim).transpose(1, 2)  # (B, H_kv, L, Dh)
+        if self.cache is not None:
+            k, v = self.cache.update(pos, k, v)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=mask is None,
+            dropout_p=self.dropout if self.training else 0.0,
+            enable_gqa=self.n_kv != self.n_head,
+        )  # (B, H, L, Dh)
+        return self.wo(y.transpose(1, 2).reshape(b, l, -1))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, c: LlamaConfig):
+        super().__init__()
+        self.w1 = nn.Linear(c.dim, c.hidden_dim, bias=False)
+        self.w3 = nn.Linear(c.dim, c.hidden_dim, bias=False)
+        self.w2 = nn.Linear(c.hidden_dim, c.dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class Block(nn.Module):
+    def __init__(self, c: LlamaConfig):
+        super().__init__()
+        self.attention_norm = RMSNorm(c.dim, c.norm_eps)
+        self.attention = Attention(c)
+        self.ffn_norm = RMSNorm(c.dim, c.norm_eps)
+        self.feed_forward = FeedForward(c)
+        self.dropout = nn.Dropout(c.dropout)
+
+    def forward(self, x, rope, mask=None, pos=None):
+        x = x + self.dropout(self.attention(self.attention_norm(x), rope, mask, pos))
+        return x + self.dropout(self.feed_forward(self.ffn_norm(x)))
+
+
+class Llama(nn.Module):
+    """Class-conditional next-token model over a raster grid of ``num_tokens`` ids.
+
+    The sequence is ``[class, t_0, ..., t_{L-2}]``; position i predicts t_i.
+    """
+
+    Config = LlamaConfig
+    prefix_len = 1
+
+    def __init__(self, config: LlamaConfig):
+        super().__init__()
+        self.config = c = config
+        self.null_class = c.num_classes
+        self.class_emb = nn.Embedding(c.num_classes + 1, c.dim)  # last row: the null class
+        self.tok_emb = nn.Embedding(c.vocab_size, c.dim)
+        self.layers = nn.ModuleList(Block(c) for _ in range(c.n_layer))
+        self.norm = RMSNorm(c.dim, c.norm_eps)
+        self.output = nn.Linear(c.dim, c.vocab_size, bias=False)
+        head_dim = c.dim // c.n_head
+        table = rope_2d(*c.grid_size, head_dim, c.rope_base, self.prefix_len)
+        self.register_buffer("rope", table, persistent=False)
+        self.apply(self._init_weights)
+        nn.init.zeros_(self.output.weight)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=self.config.init_std)
+
+    @property
+    def max_len(self) -> int:
+        """Longest input: the prefix plus all tokens but the last."""
+        return self.prefix_len + self.config.num_tokens - 1
+
+    def embed_condition(self, labels: torch.Tensor) -> torch.Tensor:
+        """Class ids (B,) (``null_class`` for unconditional) -> prefix (B, 1, D)."""
+        if self.training and self.config.class_dropout > 0:
+            drop = torch.rand(labels.shape, device=labels.device) < self.config.class_dropout
+            labels = torch.where(drop, torch.full_like(labels, self.null_class), labels)
+        return self.class_emb(labels)[:, None]
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.tok_emb(ids)
+
+    def forward(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: tokens (B, L) and labels (B,) -> logits (B, L, V), float32."""
+        if tokens.shape[1] != self.config.num_tokens:
+            raise ValueError(f"expected {self.config.num_tokens} tokens, got {tokens.shape[1]}")
+        x = torch.cat([self.embed_condition(labels), self.embed_tokens(tokens[:, :-1])], dim=1)
+        rope = self.rope[: x.shape[1]]
+        for layer in self.layers:
+            x = layer(x, rope)
+        return self.output(self.norm(x)).float()
+
+    # --- cached decoding -------------------------------------------------------------------
+    def setup_cache(self, batch_size: int) -> None:
+        """Allocate a static KV cache for ``batch_size`` rows and ``max_len`` positions."""
+        c = self.config
+        like = self.tok_emb.weight
+        for layer in self.layers:
+            layer.attention.cache = KVCache(batch_size, c.kv_heads, self.max_len, c.dim // c.n_head, like)
+        causal = torch.ones(self.max_len, self.max_len, dtype=torch.bool, device=like.device)
+        self.register_buffer("causal_mask", causal.tril(), persistent=False)
+
+    def clear_cache(self) -> None:
+        for layer in self.layers:
+            layer.attention.cache = None
+        self.causal_mask = None
+
+    def forward_cached(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Embeddings x (B, Lq, D) at positions ``pos`` (Lq,) -> logits (B, Lq, V), using the cache."""
+        rope, mask = self.rope[pos], self.causal_mask[pos]  # (Lq, Dh/2, 2), (Lq, max_len)
+        for layer in self.layers:
+            x = layer(x, rope, mask, pos)
+        return self.output(self.norm(x)).float()

@@ -1,0 +1,33 @@
+"""Rotary position embeddings over a 2-D token grid (half the head dims rotate with the row,
+half with the column)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def rope_2d(height: int, width: int, head_dim: int, base: float, prefix_len: int) -> torch.Tensor:
+    """Rotation table (prefix_len + height*width, head_dim // 2, 2) of (cos, sin).
+
+    Prefix (condition) positions get the identity rotation; grid positions follow raster order.
+    """
+    if head_dim % 4:
+        raise ValueError(f"2-D RoPE needs head_dim divisible by 4, got {head_dim}")
+    quarter = head_dim // 4
+    inv_freq = 1.0 / base ** (torch.arange(quarter, dtype=torch.float64) / quarter)  # (Dh/4,)
+    rows = torch.outer(torch.arange(height, dtype=torch.float64), inv_freq)  # (H, Dh/4)
+    cols = torch.outer(torch.arange(width, dtype=torch.float64), inv_freq)  # (W, Dh/4)
+    angles = torch.cat(
+        [rows[:, None].expand(-1, width, -1), cols[None, :].expand(height, -1, -1)], dim=-1
+    ).reshape(height * width, head_dim // 2)  # (H*W, Dh/2)
+    angles = torch.cat([angles.new_zeros(prefix_len, head_dim // 2), angles])
+    return torch.stack([angles.cos(), angles.sin()], dim=-1).float()
+
+
+def apply_rope(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Rotate consecutive pairs of ``x`` (B, L, H, Dh) by ``table`` (L, Dh/2, 2)."""
+    pairs = x.float().reshape(*x.shape[:-1], -1, 2)  # (B, L, H, Dh/2, 2)
+    cos, sin = table[None, :, None, :, 0], table[None, :, None, :, 1]
+    x0, x1 = pairs[..., 0], pairs[..., 1]
+    out = torch.stack([x0 * cos - x1 * sin, x1 * cos + x0 * sin], dim=-1)
+    return out.flatten(-2).type_as(x)

@@ -1,0 +1,104 @@
+"""Training recipes: one typed config per task, loaded from YAML plus ``key=value`` overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from argen.config import ConfigError, from_dict, load_yaml, merge, parse_overrides
+from argen.eval.classifier import ClassifierConfig
+from argen.models.llama import LlamaConfig
+from argen.tokenizers.vq import VQConfig
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "digits"  # an embedded dataset name or an ImageFolder directory
+    resolution: int = 16
+    flip: bool = False  # random horizontal flips (stored both ways in a token cache)
+    batch_size: int = 64  # per process
+    num_workers: int = 0
+    token_cache: str | None = None  # generator only; default <output_dir>/token_cache
+    holdout_every: int = 10  # classifier only: every n-th item is held out for accuracy
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1000
+    lr: float = 1e-4
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 100
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0  # 0 disables clipping
+    grad_accum: int = 1
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    ema_decay: float = 0.0  # 0 disables EMA weights
+    save_every: int = 500
+    log_every: int = 50
+
+
+@dataclass
+class VQLossConfig:
+    reconstruction: Literal["l1", "l2"] = "l2"
+    perceptual_weight: float = 0.0  # LPIPS (needs VGG16 weights available locally)
+    codebook_weight: float = 1.0
+    disc_weight: float = 0.0  # 0 disables the PatchGAN
+    disc_start: int = 0
+    disc_channels: int = 64
+    disc_layers: int = 3
+    disc_lr: float | None = None  # default: train.lr
+
+
+@dataclass
+class TokenizerRecipe:
+    output_dir: str
+    task: Literal["tokenizer"] = "tokenizer"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: VQConfig = field(default_factory=VQConfig)
+    loss: VQLossConfig = field(default_factory=VQLossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class GeneratorRecipe:
+    output_dir: str
+    tokenizer: str  # a trained tokenizer checkpoint directory
+    task: Literal["generator"] = "generator"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: LlamaConfig = field(default_factory=LlamaConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class ClassifierRecipe:
+    output_dir: str
+    task: Literal["classifier"] = "classifier"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ClassifierConfig = field(default_factory=ClassifierConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+RECIPES = {"tokenizer": TokenizerRecipe, "generator": GeneratorRecipe, "classifier": ClassifierRecipe}
+Recipe = TokenizerRecipe | GeneratorRecipe | ClassifierRecipe
+
+
+def recipe_from_dict(data: dict) -> Recipe:
+    task = data.get("task")
+    if task not in RECIPES:
+        raise ConfigError(f"config key 'task' must be one of {sorted(RECIPES)}, got {task!r}")
+    derived = {"vocab_size", "grid_size", "num_classes"} & set(data.get("model") or {})
+    if task == "generator" and derived:
+        raise ConfigError(
+            f"model keys {sorted(derived)} come from the tokenizer and the dataset; remove them"
+        )
+    return from_dict(RECIPES[task], data)
+
+
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
+    """Read a YAML recipe and apply ``key=value`` overrides."""
+    return recipe_from_dict(merge(load_yaml(path), parse_overrides(list(overrides))))

@@ -1,0 +1,16 @@
+"""Training tasks: what ``train.py`` trains, chosen by the recipe's ``task``."""
+
+from __future__ import annotations
+
+from accelerate import Accelerator
+
+from argen.training.recipes import ClassifierRecipe, GeneratorRecipe, Recipe, TokenizerRecipe
+
+
+def build_task(recipe: Recipe, accelerator: Accelerator):
+    from argen.training.tasks.classifier import ClassifierTask
+    from argen.training.tasks.generator import GeneratorTask
+    from argen.training.tasks.tokenizer import TokenizerTask
+
+    kinds = {TokenizerRecipe: TokenizerTask, GeneratorRecipe: GeneratorTask, ClassifierRecipe: ClassifierTask}
+    return kinds[type(recipe)](recipe, accelerator)

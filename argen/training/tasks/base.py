@@ -1,0 +1,37 @@
+"""What every task shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class Task:
+    """``model`` is trained and exported; ``extra_modules`` are trained alongside it."""
+
+    model: nn.Module
+    dataset: torch.utils.data.Dataset
+    extra_modules: dict[str, nn.Module] = {}
+
+    def __init__(self, recipe) -> None:
+        self.recipe = recipe
+
+    def lr(self, name: str) -> float:
+        return self.recipe.train.lr
+
+    def compute_losses(
+        self, modules: dict[str, nn.Module], batch: list[torch.Tensor], step: int
+    ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Losses per trained module name, and scalars to log."""
+        raise NotImplementedError
+
+    def export(self, out: Path) -> None:
+        """Write anything besides the weights that the run's output needs."""
+
+
+def random_flip(images: torch.Tensor) -> torch.Tensor:
+    """Mirror each image (B, C, H, W) with probability 1/2 (global RNG: resumable)."""
+    flip = torch.rand(images.shape[0], device=images.device) < 0.5
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
