@@ -1,0 +1,184 @@
+"""``sample.py --ckpt RUN_DIR``: class-conditional samples as ``grid.png`` and ``samples.npz``
+(ADM evaluator format), and with ``--fid REF`` a ``metrics.json``. Under ``accelerate
+launch`` the batches are shared across processes and gathered on the main one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from PIL import Image
+from torchvision.utils import make_grid
+
+from argen import models, tokenizers
+from argen.checkpoint import CheckpointError
+from argen.data import DatasetError, build_dataset
+from argen.eval import (
+    FeaturesUnavailable,
+    class_consistency,
+    classifier_metric,
+    frechet_distance,
+    from_uint8,
+    inception_metric,
+    load_classifier,
+    load_npz,
+    save_npz,
+    to_uint8,
+)
+from argen.sampling.generate import generate_images
+from argen.sampling.next_token import SamplingConfig
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", required=True, help="generator run directory (or a model directory)")
+    p.add_argument("--tokenizer", help="tokenizer directory (default: <ckpt>/tokenizer)")
+    p.add_argument("--weights", choices=["ema", "model"], help="default: ema when the run has it")
+    p.add_argument("--classes", default="all", help='"all" or comma-separated class ids')
+    p.add_argument("--num-samples", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--cfg-scale", type=float, default=1.0)
+    p.add_argument("--cfg-interval", type=float, nargs=2, default=(0.0, 1.0), metavar=("START", "END"))
+    p.add_argument("--cfg-schedule", choices=["constant", "linear"], default="constant")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output directory (default: <ckpt>/samples)")
+    p.add_argument("--fid", metavar="REF", help="reference: an .npz, an image folder or an embedded dataset")
+    p.add_argument("--fid-features", choices=["inception", "classifier"], default="inception")
+    p.add_argument("--inception-weights", help=f"local copy of the Inception weights for FID")
+    p.add_argument("--classifier", help="classifier directory: class-consistency (and its FID features)")
+    return p.parse_args(argv)
+
+
+def resolve_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
+    run = Path(args.ckpt)
+    if (run / "config.json").is_file():
+        model_dir, tokenizer_dir = run, args.tokenizer
+    else:
+        choice = args.weights or ("ema" if (run / "ema").is_dir() else "model")
+        model_dir, tokenizer_dir = run / choice, args.tokenizer or run / "tokenizer"
+    if tokenizer_dir is None:
+        raise CheckpointError(f"{run} is a bare model directory: pass --tokenizer DIR")
+    return model_dir, Path(tokenizer_dir)
+
+
+def parse_classes(spec: str, num_classes: int) -> list[int]:
+    if spec == "all":
+        return list(range(num_classes))
+    try:
+        ids = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f'--classes must be "all" or comma-separated integers, got {spec!r}') from None
+    bad = [i for i in ids if not 0 <= i < num_classes]
+    if bad or not ids:
+        raise ValueError(f"class ids must lie in [0, {num_classes}); got {spec!r}")
+    return ids
+
+
+def reference_images(spec: str, resolution: int) -> np.ndarray:
+    if spec.endswith(".npz"):
+        return load_npz(spec)
+    dataset = build_dataset(spec, resolution)
+    return np.concatenate([to_uint8(dataset[i][0][None]) for i in range(len(dataset))])
+
+
+def evaluate(args, images: np.ndarray, labels: np.ndarray, resolution: int, device) -> dict:
+    metrics: dict = {}
+    classifier = load_classifier(args.classifier).to(device) if args.classifier else None
+    if args.fid:
+        if args.fid_features == "inception":
+            metric, key = inception_metric(args.inception_weights), "fid"
+            features = "inception-v3 pool3 (2048-d, torch-fidelity weights)"
+        else:
+            if classifier is None:
+                raise ValueError("--fid-features classifier needs --classifier DIR")
+            metric, key = classifier_metric(classifier), "fid_classifier"
+            features = f"classifier {args.classifier} penultimate ({classifier.num_features}-d)"
+        real = reference_images(args.fid, resolution)
+        metrics[key] = frechet_distance(metric, real, images, device=device)
+        metrics.update(features=features, reference=args.fid, reference_size=len(real))
+    if classifier is not None:
+        pixels = from_uint8(images).to(device)
+        metrics["class_consistency"] = class_consistency(classifier, pixels, torch.from_numpy(labels).to(device))
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    accelerator = Accelerator()
+    try:
+        model_dir, tokenizer_dir = resolve_dirs(args)
+        model = models.load(model_dir).to(accelerator.device)
+        tokenizer = tokenizers.load(tokenizer_dir).to(accelerator.device)
+        if tokenizer.layout.vocab_size != model.config.vocab_size:
+            raise CheckpointError(f"tokenizer {tokenizer_dir} does not match generator {model_dir}")
+        classes = parse_classes(args.classes, model.config.num_classes)
+        if args.num_samples < 1 or args.batch_size < 1:
+            raise ValueError("--num-samples and --batch-size must be positive")
+        config = SamplingConfig(
+            cfg_scale=args.cfg_scale,
+            cfg_interval=tuple(args.cfg_interval),
+            cfg_schedule=args.cfg_schedule,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+        )
+    except (CheckpointError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    out = Path(args.out or Path(args.ckpt) / "samples")
+    labels = torch.tensor([classes[i % len(classes)] for i in range(args.num_samples)])
+    num_batches = -(-args.num_samples // args.batch_size)
+    mine = range(accelerator.process_index, num_batches, accelerator.num_processes)
+    start = time.perf_counter()
+    batches = generate_images(
+        model, tokenizer, labels, config, args.batch_size, args.seed, mine, accelerator.is_main_process
+    )
+    seconds = time.perf_counter() - start
+    parts = out / ".parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    np.savez(parts / f"part-{accelerator.process_index}.npz", **{str(b): x for b, x in batches.items()})
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return 0
+
+    gathered = {}
+    for path in parts.glob("part-*.npz"):
+        with np.load(path) as data:
+            gathered.update({int(k): data[k] for k in data.files})
+    images = np.concatenate([gathered[b] for b in range(num_batches)])  # (N, H, W, C)
+    save_npz(out / "samples.npz", images, labels.numpy())
+    grid = make_grid(torch.from_numpy(images[: len(classes) * 10]).permute(0, 3, 1, 2), nrow=len(classes), padding=1)
+    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(out / "grid.png")
+    for path in parts.glob("part-*.npz"):
+        path.unlink()
+    parts.rmdir()
+    print(f"wrote {len(images)} samples to {out}/samples.npz and {out}/grid.png")
+
+    if args.fid or args.classifier:
+        try:
+            metrics = evaluate(args, images, labels.numpy(), tokenizer.config.resolution, accelerator.device)
+        except (FeaturesUnavailable, CheckpointError, DatasetError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        metrics.update(
+            num_samples=len(images),
+            sampling=vars(config) | {"seed": args.seed, "weights": str(model_dir)},
+            sampling_seconds=seconds,
+        )
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in metrics.items() if k != "sampling"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
