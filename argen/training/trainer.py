@@ -106,7 +106,7 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
     accelerator.register_for_checkpointing(progress)
     ema = None
     if tc.ema_decay > 0:
-        ema = ModelEmaV3(accelerator.unwrap_model(modules[0]), decay=tc.ema_decay)
+        ema = ModelEmaV3(accelerator.unwrap_model(modules[0]), decay=tc.ema_decay, use_warmup=True)
         accelerator.register_for_checkpointing(ema)
     if resume:
         accelerator.load_state(str(out / CHECKPOINT))

@@ -1,0 +1,47 @@
+import pytest
+
+from argen.config import ConfigError, from_dict, parse_overrides
+from argen.models.llama import LlamaConfig
+from argen.training.recipes import load_recipe, recipe_from_dict
+from tests.conftest import vq_recipe, write_yaml
+
+
+def test_unknown_key_names_valid_ones(tmp_path):
+    data = vq_recipe(tmp_path / "run")
+    data["train"]["learning_rate"] = 1e-3
+    with pytest.raises(ConfigError, match="learning_rate.*valid keys.*lr"):
+        recipe_from_dict(data)
+
+
+def test_wrong_type_and_unknown_task(tmp_path):
+    data = vq_recipe(tmp_path / "run")
+    data["train"]["max_steps"] = "many"
+    with pytest.raises(ConfigError, match="max_steps: expected int"):
+        recipe_from_dict(data)
+    with pytest.raises(ConfigError, match="task"):
+        recipe_from_dict({**data, "task": "painting"})
+
+
+def test_overrides_apply_with_yaml_types(tmp_path):
+    path = write_yaml(tmp_path / "r.yaml", vq_recipe(tmp_path / "run"))
+    recipe = load_recipe(path, ["train.lr=3e-4", "data.flip=true", "model.channel_mult=[1,2]"])
+    assert recipe.train.lr == 3e-4 and recipe.data.flip is True
+    assert recipe.model.channel_mult == (1, 2)
+    assert parse_overrides(["a.b.c=1"]) == {"a": {"b": {"c": 1}}}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["train.lr"])
+
+
+def test_presets_fill_defaults_and_yield_to_explicit_keys():
+    config = from_dict(LlamaConfig, {"preset": "XL", "n_layer": 2})
+    assert (config.dim, config.n_head, config.n_layer) == (1280, 20, 2)
+    assert from_dict(LlamaConfig, {"preset": "B"}).hidden_dim == 2048  # LlamaGen-B's SwiGLU width
+    with pytest.raises(ConfigError, match="unknown preset"):
+        from_dict(LlamaConfig, {"preset": "huge"})
+
+
+def test_generator_refuses_keys_derived_from_the_tokenizer(tmp_path):
+    with pytest.raises(ConfigError, match="vocab_size"):
+        recipe_from_dict(
+            {"task": "generator", "output_dir": "x", "tokenizer": "y", "model": {"vocab_size": 9}}
+        )
