@@ -33,6 +33,7 @@ from argen.eval import (
 )
 from argen.sampling.generate import generate_images
 from argen.sampling.next_token import SamplingConfig
+from argen.training.trainer import TrainingError, check_world
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     accelerator = Accelerator()
     try:
+        check_world(accelerator)
         model_dir, tokenizer_dir = resolve_dirs(args)
         model = models.load(model_dir).to(accelerator.device)
         tokenizer = tokenizers.load(tokenizer_dir).to(accelerator.device)
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             top_k=args.top_k,
             top_p=args.top_p,
         )
-    except (CheckpointError, ValueError) as err:
+    except (CheckpointError, ValueError, TrainingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -50,7 +50,7 @@ def build_token_cache(
     device: torch.device | str = "cpu",
 ) -> Path:
     """Encode ``dataset`` with ``tokenizer`` into ``out_dir`` (written atomically)."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    loader = DataLoader(dataset, batch_size=batch_size, generator=torch.Generator())  # global RNG untouched
     tokenizer = tokenizer.to(device).eval()
 
     def write(tmp: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -50,6 +51,18 @@ class Progress:
         self.step = int(state["step"])
 
 
+def check_world(accelerator: Accelerator) -> None:
+    """Fail when a launcher started several processes that Accelerate does not join (they
+    would each train alone and overwrite one another's checkpoints)."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != accelerator.num_processes:
+        raise TrainingError(
+            f"{launched} processes were launched but Accelerate sees {accelerator.num_processes}; "
+            f"on a machine without GPUs set ACCELERATE_USE_CPU=1 (e.g. `ACCELERATE_USE_CPU=1 "
+            f"accelerate launch --multi_gpu --num_processes 2 train.py ...`)"
+        )
+
+
 def check_output_dir(out: Path, recipe: Recipe, resume: bool) -> None:
     """Refuse to overwrite another run; refuse to resume a run with a different recipe."""
     saved = out / RECIPE_FILE
@@ -81,6 +94,7 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
     out = Path(recipe.output_dir)
     tc = recipe.train
     accelerator = Accelerator(mixed_precision=tc.mixed_precision, log_with="tensorboard", project_dir=str(out))
+    check_world(accelerator)
     check_output_dir(out, recipe, resume)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -122,7 +136,7 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
         generator=torch.Generator(),  # keeps the global RNG untouched, so resume is exact
     )
     batch_iter = iter(loader)
-    accelerator.init_trackers("argen", config=_flat_scalars(to_dict(recipe)))
+    accelerator.init_trackers("logs", config=_flat_scalars(to_dict(recipe)))
 
     def save() -> None:
         _save_checkpoint(accelerator, out, modules[0], ema)
@@ -131,6 +145,7 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
 
     bar = tqdm(total=tc.max_steps, initial=progress.step, disable=not accelerator.is_main_process, desc=recipe.task)
     logs: dict[str, float] = {}
+    logged_steps = 0
     while progress.step < tc.max_steps:
         for m in modules:
             m.train()
@@ -160,15 +175,16 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
                 sched.step()
             opt.zero_grad(set_to_none=True)
         progress.step += 1
+        logged_steps += 1
         if ema is not None:
             ema.update(accelerator.unwrap_model(modules[0]), step=progress.step)
         bar.update(1)
         if progress.step % tc.log_every == 0 or progress.step == tc.max_steps:
-            logs = {k: v / ((progress.step - 1) % tc.log_every + 1) for k, v in logs.items()}
+            logs = {k: v / logged_steps for k, v in logs.items()}
             logs["lr"] = schedulers[0].get_last_lr()[0]
             accelerator.log(logs, step=progress.step)
             bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "lr"})
-            logs = {}
+            logs, logged_steps = {}, 0
         if progress.step % tc.save_every == 0 or progress.step == tc.max_steps:
             save()
     bar.close()

@@ -23,6 +23,11 @@ class GeneratorTask(Task):
         data = recipe.data
         self.tokenizer = tokenizers.load(recipe.tokenizer)
         layout = self.tokenizer.layout
+        if self.tokenizer.config.resolution != data.resolution:
+            raise ValueError(
+                f"data.resolution ({data.resolution}) must equal the tokenizer's resolution "
+                f"({self.tokenizer.config.resolution})"
+            )
         cache_dir = Path(data.token_cache or Path(recipe.output_dir) / "token_cache")
         key = cache_key(recipe.tokenizer, data.dataset, data.resolution, data.flip)
         if accelerator.is_main_process and not cache_matches(cache_dir, key):

@@ -1,0 +1,124 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from argen.checkpoint import read_config
+from argen.training.recipes import recipe_from_dict
+from argen.training.tasks.generator import GeneratorTask
+from argen.training.trainer import TrainingError, train
+from tests.conftest import gpt_recipe, vq_recipe, write_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def weights(directory: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(directory / "model.safetensors"))
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+def test_training_writes_model_ema_tokenizer_and_state(trained):
+    gpt = trained["gpt"]
+    for sub in ("model", "ema", "tokenizer", "checkpoint"):
+        assert (gpt / sub).is_dir(), sub
+    config = read_config(gpt / "model")
+    assert config["_class_name"] == "Llama" and config["grid_size"] == [4, 4]
+    assert config["vocab_size"] == 32 and config["num_classes"] == 10
+    assert not torch.equal(weights(gpt / "model")["output.weight"], weights(gpt / "ema")["output.weight"])
+    assert any((trained["vq"] / "logs").glob("events.out.tfevents.*"))  # tensorboard
+    assert json.loads((trained["classifier"] / "metrics.json").read_text())["holdout_size"] == 180
+
+
+def test_refuses_to_overwrite_a_run_and_to_resume_a_different_recipe(trained, tmp_path):
+    data = vq_recipe(trained["vq"])
+    with pytest.raises(TrainingError, match="--resume"):
+        train(recipe_from_dict(data))
+    data["model"]["codebook_size"] = 64
+    with pytest.raises(TrainingError, match="differs.*model"):
+        train(recipe_from_dict(data), resume=True)
+    with pytest.raises(TrainingError, match="no checkpoint"):
+        train(recipe_from_dict(vq_recipe(tmp_path / "fresh")), resume=True)
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(trained, tmp_path, monkeypatch):
+    tokenizer = trained["vq"] / "model"
+    straight = train(recipe_from_dict(gpt_recipe(tmp_path / "straight", tokenizer)))
+
+    recipe = recipe_from_dict(gpt_recipe(tmp_path / "killed", tokenizer))
+    original = GeneratorTask.compute_losses
+
+    def killed_at_step_4(self, modules, batch, step):
+        if step == 4:
+            raise KeyboardInterrupt  # the process dies after the step-3 checkpoint
+        return original(self, modules, batch, step)
+
+    monkeypatch.setattr(GeneratorTask, "compute_losses", killed_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe)
+    monkeypatch.setattr(GeneratorTask, "compute_losses", original)
+    resumed = train(recipe_from_dict(gpt_recipe(tmp_path / "killed", tokenizer)), resume=True)
+    assert_same_weights(straight / "model", resumed / "model")
+    assert_same_weights(straight / "ema", resumed / "ema")
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained, tmp_path, monkeypatch):
+    recipe = recipe_from_dict(gpt_recipe(tmp_path / "nan", trained["vq"] / "model"))
+    original = GeneratorTask.compute_losses
+
+    def nan_at_step_4(self, modules, batch, step):
+        losses, logs = original(self, modules, batch, step)
+        if step == 4:
+            losses["model"] = losses["model"] * float("nan")
+        return losses, logs
+
+    monkeypatch.setattr(GeneratorTask, "compute_losses", nan_at_step_4)
+    with pytest.raises(TrainingError, match="non-finite loss.*step 4.*last good checkpoint"):
+        train(recipe)
+    state = torch.load(tmp_path / "nan" / "checkpoint" / "custom_checkpoint_0.pkl", weights_only=False)
+    assert state["step"] == 3
+    assert all(torch.isfinite(v).all() for v in weights(tmp_path / "nan" / "model").values())
+
+
+def test_tokenizer_with_patchgan_trains(tmp_path):
+    data = vq_recipe(tmp_path / "gan", max_steps=3, save_every=3)
+    data["loss"] = dict(disc_weight=0.5, disc_start=1, disc_layers=1, disc_channels=8, reconstruction="l1")
+    out = train(recipe_from_dict(data))
+    assert (out / "checkpoint").is_dir() and (out / "model").is_dir()
+
+
+def run_cli(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_train_cli_smoke_and_bad_config(tmp_path):
+    config = write_yaml(tmp_path / "vq.yaml", vq_recipe(tmp_path / "vq", max_steps=2, save_every=2))
+    done = run_cli([sys.executable, "train.py", "--config", str(config)])
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "vq" / "model" / "model.safetensors").is_file()
+    bad = run_cli([sys.executable, "train.py", "--config", str(config), "train.steps=3"])
+    assert bad.returncode == 2 and "unknown key(s) ['steps']" in bad.stderr
+
+
+LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+def test_two_process_accelerate_launch_cpu(trained, tmp_path):
+    data = gpt_recipe(tmp_path / "ddp", trained["vq"] / "model", max_steps=2, save_every=2)
+    config = write_yaml(tmp_path / "gpt.yaml", data)
+    done = run_cli([*LAUNCH, "train.py", "--config", str(config)], env={"ACCELERATE_USE_CPU": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "ddp" / "checkpoint" / "random_states_1.pkl").is_file()  # two processes ran
+    assert (tmp_path / "ddp" / "ema" / "model.safetensors").is_file()
