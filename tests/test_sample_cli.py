@@ -1,0 +1,103 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from argen.eval import (
+    FeaturesUnavailable,
+    class_consistency,
+    classifier_metric,
+    frechet_distance,
+    inception_metric,
+    load_classifier,
+)
+from argen.eval.npz import from_uint8, to_uint8
+from tests.test_train import LAUNCH, run_cli
+
+
+def sample(trained, out, *extra, env=None, launch=()):
+    args = [*launch, "sample.py", "--ckpt", str(trained["gpt"]), "--out", str(out), *extra]
+    return run_cli(args if launch else ["python", *args], env=env)
+
+
+def test_sample_cli_writes_grid_npz_and_metrics(trained, tmp_path):
+    clf = trained["classifier"] / "model"
+    done = sample(
+        trained, tmp_path / "s", "--classes", "1,3", "--num-samples", "7", "--batch-size", "3",
+        "--cfg-scale", "2", "--top-k", "10", "--fid", "digits", "--fid-features", "classifier",
+        "--classifier", str(clf),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    with np.load(tmp_path / "s" / "samples.npz") as data:
+        images, labels = data["arr_0"], data["labels"]
+    assert images.shape == (7, 8, 8, 3) and images.dtype == np.uint8
+    assert labels.tolist() == [1, 3, 1, 3, 1, 3, 1]
+    assert Image.open(tmp_path / "s" / "grid.png").size[0] == 2 * 9 + 1  # 2 columns of 8 px + padding
+    metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert "fid" not in metrics and metrics["fid_classifier"] >= 0
+    assert metrics["features"].startswith("classifier") and metrics["reference_size"] == 1797
+    assert set(metrics["class_consistency"]) == {"overall", "1", "3"}
+
+
+def test_sampling_is_seeded_and_independent_of_the_process_count(trained, tmp_path):
+    common = ["--num-samples", "6", "--batch-size", "2", "--seed", "5", "--cfg-scale", "1.5"]
+    assert sample(trained, tmp_path / "a", *common).returncode == 0
+    assert sample(trained, tmp_path / "b", *common).returncode == 0
+    two = sample(trained, tmp_path / "c", *common, env={"ACCELERATE_USE_CPU": "1"}, launch=LAUNCH)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b, c = (np.load(tmp_path / d / "samples.npz")["arr_0"] for d in "abc")
+    assert np.array_equal(a, b) and np.array_equal(a, c)
+    other = sample(trained, tmp_path / "d", *common[:-4], "--seed", "6", "--cfg-scale", "1.5")
+    assert not np.array_equal(a, np.load(tmp_path / "d" / "samples.npz")["arr_0"]), other.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--classes", "12"], "class ids must lie in [0, 10)"),
+        (["--classes", "two"], "comma-separated integers"),
+        (["--fid", "digits", "--inception-weights", "/nonexistent.pth"], "does not exist"),
+        (["--fid", "digits", "--fid-features", "classifier"], "needs --classifier"),
+    ],
+)
+def test_sample_cli_bad_input(trained, tmp_path, args, message):
+    done = sample(trained, tmp_path / "bad", "--num-samples", "2", *args)
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+
+
+def test_missing_checkpoint(tmp_path):
+    done = run_cli(["python", "sample.py", "--ckpt", str(tmp_path)])
+    assert done.returncode == 2 and "config.json" in done.stderr
+
+
+def test_inception_without_weights_names_the_fix(tmp_path):
+    with pytest.raises(FeaturesUnavailable, match="does not exist"):
+        inception_metric(tmp_path / "missing.pth")
+
+
+def test_classifier_frechet_distance_is_zero_on_itself_and_grows_with_noise(trained):
+    clf = load_classifier(trained["classifier"] / "model")
+    from argen.data import DigitsDataset
+
+    real = to_uint8(DigitsDataset(8).images[:400])
+    metric = classifier_metric(clf)
+    same = frechet_distance(metric, real, real)
+    pixels = from_uint8(real)
+    noisy = [
+        frechet_distance(metric, real, to_uint8(pixels + s * torch.randn_like(pixels)))
+        for s in (0.2, 0.6)
+    ]
+    assert abs(same) < 1e-3 and same < noisy[0] < noisy[1]
+
+
+def test_class_consistency_per_class():
+    class Fixed(torch.nn.Module):
+        def forward(self, x):  # predicts class 0 for dark images, 1 otherwise
+            return torch.stack([-x.mean((1, 2, 3)), x.mean((1, 2, 3))], -1)
+
+    pixels = torch.cat([-torch.ones(2, 3, 4, 4), torch.ones(3, 3, 4, 4)])
+    result = class_consistency(Fixed(), pixels, torch.tensor([0, 0, 1, 1, 1]))
+    assert result["0"] == pytest.approx(2 / 3) and result["1"] == pytest.approx(1.0)
+    assert result["overall"] == pytest.approx(0.8)
