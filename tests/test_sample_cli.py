@@ -98,6 +98,6 @@ def test_class_consistency_per_class():
             return torch.stack([-x.mean((1, 2, 3)), x.mean((1, 2, 3))], -1)
 
     pixels = torch.cat([-torch.ones(2, 3, 4, 4), torch.ones(3, 3, 4, 4)])
-    result = class_consistency(Fixed(), pixels, torch.tensor([0, 0, 1, 1, 1]))
+    result = class_consistency(Fixed(), pixels, torch.tensor([0, 0, 0, 1, 1]))
     assert result["0"] == pytest.approx(2 / 3) and result["1"] == pytest.approx(1.0)
     assert result["overall"] == pytest.approx(0.8)
