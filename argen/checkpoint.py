@@ -48,10 +48,16 @@ def atomic_directory(target: str | Path, write: Callable[[Path], None]) -> Path:
     return target
 
 
-def save_model(model: torch.nn.Module, directory: str | Path) -> Path:
-    """Write ``model`` (which has a dataclass ``config``) as config.json + model.safetensors."""
+def save_model(
+    model: torch.nn.Module, directory: str | Path, state: dict[str, torch.Tensor] | None = None
+) -> Path:
+    """Write ``model`` (which has a dataclass ``config``) as config.json + model.safetensors.
+
+    ``state`` replaces ``model.state_dict()`` (e.g. one consolidated from FSDP shards).
+    """
     config = {"_class_name": type(model).__name__, **to_dict(model.config)}
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = model.state_dict() if state is None else state
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
     def write(tmp: Path) -> None:
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")

@@ -1,11 +1,12 @@
 import logging
+import threading
 
 import pytest
 import torch
 from PIL import Image
 
 from argen.data import DatasetError, DigitsDataset, ImageFolderDataset, ShardedBatches, build_dataset
-from argen.data.token_cache import TokenCacheDataset, build_token_cache
+from argen.data.token_cache import TokenCacheDataset, build_token_cache, read_meta
 from tests.test_tokenizer import tiny_vq
 
 
@@ -70,8 +71,30 @@ def test_token_cache_roundtrip_with_flips(tmp_path):
     subset = torch.utils.data.Subset(data, range(10))
     out = build_token_cache(vq, subset, tmp_path / "cache", {"k": 1}, flip=True, batch_size=4, shard_size=8)
     cache = TokenCacheDataset(out)
-    assert len(cache) == 20 and len(list(out.glob("shard-*.safetensors"))) > 1
-    images = torch.stack([subset[i][0] for i in range(4)])
-    assert torch.equal(cache.tokens[:4], vq.encode(images))  # first batch, as is
-    assert torch.equal(cache.tokens[4:8], vq.encode(images.flip(-1)))  # then mirrored
-    assert cache.labels[:4].tolist() == [subset[i][1] for i in range(4)]
+    assert len(cache) == 20 and len(list(out.glob("shard-*.safetensors"))) == 2
+    images = torch.stack([subset[i][0] for i in range(10)])
+    assert torch.equal(cache.tokens[0::2], vq.encode(images))  # every image as is,
+    assert torch.equal(cache.tokens[1::2], vq.encode(images.flip(-1)))  # then mirrored
+    assert cache.labels[0::2].tolist() == [subset[i][1] for i in range(10)]
+    assert read_meta(out)["num_items"] == 20
+
+
+def test_token_cache_order_does_not_depend_on_the_number_of_processes(tmp_path):
+    vq, data = tiny_vq(), torch.utils.data.Subset(DigitsDataset(16), range(9))
+    one = build_token_cache(vq, data, tmp_path / "one", {}, flip=True, batch_size=2, shard_size=4)
+    barrier = threading.Barrier(3)  # three "processes", as threads sharing the output folder
+    workers = [
+        threading.Thread(
+            target=build_token_cache,
+            args=(vq, data, tmp_path / "three", {}, True, 2, 4),
+            kwargs=dict(rank=rank, world_size=3, barrier=barrier.wait),
+        )
+        for rank in range(3)
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    a, b = TokenCacheDataset(one), TokenCacheDataset(tmp_path / "three")
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.labels, b.labels)
+    assert len(list((tmp_path / "three").glob("shard-*"))) == 3

@@ -15,6 +15,7 @@ import torch
 from accelerate import Accelerator
 from PIL import Image
 from torchvision.utils import make_grid
+from tqdm import tqdm
 
 from argen import models, tokenizers
 from argen.checkpoint import CheckpointError
@@ -31,9 +32,13 @@ from argen.eval import (
     save_npz,
     to_uint8,
 )
-from argen.sampling.generate import generate_images
+from argen.sampling.generate import BatchStore, batch_seed, generate_batch
 from argen.sampling.next_token import SamplingConfig
 from argen.training.trainer import TrainingError, check_world
+
+
+# options that do not change the samples drawn
+DISPLAY_ONLY = {"out", "fid", "fid_features", "inception_weights", "classifier", "compile"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,6 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true", help="torch.compile the one-token decode step")
     p.add_argument("--out", help="output directory (default: <ckpt>/samples)")
     p.add_argument("--fid", metavar="REF", help="reference: an .npz, an image folder or an embedded dataset")
     p.add_argument("--fid-features", choices=["inception", "classifier"], default="inception")
@@ -140,30 +146,26 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or Path(args.ckpt) / "samples")
     labels = torch.tensor([classes[i % len(classes)] for i in range(args.num_samples)])
     num_batches = -(-args.num_samples // args.batch_size)
+    settings = {k: v for k, v in vars(args).items() if k not in DISPLAY_ONLY}
+    store = BatchStore(out, {**settings, "model": str(model_dir), "tokenizer": str(tokenizer_dir)})
+    if accelerator.is_main_process:
+        store.prepare()
+    accelerator.wait_for_everyone()
     mine = range(accelerator.process_index, num_batches, accelerator.num_processes)
+    todo = [b for b in mine if not store.has(b)]
     start = time.perf_counter()
-    batches = generate_images(
-        model, tokenizer, labels, config, args.batch_size, args.seed, mine, accelerator.is_main_process
-    )
+    for b in tqdm(todo, desc="sampling", disable=not accelerator.is_main_process):
+        rows = labels[b * args.batch_size : (b + 1) * args.batch_size]
+        store.put(b, generate_batch(model, tokenizer, rows, config, batch_seed(args.seed, b), args.compile))
     seconds = time.perf_counter() - start
-    parts = out / ".parts"
-    parts.mkdir(parents=True, exist_ok=True)
-    np.savez(parts / f"part-{accelerator.process_index}.npz", **{str(b): x for b, x in batches.items()})
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return 0
 
-    gathered = {}
-    for path in parts.glob("part-*.npz"):
-        with np.load(path) as data:
-            gathered.update({int(k): data[k] for k in data.files})
-    images = np.concatenate([gathered[b] for b in range(num_batches)])  # (N, H, W, C)
+    images = store.gather(num_batches)  # (N, H, W, C)
     save_npz(out / "samples.npz", images, labels.numpy())
     grid = make_grid(torch.from_numpy(images[: len(classes) * 10]).permute(0, 3, 1, 2), nrow=len(classes), padding=1)
     Image.fromarray(grid.permute(1, 2, 0).numpy()).save(out / "grid.png")
-    for path in parts.glob("part-*.npz"):
-        path.unlink()
-    parts.rmdir()
     print(f"wrote {len(images)} samples to {out}/samples.npz and {out}/grid.png")
 
     if args.fid or args.classifier:
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics.update(
             num_samples=len(images),
             sampling=vars(config) | {"seed": args.seed, "weights": str(model_dir)},
-            sampling_seconds=seconds,
+            sampling_seconds=seconds,  # this invocation's share (main process)
         )
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         print(json.dumps({k: v for k, v in metrics.items() if k != "sampling"}, indent=2))

@@ -1,21 +1,25 @@
 """Token cache: a dataset encoded once by a trained tokenizer, in safetensors shards.
 
 Generator training reads the cache instead of running the tokenizer every step. With
-``flip=True`` every image is stored twice, as is and mirrored.
+``flip=True`` every image is stored twice, as is and mirrored. Every process encodes a
+slice of the dataset; every process then reads the whole cache and takes its own batches.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from argen.checkpoint import WEIGHTS_NAME, atomic_directory
+from argen.checkpoint import WEIGHTS_NAME
 
 META_NAME = "meta.json"
 
@@ -48,43 +52,61 @@ def build_token_cache(
     batch_size: int = 256,
     shard_size: int = 100_000,
     device: torch.device | str = "cpu",
+    rank: int = 0,
+    world_size: int = 1,
+    barrier: Callable[[], None] = lambda: None,
 ) -> Path:
-    """Encode ``dataset`` with ``tokenizer`` into ``out_dir`` (written atomically)."""
-    loader = DataLoader(dataset, batch_size=batch_size, generator=torch.Generator())  # global RNG untouched
+    """Encode ``dataset`` with ``tokenizer`` into ``out_dir``, written atomically.
+
+    Process ``rank`` of ``world_size`` encodes one contiguous slice (call on every process,
+    with ``barrier`` synchronising them). Shards are named by their first item, so the cache
+    order is the dataset order whatever the number of processes; with ``flip`` every image is
+    followed by its mirror.
+    """
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}-tmp")
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier()
     tokenizer = tokenizer.to(device).eval()
-
-    def write(tmp: Path) -> None:
-        tokens, labels, shard, count = [], [], 0, 0
-
-        def flush() -> None:
-            nonlocal tokens, labels, shard
-            if tokens:
-                save_file(
-                    {"tokens": torch.cat(tokens).contiguous(), "labels": torch.cat(labels)},
-                    str(tmp / f"shard-{shard:05d}.safetensors"),
-                )
-                tokens, labels, shard = [], [], shard + 1
-
-        for images, y in tqdm(loader, desc="encoding token cache"):
+    lo, hi = rank * len(dataset) // world_size, (rank + 1) * len(dataset) // world_size
+    for start in range(lo, hi, shard_size):
+        part = Subset(dataset, range(start, min(start + shard_size, hi)))
+        loader = DataLoader(part, batch_size=batch_size, generator=torch.Generator())  # global RNG untouched
+        tokens, labels = [], []
+        for images, y in tqdm(loader, desc=f"encoding token cache [{rank}]", disable=rank != 0):
             images = images.to(device)
-            views = [images, images.flip(-1)] if flip else [images]
-            for view in views:
-                ids = tokenizer.encode(view).cpu()  # (B, h, w)
-                tokens.append(ids.to(torch.int32))
-                labels.append(y.to(torch.int64))
-                count += len(ids)
-            if sum(len(t) for t in tokens) >= shard_size:
-                flush()
-        flush()
-        meta = {**key, "num_items": count, "shape": list(tokens_shape(tmp))}
+            ids = tokenizer.encode(images)  # (B, h, w)
+            if flip:
+                ids = torch.stack([ids, tokenizer.encode(images.flip(-1))], dim=1).flatten(0, 1)  # (2B, h, w)
+                y = y.repeat_interleave(2)
+            tokens.append(ids.cpu().to(torch.int32))
+            labels.append(y.to(torch.int64))
+        shard = {"tokens": torch.cat(tokens).contiguous(), "labels": torch.cat(labels)}
+        save_file(shard, str(tmp / f"shard-{start:09d}.safetensors"))
+    barrier()
+    if rank == 0:
+        cache = TokenCacheDataset(tmp)
+        classes = getattr(dataset, "classes", None)
+        meta = {
+            **key,
+            "num_items": len(cache),
+            "shape": list(cache.tokens.shape[1:]),
+            "num_classes": len(classes) if classes else int(cache.labels.max()) + 1,
+        }
         (tmp / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        old = out_dir.with_name(f".{out_dir.name}-old")
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    barrier()
+    return out_dir
 
-    return atomic_directory(out_dir, write)
 
-
-def tokens_shape(directory: Path) -> tuple[int, ...]:
-    first = load_file(str(sorted(directory.glob("shard-*.safetensors"))[0]))
-    return tuple(first["tokens"].shape[1:])
+def read_meta(directory: str | Path) -> dict:
+    return json.loads((Path(directory) / META_NAME).read_text())
 
 
 def cache_matches(out_dir: str | Path, key: dict) -> bool:

@@ -10,6 +10,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from argen.models.rope import apply_rope, rope_2d
 
@@ -132,7 +133,9 @@ class FeedForward(nn.Module):
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
-class Block(nn.Module):
+class LlamaBlock(nn.Module):
+    """Pre-norm attention + SwiGLU; the FSDP wrap unit."""
+
     def __init__(self, c: LlamaConfig):
         super().__init__()
         self.attention_norm = RMSNorm(c.dim, c.norm_eps)
@@ -154,6 +157,7 @@ class Llama(nn.Module):
 
     Config = LlamaConfig
     prefix_len = 1
+    activation_checkpointing = False  # a training option, set by the trainer
 
     def __init__(self, config: LlamaConfig):
         super().__init__()
@@ -161,7 +165,7 @@ class Llama(nn.Module):
         self.null_class = c.num_classes
         self.class_emb = nn.Embedding(c.num_classes + 1, c.dim)  # last row: the null class
         self.tok_emb = nn.Embedding(c.vocab_size, c.dim)
-        self.layers = nn.ModuleList(Block(c) for _ in range(c.n_layer))
+        self.layers = nn.ModuleList(LlamaBlock(c) for _ in range(c.n_layer))
         self.norm = RMSNorm(c.dim, c.norm_eps)
         self.output = nn.Linear(c.dim, c.vocab_size, bias=False)
         head_dim = c.dim // c.n_head
@@ -196,7 +200,10 @@ class Llama(nn.Module):
         x = torch.cat([self.embed_condition(labels), self.embed_tokens(tokens[:, :-1])], dim=1)
         rope = self.rope[: x.shape[1]]
         for layer in self.layers:
-            x = layer(x, rope)
+            if self.activation_checkpointing and self.training:
+                x = checkpoint(layer, x, rope, use_reentrant=False)
+            else:
+                x = layer(x, rope)
         return self.output(self.norm(x)).float()
 
     # --- cached decoding -------------------------------------------------------------------

@@ -1,13 +1,15 @@
 """Images from a generator and its tokenizer, in seeded batches that any number of
-processes can share without duplicates."""
+processes can share, skip when already drawn, and gather."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from argen.eval.npz import to_uint8
 from argen.sampling.next_token import SamplingConfig, sample_next_token
@@ -19,29 +21,50 @@ def batch_seed(seed: int, batch_index: int) -> int:
 
 
 @torch.no_grad()
-def generate_images(
+def generate_batch(
     model: torch.nn.Module,
     tokenizer: torch.nn.Module,
     labels: torch.Tensor,
     config: SamplingConfig,
-    batch_size: int,
     seed: int,
-    batch_indices: Iterable[int] | None = None,
-    progress: bool = True,
-) -> dict[int, np.ndarray]:
-    """Sample images for ``labels`` (N,): returns {batch index: uint8 (b, H, W, C)}.
-
-    ``batch_indices`` picks which batches of ``batch_size`` to draw (default: all).
-    """
+    compile: bool = False,
+) -> np.ndarray:
+    """Sample one image per label (b,) -> uint8 (b, H, W, C)."""
     device = next(model.parameters()).device
     layout = tokenizer.layout
-    num_batches = -(-len(labels) // batch_size)
-    chosen = list(range(num_batches) if batch_indices is None else batch_indices)
-    out = {}
-    for b in tqdm(chosen, desc="sampling", disable=not progress):
-        rows = labels[b * batch_size : (b + 1) * batch_size].to(device)
-        generator = torch.Generator(device=device).manual_seed(batch_seed(seed, b))
-        ids = sample_next_token(model, rows, config, generator)  # (b, h*w)
-        pixels = tokenizer.decode(ids.view(-1, layout.height, layout.width))
-        out[b] = to_uint8(pixels)
-    return out
+    generator = torch.Generator(device=device).manual_seed(seed)
+    ids = sample_next_token(model, labels.to(device), config, generator, compile=compile)  # (b, h*w)
+    return to_uint8(tokenizer.decode(ids.view(-1, layout.height, layout.width)))
+
+
+class BatchStore:
+    """Finished batches on disk (``<out>/.parts/batch-NNNNNN.npy``), so an interrupted run
+    continues where it stopped. Parts drawn with other settings are discarded."""
+
+    def __init__(self, out: Path, settings: dict):
+        self.dir = out / ".parts"
+        self.settings = json.loads(json.dumps(settings))  # as it reads back from disk
+
+    def prepare(self) -> None:
+        """Main process only: start the folder, or keep it if its settings match."""
+        stamp = self.dir / "settings.json"
+        if self.dir.exists() and (not stamp.is_file() or json.loads(stamp.read_text()) != self.settings):
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps(self.settings, indent=2))
+
+    def path(self, index: int) -> Path:
+        return self.dir / f"batch-{index:06d}.npy"
+
+    def has(self, index: int) -> bool:
+        return self.path(index).is_file()
+
+    def put(self, index: int, images: np.ndarray) -> None:
+        tmp = self.dir / f".batch-{index:06d}.tmp.npy"
+        np.save(tmp, images)
+        os.replace(tmp, self.path(index))
+
+    def gather(self, num_batches: int) -> np.ndarray:
+        images = np.concatenate([np.load(self.path(b)) for b in range(num_batches)])
+        shutil.rmtree(self.dir)
+        return images

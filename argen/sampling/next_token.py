@@ -57,6 +57,12 @@ def guide(logits: torch.Tensor, scale: float) -> torch.Tensor:
     return uncond + scale * (cond - uncond)
 
 
+def compiled_step(model: torch.nn.Module, cuda: bool):
+    """``model.forward_cached`` compiled for one-token inputs."""
+    mode = "reduce-overhead" if cuda else "default"
+    return torch.compile(model.forward_cached, mode=mode, fullgraph=True, dynamic=False)
+
+
 @torch.no_grad()
 def sample_next_token(
     model: torch.nn.Module,
@@ -64,12 +70,14 @@ def sample_next_token(
     config: SamplingConfig,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
+    compile: bool = False,
 ) -> torch.Tensor:
     """Generate ``model.config.num_tokens`` ids per label (B,) -> (B, L).
 
     With guidance the conditional and unconditional rows run as one batch of 2B. Without
     ``use_cache`` every step recomputes the whole prefix (the reference for tests and
-    benchmarks).
+    benchmarks). ``compile`` runs the one-token step through ``torch.compile`` (static shapes;
+    CUDA graphs on GPU, gpt-fast style). The loop never waits on the device.
     """
     num_tokens = model.config.num_tokens
     rows = labels
@@ -79,11 +87,13 @@ def sample_next_token(
     x = model.embed_condition(rows)  # (B', prefix, D)
     if use_cache:
         model.setup_cache(rows.shape[0])
+    step = compiled_step(model, x.is_cuda) if compile else model.forward_cached
     try:
         pos = torch.arange(x.shape[1], device=x.device)
         for i in range(num_tokens):
             if use_cache:
-                logits = model.forward_cached(x, pos)[:, -1]  # (B', V)
+                forward = model.forward_cached if i == 0 else step  # prefill runs eagerly
+                logits = forward(x, pos)[:, -1]  # (B', V)
             else:
                 padded = torch.cat([out[:, :i], out.new_zeros(out.shape[0], num_tokens - i)], 1)
                 logits = model(padded.repeat(2, 1) if config.guided else padded, rows)[:, i]

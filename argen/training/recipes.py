@@ -33,10 +33,12 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0  # 0 disables clipping
     grad_accum: int = 1
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = None  # None: the launcher's setting
     ema_decay: float = 0.0  # 0 disables EMA weights
     save_every: int = 500
     log_every: int = 50
+    compile: bool = False  # torch.compile the trained model
+    activation_checkpointing: bool = False  # recompute transformer blocks in the backward pass
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from timm.utils.model_ema import ModelEmaV3
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint"  # training state (optimizer, schedule, RNG, EMA, step)
 RECIPE_FILE = "recipe.json"
+LOG_FILE = "log.jsonl"  # one line of process-averaged metrics per log_every steps
 
 
 class TrainingError(RuntimeError):
@@ -61,6 +62,18 @@ def check_world(accelerator: Accelerator) -> None:
             f"on a machine without GPUs set ACCELERATE_USE_CPU=1 (e.g. `ACCELERATE_USE_CPU=1 "
             f"accelerate launch --multi_gpu --num_processes 2 train.py ...`)"
         )
+
+
+def configure_model(model: torch.nn.Module, tc, accelerator: Accelerator) -> None:
+    """Apply the training-only model options of the recipe."""
+    if tc.activation_checkpointing:
+        if not hasattr(model, "activation_checkpointing"):
+            raise TrainingError(f"{type(model).__name__} has no activation checkpointing option")
+        model.activation_checkpointing = True
+    if tc.compile:
+        model.compile()  # in place: parameter names and checkpoints stay unchanged
+    if tc.ema_decay > 0 and accelerator.distributed_type == DistributedType.FSDP:
+        raise TrainingError("EMA weights are not supported with FSDP yet; set train.ema_decay=0")
 
 
 def check_output_dir(out: Path, recipe: Recipe, resume: bool) -> None:
@@ -93,7 +106,12 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
 
     out = Path(recipe.output_dir)
     tc = recipe.train
-    accelerator = Accelerator(mixed_precision=tc.mixed_precision, log_with="tensorboard", project_dir=str(out))
+    accelerator = Accelerator(
+        mixed_precision=tc.mixed_precision,
+        log_with="tensorboard",
+        project_dir=str(out),
+        step_scheduler_with_optimizer=False,  # one schedule step per optimizer step, any world size
+    )
     check_world(accelerator)
     check_output_dir(out, recipe, resume)
     if accelerator.is_main_process:
@@ -103,6 +121,7 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
     set_seed(recipe.seed)  # identical initial weights on every process
     task = build_task(recipe, accelerator)
     set_seed(recipe.seed, device_specific=True)  # distinct dropout / augmentation per process
+    configure_model(task.model, tc, accelerator)
 
     names = ["model", *task.extra_modules]
     modules = [task.model, *task.extra_modules.values()]
@@ -180,9 +199,13 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
             ema.update(accelerator.unwrap_model(modules[0]), step=progress.step)
         bar.update(1)
         if progress.step % tc.log_every == 0 or progress.step == tc.max_steps:
-            logs = {k: v / logged_steps for k, v in logs.items()}
+            means = torch.tensor(list(logs.values()), device=accelerator.device) / logged_steps
+            logs = dict(zip(logs, accelerator.reduce(means, "mean").tolist()))  # all processes
             logs["lr"] = schedulers[0].get_last_lr()[0]
             accelerator.log(logs, step=progress.step)
+            if accelerator.is_main_process:
+                with open(out / LOG_FILE, "a") as f:
+                    f.write(json.dumps({"step": progress.step, **logs}) + "\n")
             bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "lr"})
             logs, logged_steps = {}, 0
         if progress.step % tc.save_every == 0 or progress.step == tc.max_steps:
@@ -200,13 +223,14 @@ def _save_checkpoint(accelerator: Accelerator, out: Path, model, ema) -> None:
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
+    state = accelerator.get_state_dict(model)  # consolidated (a collective under FSDP)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if final.exists():
             final.rename(old)
         tmp.rename(final)
         shutil.rmtree(old, ignore_errors=True)
-        save_model(accelerator.unwrap_model(model), out / "model")
+        save_model(accelerator.unwrap_model(model), out / "model", state)
         if ema is not None:
             save_model(ema.module, out / "ema")
     accelerator.wait_for_everyone()

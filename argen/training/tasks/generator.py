@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from argen import tokenizers
 from argen.checkpoint import save_model
 from argen.data import TokenCacheDataset, build_dataset, build_token_cache
-from argen.data.token_cache import cache_key, cache_matches
+from argen.data.token_cache import cache_key, cache_matches, read_meta
 from argen.models.llama import Llama
 from argen.training.recipes import GeneratorRecipe
 from argen.training.tasks.base import Task
@@ -30,17 +30,25 @@ class GeneratorTask(Task):
             )
         cache_dir = Path(data.token_cache or Path(recipe.output_dir) / "token_cache")
         key = cache_key(recipe.tokenizer, data.dataset, data.resolution, data.flip)
-        if accelerator.is_main_process and not cache_matches(cache_dir, key):
-            if cache_dir.exists() and data.token_cache:
+        if not cache_matches(cache_dir, key):
+            if cache_dir.exists():
                 raise ValueError(
                     f"token cache {cache_dir} was built from another tokenizer or dataset; delete it "
                     f"or point data.token_cache elsewhere"
                 )
-            images = build_dataset(data.dataset, data.resolution)
-            build_token_cache(self.tokenizer, images, cache_dir, key, data.flip, device=accelerator.device)
-        accelerator.wait_for_everyone()
+            build_token_cache(
+                self.tokenizer,
+                build_dataset(data.dataset, data.resolution),
+                cache_dir,
+                key,
+                data.flip,
+                device=accelerator.device,
+                rank=accelerator.process_index,
+                world_size=accelerator.num_processes,
+                barrier=accelerator.wait_for_everyone,
+            )
         self.dataset = TokenCacheDataset(cache_dir)
-        num_classes = int(self.dataset.labels.max()) + 1
+        num_classes = read_meta(cache_dir)["num_classes"]
         config = recipe.model
         config.vocab_size = layout.vocab_size
         config.grid_size = (layout.height, layout.width)
