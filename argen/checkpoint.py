@@ -82,9 +82,7 @@ def load_model(directory: str | Path, classes: dict[str, type]) -> torch.nn.Modu
     config = read_config(directory)
     name = config.pop("_class_name", None)
     if name not in classes:
-        raise CheckpointError(
-            f"{directory} holds a {name!r}; this loader knows {sorted(classes)}"
-        )
+        raise CheckpointError(f"{directory} holds a {name!r}; this loader knows {sorted(classes)}")
     cls = classes[name]
     try:
         model = cls(from_dict(cls.Config, config))

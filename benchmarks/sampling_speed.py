@@ -43,7 +43,12 @@ def main() -> None:
     torch.manual_seed(0)
     config = from_dict(
         LlamaConfig,
-        {"preset": args.preset, "vocab_size": args.vocab, "grid_size": [args.grid, args.grid], "num_classes": 10},
+        {
+            "preset": args.preset,
+            "vocab_size": args.vocab,
+            "grid_size": [args.grid, args.grid],
+            "num_classes": 10,
+        },
     )
     model = Llama(config).to(args.device).eval()
     labels = torch.arange(args.batch, device=args.device) % 10

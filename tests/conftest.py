@@ -22,8 +22,14 @@ def vq_recipe(out: Path, **train) -> dict:
         output_dir=str(out),
         data=dict(dataset="digits", resolution=8, batch_size=16),
         model=dict(
-            resolution=8, base_channels=8, channel_mult=[1, 2], num_res_blocks=1,
-            z_channels=8, norm_groups=4, codebook_size=32, codebook_dim=4,
+            resolution=8,
+            base_channels=8,
+            channel_mult=[1, 2],
+            num_res_blocks=1,
+            z_channels=8,
+            norm_groups=4,
+            codebook_size=32,
+            codebook_dim=4,
         ),
         train={**TRAIN, **train},
     )

@@ -5,7 +5,13 @@ import pytest
 import torch
 from PIL import Image
 
-from argen.data import DatasetError, DigitsDataset, ImageFolderDataset, ShardedBatches, build_dataset
+from argen.data import (
+    DatasetError,
+    DigitsDataset,
+    ImageFolderDataset,
+    ShardedBatches,
+    build_dataset,
+)
 from argen.data.token_cache import TokenCacheDataset, build_token_cache, read_meta
 from tests.test_tokenizer import tiny_vq
 

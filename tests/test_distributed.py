@@ -96,3 +96,25 @@ def test_sampling_resumes_after_an_interruption(trained, tmp_path, monkeypatch):
     full = np.load(tmp_path / "full" / "samples.npz")["arr_0"]
     assert np.array_equal(full, np.load(tmp_path / "resumed" / "samples.npz")["arr_0"])
     assert not (tmp_path / "resumed" / ".parts").exists()
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="Accelerate's FSDP plugin needs an accelerator device: on CPU it stops with "
+    "'There are currently no available devices found'",
+)
+def test_fsdp_step_on_one_gpu(trained, tmp_path):
+    data = deterministic_gpt(tmp_path / "fsdp", trained["vq"] / "model", 4, max_steps=2, save_every=2)
+    config = write_yaml(tmp_path / "f.yaml", data)
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "configs" / "accelerate" / "fsdp_full_shard.yaml"),
+        "--num_processes",
+        "1",
+    ]
+    done = run_cli([*launch, "train.py", "--config", str(config)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "fsdp" / "model" / "model.safetensors").is_file()

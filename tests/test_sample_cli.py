@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from argen.cli import sample as sample_cli
 from argen.eval import (
     FeaturesUnavailable,
     class_consistency,
@@ -25,9 +26,24 @@ def sample(trained, out, *extra, env=None, launch=()):
 def test_sample_cli_writes_grid_npz_and_metrics(trained, tmp_path):
     clf = trained["classifier"] / "model"
     done = sample(
-        trained, tmp_path / "s", "--classes", "1,3", "--num-samples", "7", "--batch-size", "3",
-        "--cfg-scale", "2", "--top-k", "10", "--fid", "digits", "--fid-features", "classifier",
-        "--classifier", str(clf),
+        trained,
+        tmp_path / "s",
+        "--classes",
+        "1,3",
+        "--num-samples",
+        "7",
+        "--batch-size",
+        "3",
+        "--cfg-scale",
+        "2",
+        "--top-k",
+        "10",
+        "--fid",
+        "digits",
+        "--fid-features",
+        "classifier",
+        "--classifier",
+        str(clf),
     )
     assert done.returncode == 0, done.stderr[-2000:]
     with np.load(tmp_path / "s" / "samples.npz") as data:
@@ -62,14 +78,16 @@ def test_sampling_is_seeded_and_independent_of_the_process_count(trained, tmp_pa
         (["--fid", "digits", "--fid-features", "classifier"], "needs --classifier"),
     ],
 )
-def test_sample_cli_bad_input(trained, tmp_path, args, message):
-    done = sample(trained, tmp_path / "bad", "--num-samples", "2", *args)
-    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+def test_sample_cli_bad_input(trained, tmp_path, capsys, args, message):
+    code = sample_cli.main(
+        ["--ckpt", str(trained["gpt"]), "--out", str(tmp_path), "--num-samples", "2", *args]
+    )
+    assert code == 2 and message in capsys.readouterr().err
 
 
-def test_missing_checkpoint(tmp_path):
-    done = run_cli(["python", "sample.py", "--ckpt", str(tmp_path)])
-    assert done.returncode == 2 and "config.json" in done.stderr
+def test_missing_checkpoint(tmp_path, capsys):
+    assert sample_cli.main(["--ckpt", str(tmp_path)]) == 2
+    assert "config.json" in capsys.readouterr().err
 
 
 def test_inception_without_weights_names_the_fix(tmp_path):
@@ -86,8 +104,7 @@ def test_classifier_frechet_distance_is_zero_on_itself_and_grows_with_noise(trai
     same = frechet_distance(metric, real, real)
     pixels = from_uint8(real)
     noisy = [
-        frechet_distance(metric, real, to_uint8(pixels + s * torch.randn_like(pixels)))
-        for s in (0.2, 0.6)
+        frechet_distance(metric, real, to_uint8(pixels + s * torch.randn_like(pixels))) for s in (0.2, 0.6)
     ]
     assert abs(same) < 1e-3 and same < noisy[0] < noisy[1]
 

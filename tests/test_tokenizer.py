@@ -9,8 +9,14 @@ from argen.tokenizers.vq import VQConfig, VQModel
 def tiny_vq() -> VQModel:
     torch.manual_seed(0)
     config = VQConfig(
-        resolution=16, base_channels=8, channel_mult=(1, 2, 2), num_res_blocks=1,
-        z_channels=8, norm_groups=4, codebook_size=64, codebook_dim=4,
+        resolution=16,
+        base_channels=8,
+        channel_mult=(1, 2, 2),
+        num_res_blocks=1,
+        z_channels=8,
+        norm_groups=4,
+        codebook_size=64,
+        codebook_dim=4,
     )
     return VQModel(config).eval()
 
@@ -71,7 +77,9 @@ def test_missing_or_mismatched_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="not a checkpoint"):
         tokenizers.load(tmp_path)
     save_model(tiny_vq(), tmp_path / "vq")
-    config = (tmp_path / "vq" / "config.json").read_text().replace('"codebook_size": 64', '"codebook_size": 65')
+    config = (
+        (tmp_path / "vq" / "config.json").read_text().replace('"codebook_size": 64', '"codebook_size": 65')
+    )
     (tmp_path / "vq" / "config.json").write_text(config)
     with pytest.raises(CheckpointError, match="does not match"):
         tokenizers.load(tmp_path / "vq")

@@ -111,8 +111,20 @@ def test_train_cli_smoke_and_bad_config(tmp_path):
     assert bad.returncode == 2 and "unknown key(s) ['steps']" in bad.stderr
 
 
-LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+LAUNCH = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--multi_gpu",
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
 
 
 def test_two_process_accelerate_launch_cpu(trained, tmp_path):

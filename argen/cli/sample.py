@@ -36,7 +36,6 @@ from argen.sampling.generate import BatchStore, batch_seed, generate_batch
 from argen.sampling.next_token import SamplingConfig
 from argen.training.trainer import TrainingError, check_world
 
-
 # options that do not change the samples drawn
 DISPLAY_ONLY = {"out", "fid", "fid_features", "inception_weights", "classifier", "compile"}
 
@@ -60,7 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", help="output directory (default: <ckpt>/samples)")
     p.add_argument("--fid", metavar="REF", help="reference: an .npz, an image folder or an embedded dataset")
     p.add_argument("--fid-features", choices=["inception", "classifier"], default="inception")
-    p.add_argument("--inception-weights", help=f"local copy of the Inception weights for FID")
+    p.add_argument("--inception-weights", help="local copy of the Inception weights for FID")
     p.add_argument("--classifier", help="classifier directory: class-consistency (and its FID features)")
     return p.parse_args(argv)
 
@@ -114,7 +113,9 @@ def evaluate(args, images: np.ndarray, labels: np.ndarray, resolution: int, devi
         metrics.update(features=features, reference=args.fid, reference_size=len(real))
     if classifier is not None:
         pixels = from_uint8(images).to(device)
-        metrics["class_consistency"] = class_consistency(classifier, pixels, torch.from_numpy(labels).to(device))
+        metrics["class_consistency"] = class_consistency(
+            classifier, pixels, torch.from_numpy(labels).to(device)
+        )
     return metrics
 
 
@@ -156,7 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     for b in tqdm(todo, desc="sampling", disable=not accelerator.is_main_process):
         rows = labels[b * args.batch_size : (b + 1) * args.batch_size]
-        store.put(b, generate_batch(model, tokenizer, rows, config, batch_seed(args.seed, b), args.compile))
+        store.put(
+            b,
+            generate_batch(model, tokenizer, rows, config, batch_seed(args.seed, b), args.compile),
+        )
     seconds = time.perf_counter() - start
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
@@ -164,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
 
     images = store.gather(num_batches)  # (N, H, W, C)
     save_npz(out / "samples.npz", images, labels.numpy())
-    grid = make_grid(torch.from_numpy(images[: len(classes) * 10]).permute(0, 3, 1, 2), nrow=len(classes), padding=1)
+    grid = make_grid(
+        torch.from_numpy(images[: len(classes) * 10]).permute(0, 3, 1, 2),
+        nrow=len(classes),
+        padding=1,
+    )
     Image.fromarray(grid.permute(1, 2, 0).numpy()).save(out / "grid.png")
     print(f"wrote {len(images)} samples to {out}/samples.npz and {out}/grid.png")
 

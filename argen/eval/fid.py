@@ -18,9 +18,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from argen.eval.classifier import Classifier
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
-INCEPTION_URL = (
-    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE
-)
+INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE
 
 
 class FeaturesUnavailable(RuntimeError):
@@ -87,7 +85,9 @@ def class_consistency(
 ) -> dict[str, float]:
     """Accuracy of ``classifier`` on samples (N, C, H, W) in [-1, 1] of requested ``labels``:
     overall and per requested class."""
-    preds = torch.cat([classifier(pixels[i : i + batch_size]).argmax(-1) for i in range(0, len(pixels), batch_size)])
+    preds = torch.cat(
+        [classifier(pixels[i : i + batch_size]).argmax(-1) for i in range(0, len(pixels), batch_size)]
+    )
     hits = (preds == labels).float()
     result = {"overall": hits.mean().item()}
     for label in labels.unique().tolist():

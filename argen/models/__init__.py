@@ -18,4 +18,3 @@ def load(path: str | Path) -> nn.Module:
 
 
 __all__ = ["MODELS", "Llama", "LlamaConfig", "load"]
-

@@ -30,9 +30,7 @@ class VectorQuantizer(nn.Module):
         codebook = self.codebook()
         flat = z.reshape(-1, z.shape[-1])  # (B*h*w, D)
         dist = (
-            flat.pow(2).sum(1, keepdim=True)
-            - 2 * flat @ codebook.t()
-            + codebook.pow(2).sum(1)[None, :]
+            flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codebook.t() + codebook.pow(2).sum(1)[None, :]
         )  # (B*h*w, K)
         ids = dist.argmin(dim=1)
         z_q = codebook[ids].view_as(z)
@@ -57,7 +55,6 @@ class VectorQuantizer(nn.Module):
             raise TypeError(f"token ids must be integers, got {ids.dtype}")
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.codebook_size):
             raise ValueError(
-                f"token ids must lie in [0, {self.codebook_size}); got [{int(ids.min())}, "
-                f"{int(ids.max())}]"
+                f"token ids must lie in [0, {self.codebook_size}); got [{int(ids.min())}, {int(ids.max())}]"
             )
         return rearrange(self.codebook()[ids], "b h w d -> b d h w")

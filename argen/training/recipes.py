@@ -85,7 +85,11 @@ class ClassifierRecipe:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-RECIPES = {"tokenizer": TokenizerRecipe, "generator": GeneratorRecipe, "classifier": ClassifierRecipe}
+RECIPES = {
+    "tokenizer": TokenizerRecipe,
+    "generator": GeneratorRecipe,
+    "classifier": ClassifierRecipe,
+}
 Recipe = TokenizerRecipe | GeneratorRecipe | ClassifierRecipe
 
 

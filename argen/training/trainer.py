@@ -146,7 +146,11 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
         logger.info("resumed %s at step %d", out, progress.step)
 
     batches = ShardedBatches(
-        len(task.dataset), recipe.data.batch_size, recipe.seed, accelerator.process_index, accelerator.num_processes
+        len(task.dataset),
+        recipe.data.batch_size,
+        recipe.seed,
+        accelerator.process_index,
+        accelerator.num_processes,
     )
     loader = DataLoader(
         task.dataset,
@@ -162,7 +166,12 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
         if accelerator.is_main_process:
             task.export(out)
 
-    bar = tqdm(total=tc.max_steps, initial=progress.step, disable=not accelerator.is_main_process, desc=recipe.task)
+    bar = tqdm(
+        total=tc.max_steps,
+        initial=progress.step,
+        disable=not accelerator.is_main_process,
+        desc=recipe.task,
+    )
     logs: dict[str, float] = {}
     logged_steps = 0
     while progress.step < tc.max_steps:

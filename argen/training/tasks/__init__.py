@@ -12,5 +12,9 @@ def build_task(recipe: Recipe, accelerator: Accelerator):
     from argen.training.tasks.generator import GeneratorTask
     from argen.training.tasks.tokenizer import TokenizerTask
 
-    kinds = {TokenizerRecipe: TokenizerTask, GeneratorRecipe: GeneratorTask, ClassifierRecipe: ClassifierTask}
+    kinds = {
+        TokenizerRecipe: TokenizerTask,
+        GeneratorRecipe: GeneratorTask,
+        ClassifierRecipe: ClassifierTask,
+    }
     return kinds[type(recipe)](recipe, accelerator)

@@ -39,7 +39,10 @@ class ClassifierTask(Task):
         images = torch.roll(images, shifts=shift, dims=(2, 3))
         logits = modules["model"](images)
         loss = F.cross_entropy(logits, labels)
-        return {"model": loss}, {"loss": loss.item(), "acc": (logits.argmax(-1) == labels).float().mean().item()}
+        return {"model": loss}, {
+            "loss": loss.item(),
+            "acc": (logits.argmax(-1) == labels).float().mean().item(),
+        }
 
     @torch.no_grad()
     def export(self, out) -> None:

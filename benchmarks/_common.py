@@ -1,0 +1,42 @@
+"""Helpers shared by the benchmark scripts."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from argen.config import from_dict
+from argen.models.llama import Llama, LlamaConfig
+
+
+def build_llama(preset: str, grid: int, vocab: int, device: str, dtype: torch.dtype) -> Llama:
+    torch.manual_seed(0)
+    config = from_dict(
+        LlamaConfig,
+        {"preset": preset, "vocab_size": vocab, "grid_size": [grid, grid], "num_classes": 1000},
+    )
+    return Llama(config).to(device=device, dtype=dtype)
+
+
+def timed(fn, device: str, repeats: int) -> float:
+    """Best wall time of ``repeats`` calls of ``fn`` (after one warm-up call)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def memory_bandwidth(device: str) -> float:
+    """Measured device-memory copy bandwidth in bytes/s (read + write of a 1 GiB buffer)."""
+    x = torch.empty(256 * 2**20, dtype=torch.float32, device=device)
+    y = torch.empty_like(x)
+    seconds = timed(lambda: y.copy_(x), device, 5)
+    return 2 * x.numel() * 4 / seconds
