@@ -118,3 +118,14 @@ def test_fsdp_step_on_one_gpu(trained, tmp_path):
     done = run_cli([*launch, "train.py", "--config", str(config)])
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "fsdp" / "model" / "model.safetensors").is_file()
+
+
+def test_gradient_accumulation_matches_the_full_batch(trained, tmp_path):
+    tok = trained["vq"] / "model"
+    full = deterministic_gpt(tmp_path / "full", tok, 8, max_steps=3)
+    accumulated = deterministic_gpt(tmp_path / "accum", tok, 4, max_steps=3, grad_accum=2)
+    launch_train(write_yaml(tmp_path / "f.yaml", full), procs=1)
+    launch_train(write_yaml(tmp_path / "a.yaml", accumulated), procs=1)
+    a, b = weights(tmp_path / "full" / "model"), weights(tmp_path / "accum" / "model")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)

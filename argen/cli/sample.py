@@ -56,6 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="torch.compile the one-token decode step")
+    p.add_argument("--precision", choices=["fp32", "bf16"], help="generator weights (default: bf16 on GPU)")
     p.add_argument("--out", help="output directory (default: <ckpt>/samples)")
     p.add_argument("--fid", metavar="REF", help="reference: an .npz, an image folder or an embedded dataset")
     p.add_argument("--fid-features", choices=["inception", "classifier"], default="inception")
@@ -125,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_world(accelerator)
         model_dir, tokenizer_dir = resolve_dirs(args)
-        model = models.load(model_dir).to(accelerator.device)
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[
+            args.precision or ("bf16" if accelerator.device.type == "cuda" else "fp32")
+        ]
+        model = models.load(model_dir).to(accelerator.device, dtype)
         tokenizer = tokenizers.load(tokenizer_dir).to(accelerator.device)
         if tokenizer.layout.vocab_size != model.config.vocab_size:
             raise CheckpointError(f"tokenizer {tokenizer_dir} does not match generator {model_dir}")
