@@ -36,7 +36,7 @@ def test_ids_are_the_nearest_l2_normalised_codes_and_decode_looks_them_up():
     vq = tiny_vq()
     pixels = torch.rand(2, 3, 16, 16) * 2 - 1
     z = torch.nn.functional.normalize(vq.quant_conv(vq.encoder(pixels)), dim=1)  # (B, D, h, w)
-    codebook = torch.nn.functional.normalize(vq.quantizer.embedding.weight, dim=1)
+    codebook = torch.nn.functional.normalize(vq.quantize.embedding.weight, dim=1)
     sims = torch.einsum("bdhw,kd->bhwk", z, codebook)
     assert torch.equal(vq.encode(pixels), sims.argmax(-1))  # unit vectors: nearest = most similar
     ids = vq.encode(pixels)
@@ -48,7 +48,7 @@ def test_ids_are_the_nearest_l2_normalised_codes_and_decode_looks_them_up():
 
 def test_quantizer_statistics():
     vq = tiny_vq()
-    _, ids, stats = vq.quantizer(torch.randn(4, 4, 8, 8))
+    _, ids, stats = vq.quantize(torch.randn(4, 4, 8, 8))
     used = ids.unique().numel()
     assert stats["codebook_usage"].item() == pytest.approx(used / 64)
     assert 1.0 <= stats["perplexity"].item() <= used + 1e-4

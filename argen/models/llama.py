@@ -5,7 +5,7 @@ prefix with a null class for classifier-free guidance."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,7 @@ class LlamaConfig:
     ffn_dim: int | None = None
     norm_eps: float = 1e-5
     rope_base: float = 10000.0
+    rope_condition: Literal["identity", "zero"] = "identity"  # "zero": LlamaGen's official models
     class_dropout: float = 0.1
     dropout: float = 0.0
     init_std: float = 0.02
@@ -169,7 +170,7 @@ class Llama(nn.Module):
         self.norm = RMSNorm(c.dim, c.norm_eps)
         self.output = nn.Linear(c.dim, c.vocab_size, bias=False)
         head_dim = c.dim // c.n_head
-        table = rope_2d(*c.grid_size, head_dim, c.rope_base, self.prefix_len)
+        table = rope_2d(*c.grid_size, head_dim, c.rope_base, self.prefix_len, c.rope_condition == "zero")
         self.register_buffer("rope", table, persistent=False)
         self.apply(self._init_weights)
         nn.init.zeros_(self.output.weight)

@@ -6,10 +6,14 @@ from __future__ import annotations
 import torch
 
 
-def rope_2d(height: int, width: int, head_dim: int, base: float, prefix_len: int) -> torch.Tensor:
+def rope_2d(
+    height: int, width: int, head_dim: int, base: float, prefix_len: int, zero_prefix: bool = False
+) -> torch.Tensor:
     """Rotation table (prefix_len + height*width, head_dim // 2, 2) of (cos, sin).
 
-    Prefix (condition) positions get the identity rotation; grid positions follow raster order.
+    Prefix (condition) positions get the identity rotation, or with ``zero_prefix`` an all-zero
+    table that zeroes their queries and keys (what LlamaGen's official models were trained
+    with); grid positions follow raster order.
     """
     if head_dim % 4:
         raise ValueError(f"2-D RoPE needs head_dim divisible by 4, got {head_dim}")
@@ -21,7 +25,10 @@ def rope_2d(height: int, width: int, head_dim: int, base: float, prefix_len: int
         [rows[:, None].expand(-1, width, -1), cols[None, :].expand(height, -1, -1)], dim=-1
     ).reshape(height * width, head_dim // 2)  # (H*W, Dh/2)
     angles = torch.cat([angles.new_zeros(prefix_len, head_dim // 2), angles])
-    return torch.stack([angles.cos(), angles.sin()], dim=-1).float()
+    table = torch.stack([angles.cos(), angles.sin()], dim=-1).float()
+    if zero_prefix:
+        table[:prefix_len] = 0
+    return table
 
 
 def apply_rope(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:

@@ -20,12 +20,12 @@ class ResBlock(nn.Module):
         self.norm2 = group_norm(out_ch, groups)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
-        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+        self.nin_shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
-        return self.skip(x) + h
+        return self.nin_shortcut(x) + h
 
 
 class AttnBlock(nn.Module):
@@ -34,27 +34,76 @@ class AttnBlock(nn.Module):
     def __init__(self, ch: int, groups: int):
         super().__init__()
         self.norm = group_norm(ch, groups)
-        self.qkv = nn.Conv2d(ch, 3 * ch, 1)
-        self.proj = nn.Conv2d(ch, ch, 1)
+        self.q, self.k, self.v = (nn.Conv2d(ch, ch, 1) for _ in range(3))
+        self.proj_out = nn.Conv2d(ch, ch, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, _, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).chunk(3, dim=1)
-        q, k, v = (rearrange(t, "b c h w -> b 1 (h w) c") for t in (q, k, v))
+        normed = self.norm(x)
+        q, k, v = (rearrange(f(normed), "b c h w -> b 1 (h w) c") for f in (self.q, self.k, self.v))
         y = F.scaled_dot_product_attention(q, k, v)  # (B, 1, h*w, C)
-        return x + self.proj(rearrange(y, "b 1 (h w) c -> b c h w", h=h, w=w))
+        return x + self.proj_out(rearrange(y, "b 1 (h w) c -> b c h w", h=h, w=w))
 
 
-def mid_block(ch: int, groups: int, attention: bool, dropout: float) -> nn.Sequential:
+class Downsample(nn.Module):
+    """Stride-2 3x3 conv with (0, 1, 0, 1) padding: (B, C, H, W) -> (B, C, H/2, W/2)."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Upsample(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class Level(nn.Module):
+    """One resolution level: res blocks, each followed by attention when ``attention`` is
+    set, then an optional resampling layer."""
+
+    def __init__(self, in_ch, out_ch, num_blocks, groups, dropout, attention, down=False, up=False):
+        super().__init__()
+        self.res = nn.ModuleList(
+            ResBlock(in_ch if i == 0 else out_ch, out_ch, groups, dropout) for i in range(num_blocks)
+        )
+        self.attn = nn.ModuleList(AttnBlock(out_ch, groups) for _ in range(num_blocks if attention else 0))
+        if down:
+            self.downsample = Downsample(out_ch)
+        if up:
+            self.upsample = Upsample(out_ch)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        for i, block in enumerate(self.res):
+            h = block(h)
+            if self.attn:
+                h = self.attn[i](h)
+        for name in ("downsample", "upsample"):
+            if hasattr(self, name):
+                h = getattr(self, name)(h)
+        return h
+
+
+def mid_block(ch: int, groups: int, attention: bool, dropout: float) -> nn.ModuleList:
     layers = [ResBlock(ch, ch, groups, dropout)]
     if attention:
         layers.append(AttnBlock(ch, groups))
     layers.append(ResBlock(ch, ch, groups, dropout))
-    return nn.Sequential(*layers)
+    return nn.ModuleList(layers)
 
 
 class Encoder(nn.Module):
-    """pixels (B, C, H, W) -> features (B, z_channels, H/f, W/f), f = 2**(len(channel_mult)-1)."""
+    """pixels (B, C, H, W) -> features (B, z_channels, H/f, W/f), f = 2**(len(channel_mult)-1).
+
+    Parameter names follow LlamaGen's VQ so its official weights load without renaming.
+    """
 
     def __init__(
         self,
@@ -65,35 +114,36 @@ class Encoder(nn.Module):
         z_channels: int,
         groups: int,
         mid_attention: bool,
+        level_attention: bool,
         dropout: float,
     ):
         super().__init__()
         self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
-        layers: list[nn.Module] = []
-        ch = base_channels
-        for level, mult in enumerate(channel_mult):
-            for _ in range(num_res_blocks):
-                layers.append(ResBlock(ch, base_channels * mult, groups, dropout))
-                ch = base_channels * mult
-            if level < len(channel_mult) - 1:
-                layers.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
-        self.down = nn.Sequential(*layers)
-        self.mid = mid_block(ch, groups, mid_attention, dropout)
-        self.norm_out = group_norm(ch, groups)
-        self.conv_out = nn.Conv2d(ch, z_channels, 3, padding=1)
+        last = len(channel_mult) - 1
+        chans = [base_channels] + [base_channels * m for m in channel_mult]
+        self.conv_blocks = nn.ModuleList(
+            Level(
+                chans[i],
+                chans[i + 1],
+                num_res_blocks,
+                groups,
+                dropout,
+                attention=level_attention and i == last,
+                down=i < last,
+            )
+            for i in range(len(channel_mult))
+        )
+        self.mid = mid_block(chans[-1], groups, mid_attention, dropout)
+        self.norm_out = group_norm(chans[-1], groups)
+        self.conv_out = nn.Conv2d(chans[-1], z_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.mid(self.down(self.conv_in(x)))
+        h = self.conv_in(x)
+        for level in self.conv_blocks:
+            h = level(h)
+        for block in self.mid:
+            h = block(h)
         return self.conv_out(F.silu(self.norm_out(h)))
-
-
-class Upsample(nn.Module):
-    def __init__(self, ch: int):
-        super().__init__()
-        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
 class Decoder(nn.Module):
@@ -108,25 +158,39 @@ class Decoder(nn.Module):
         z_channels: int,
         groups: int,
         mid_attention: bool,
+        level_attention: bool,
         dropout: float,
     ):
         super().__init__()
+        last = len(channel_mult) - 1
         ch = base_channels * channel_mult[-1]
         self.conv_in = nn.Conv2d(z_channels, ch, 3, padding=1)
         self.mid = mid_block(ch, groups, mid_attention, dropout)
-        layers: list[nn.Module] = []
-        for level, mult in reversed(list(enumerate(channel_mult))):
-            for _ in range(num_res_blocks + 1):
-                layers.append(ResBlock(ch, base_channels * mult, groups, dropout))
-                ch = base_channels * mult
-            if level > 0:
-                layers.append(Upsample(ch))
-        self.up = nn.Sequential(*layers)
+        levels = []
+        for i in reversed(range(len(channel_mult))):
+            out = base_channels * channel_mult[i]
+            levels.append(
+                Level(
+                    ch,
+                    out,
+                    num_res_blocks + 1,
+                    groups,
+                    dropout,
+                    attention=level_attention and i == last,
+                    up=i > 0,
+                )
+            )
+            ch = out
+        self.conv_blocks = nn.ModuleList(levels)
         self.norm_out = group_norm(ch, groups)
         self.conv_out = nn.Conv2d(ch, out_channels, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.up(self.mid(self.conv_in(z)))
+        h = self.conv_in(z)
+        for block in self.mid:
+            h = block(h)
+        for level in self.conv_blocks:
+            h = level(h)
         return self.conv_out(F.silu(self.norm_out(h)))
 
 

@@ -30,6 +30,7 @@ class VQConfig:
     z_channels: int = 256
     norm_groups: int = 32
     mid_attention: bool = True
+    level_attention: bool = True  # attention after every res block of the lowest resolution
     dropout: float = 0.0
     codebook_size: int = 16384
     codebook_dim: int = 8
@@ -55,11 +56,12 @@ class VQModel(nn.Module):
             z_channels=c.z_channels,
             groups=c.norm_groups,
             mid_attention=c.mid_attention,
+            level_attention=c.level_attention,
             dropout=c.dropout,
         )
         self.encoder = Encoder(in_channels=c.in_channels, **blocks)
         self.quant_conv = nn.Conv2d(c.z_channels, c.codebook_dim, 1)
-        self.quantizer = VectorQuantizer(c.codebook_size, c.codebook_dim, c.commit_beta, c.l2_norm)
+        self.quantize = VectorQuantizer(c.codebook_size, c.codebook_dim, c.commit_beta, c.l2_norm)
         self.post_quant_conv = nn.Conv2d(c.codebook_dim, c.z_channels, 1)
         self.decoder = Decoder(out_channels=c.in_channels, **blocks)
 
@@ -70,20 +72,20 @@ class VQModel(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Reconstruct ``pixels`` (B, C, H, W); returns (reconstruction, quantiser stats)."""
-        z_q, _, stats = self.quantizer(self.quant_conv(self.encoder(pixels)))
+        z_q, _, stats = self.quantize(self.quant_conv(self.encoder(pixels)))
         return self.decoder(self.post_quant_conv(z_q)), stats
 
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels in [-1, 1], (B, C, H, W) -> ids (B, h, w)."""
         self._check_pixels(pixels)
-        _, ids, _ = self.quantizer(self.quant_conv(self.encoder(pixels)))
+        _, ids, _ = self.quantize(self.quant_conv(self.encoder(pixels)))
         return ids
 
     @torch.no_grad()
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, h, w) -> pixels (B, C, H, W), clamped to [-1, 1]."""
-        z_q = self.quantizer.lookup(ids)
+        z_q = self.quantize.lookup(ids)
         return self.decoder(self.post_quant_conv(z_q)).clamp(-1, 1)
 
     def _check_pixels(self, pixels: torch.Tensor) -> None:

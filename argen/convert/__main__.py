@@ -1,0 +1,46 @@
+"""Convert official checkpoints into argen checkpoint directories.
+
+python -m argen.convert llamagen-gpt c2i_B_256.pt runs/llamagen-b --model GPT-B --image-size 256
+python -m argen.convert llamagen-vq vq_ds16_c2i.pt runs/llamagen-vq16 --image-size 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from argen.checkpoint import CheckpointError, save_model
+from argen.convert.llamagen import GPT_PRESETS, gpt_from_llamagen, load_official_state, vq_from_llamagen
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m argen.convert",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="kind", required=True)
+    gpt = sub.add_parser("llamagen-gpt", help="LlamaGen class-conditional GPT (c2i_*.pt)")
+    gpt.add_argument("--model", choices=sorted(GPT_PRESETS), help="default: inferred from the shapes")
+    gpt.add_argument("--downsample", type=int, default=16, help="the tokenizer's stride")
+    vq = sub.add_parser("llamagen-vq", help="LlamaGen VQ tokenizer (vq_ds16_c2i.pt, vq_ds8_c2i.pt)")
+    for parser in (gpt, vq):
+        parser.add_argument("src")
+        parser.add_argument("out")
+        parser.add_argument("--image-size", type=int, default=256)
+    args = p.parse_args(argv)
+    try:
+        state = load_official_state(args.src)
+        if args.kind == "llamagen-gpt":
+            model = gpt_from_llamagen(state, args.model, args.image_size, args.downsample)
+        else:
+            model = vq_from_llamagen(state, args.image_size)
+    except CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {save_model(model, args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
