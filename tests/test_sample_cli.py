@@ -76,6 +76,7 @@ def test_sampling_is_seeded_and_independent_of_the_process_count(trained, tmp_pa
         (["--classes", "two"], "comma-separated integers"),
         (["--fid", "digits", "--inception-weights", "/nonexistent.pth"], "does not exist"),
         (["--fid", "digits", "--fid-features", "classifier"], "needs --classifier"),
+        (["--fid", "/nonexistent/reference"], "neither an embedded dataset"),
     ],
 )
 def test_sample_cli_bad_input(trained, tmp_path, capsys, args, message):
@@ -83,6 +84,7 @@ def test_sample_cli_bad_input(trained, tmp_path, capsys, args, message):
         ["--ckpt", str(trained["gpt"]), "--out", str(tmp_path), "--num-samples", "2", *args]
     )
     assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "samples.npz").exists()  # refused before drawing anything
 
 
 def test_missing_checkpoint(tmp_path, capsys):

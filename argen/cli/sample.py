@@ -97,27 +97,41 @@ def reference_images(spec: str, resolution: int) -> np.ndarray:
     return np.concatenate([to_uint8(dataset[i][0][None]) for i in range(len(dataset))])
 
 
-def evaluate(args, images: np.ndarray, labels: np.ndarray, resolution: int, device) -> dict:
-    metrics: dict = {}
-    classifier = load_classifier(args.classifier).to(device) if args.classifier else None
-    if args.fid:
-        if args.fid_features == "inception":
-            metric, key = inception_metric(args.inception_weights), "fid"
-            features = "inception-v3 pool3 (2048-d, torch-fidelity weights)"
-        else:
-            if classifier is None:
-                raise ValueError("--fid-features classifier needs --classifier DIR")
-            metric, key = classifier_metric(classifier), "fid_classifier"
-            features = f"classifier {args.classifier} penultimate ({classifier.num_features}-d)"
-        real = reference_images(args.fid, resolution)
-        metrics[key] = frechet_distance(metric, real, images, device=device)
-        metrics.update(features=features, reference=args.fid, reference_size=len(real))
-    if classifier is not None:
-        pixels = from_uint8(images).to(device)
-        metrics["class_consistency"] = class_consistency(
-            classifier, pixels, torch.from_numpy(labels).to(device)
-        )
-    return metrics
+class Evaluation:
+    """The metrics a run asked for, set up before sampling so that a missing reference,
+    classifier or Inception weights fail in seconds, not after the samples are drawn."""
+
+    def __init__(self, args: argparse.Namespace, resolution: int, device: torch.device):
+        self.device = device
+        self.classifier = load_classifier(args.classifier).to(device) if args.classifier else None
+        self.metric = self.real = None
+        if args.fid:
+            if args.fid_features == "inception":
+                self.metric, self.key = inception_metric(args.inception_weights), "fid"
+                self.features = "inception-v3 pool3 (2048-d, torch-fidelity weights)"
+            else:
+                if self.classifier is None:
+                    raise ValueError("--fid-features classifier needs --classifier DIR")
+                self.metric, self.key = classifier_metric(self.classifier), "fid_classifier"
+                self.features = f"classifier {args.classifier} penultimate ({self.classifier.num_features}-d)"
+            self.real = reference_images(args.fid, resolution)
+            self.reference = args.fid
+
+    @property
+    def wanted(self) -> bool:
+        return self.metric is not None or self.classifier is not None
+
+    def __call__(self, images: np.ndarray, labels: np.ndarray) -> dict:
+        metrics: dict = {}
+        if self.metric is not None:
+            metrics[self.key] = frechet_distance(self.metric, self.real, images, device=self.device)
+            metrics.update(features=self.features, reference=self.reference, reference_size=len(self.real))
+        if self.classifier is not None:
+            pixels = from_uint8(images).to(self.device)
+            metrics["class_consistency"] = class_consistency(
+                self.classifier, pixels, torch.from_numpy(labels).to(self.device)
+            )
+        return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             top_k=args.top_k,
             top_p=args.top_p,
         )
-    except (CheckpointError, ValueError, TrainingError) as err:
+        evaluation = Evaluation(args, tokenizer.config.resolution, accelerator.device)
+    except (CheckpointError, ValueError, TrainingError, FeaturesUnavailable, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
@@ -172,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
 
     images = store.gather(num_batches)  # (N, H, W, C)
     save_npz(out / "samples.npz", images, labels.numpy())
+    store.clear()
     grid = make_grid(
         torch.from_numpy(images[: len(classes) * 10]).permute(0, 3, 1, 2),
         nrow=len(classes),
@@ -180,12 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     Image.fromarray(grid.permute(1, 2, 0).numpy()).save(out / "grid.png")
     print(f"wrote {len(images)} samples to {out}/samples.npz and {out}/grid.png")
 
-    if args.fid or args.classifier:
-        try:
-            metrics = evaluate(args, images, labels.numpy(), tokenizer.config.resolution, accelerator.device)
-        except (FeaturesUnavailable, CheckpointError, DatasetError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+    if evaluation.wanted:
+        metrics = evaluation(images, labels.numpy())
         metrics.update(
             num_samples=len(images),
             sampling=vars(config) | {"seed": args.seed, "weights": str(model_dir)},

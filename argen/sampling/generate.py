@@ -65,6 +65,7 @@ class BatchStore:
         os.replace(tmp, self.path(index))
 
     def gather(self, num_batches: int) -> np.ndarray:
-        images = np.concatenate([np.load(self.path(b)) for b in range(num_batches)])
+        return np.concatenate([np.load(self.path(b)) for b in range(num_batches)])
+
+    def clear(self) -> None:
         shutil.rmtree(self.dir)
-        return images
