@@ -76,10 +76,14 @@ def test_sampling_is_seeded_and_independent_of_the_process_count(trained, tmp_pa
         (["--classes", "two"], "comma-separated integers"),
         (["--fid", "digits", "--inception-weights", "/nonexistent.pth"], "does not exist"),
         (["--fid", "digits", "--fid-features", "classifier"], "needs --classifier"),
-        (["--fid", "/nonexistent/reference"], "neither an embedded dataset"),
+        (
+            ["--fid", "/nonexistent/ref", "--fid-features", "classifier", "--classifier", "CLF"],
+            "neither an embedded dataset",
+        ),
     ],
 )
 def test_sample_cli_bad_input(trained, tmp_path, capsys, args, message):
+    args = [str(trained["classifier"] / "model") if a == "CLF" else a for a in args]
     code = sample_cli.main(
         ["--ckpt", str(trained["gpt"]), "--out", str(tmp_path), "--num-samples", "2", *args]
     )

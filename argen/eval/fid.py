@@ -13,12 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3 as INCEPTION_URL
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from argen.eval.classifier import Classifier
-
-INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
-INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE
 
 
 class FeaturesUnavailable(RuntimeError):
@@ -39,7 +37,7 @@ class ClassifierFeatures(nn.Module):
 
 
 def inception_metric(weights: str | Path | None = None) -> FrechetInceptionDistance:
-    """FID metric on Inception pool3 features; ``weights`` is a local copy of INCEPTION_FILE."""
+    """FID metric on Inception pool3 features; ``weights`` is a local copy of INCEPTION_URL."""
     if weights is not None and not Path(weights).is_file():
         raise FeaturesUnavailable(f"--inception-weights {weights} does not exist")
     try:
