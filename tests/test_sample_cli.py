@@ -124,3 +124,17 @@ def test_class_consistency_per_class():
     result = class_consistency(Fixed(), pixels, torch.tensor([0, 0, 0, 1, 1]))
     assert result["0"] == pytest.approx(2 / 3) and result["1"] == pytest.approx(1.0)
     assert result["overall"] == pytest.approx(0.8)
+
+
+def test_inception_weights_from_a_local_file(tmp_path, monkeypatch):
+    """The --inception-weights path end to end, with random weights standing in for the real ones."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    with monkeypatch.context() as patch:  # build once without loading anything, to get the keys
+        patch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        patch.setattr("torch.load", lambda *a, **kw: None)
+        module = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], "unused")
+    torch.save(module.state_dict(), tmp_path / "inception.pth")
+    metric = inception_metric(tmp_path / "inception.pth")
+    images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    assert abs(frechet_distance(metric, images, images)) < 1e-2
