@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+
+if TYPE_CHECKING:
+    from argen.tokenizers.vq import VQConfig
 
 
 def group_norm(channels: int, groups: int) -> nn.GroupNorm:
@@ -105,37 +110,26 @@ class Encoder(nn.Module):
     Parameter names follow LlamaGen's VQ so its official weights load without renaming.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        base_channels: int,
-        channel_mult: tuple[int, ...],
-        num_res_blocks: int,
-        z_channels: int,
-        groups: int,
-        mid_attention: bool,
-        level_attention: bool,
-        dropout: float,
-    ):
+    def __init__(self, c: VQConfig):
         super().__init__()
-        self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
-        last = len(channel_mult) - 1
-        chans = [base_channels] + [base_channels * m for m in channel_mult]
+        self.conv_in = nn.Conv2d(c.in_channels, c.base_channels, 3, padding=1)
+        last = len(c.channel_mult) - 1
+        chans = [c.base_channels] + [c.base_channels * m for m in c.channel_mult]
         self.conv_blocks = nn.ModuleList(
             Level(
                 chans[i],
                 chans[i + 1],
-                num_res_blocks,
-                groups,
-                dropout,
-                attention=level_attention and i == last,
+                c.num_res_blocks,
+                c.norm_groups,
+                c.dropout,
+                attention=c.level_attention and i == last,
                 down=i < last,
             )
-            for i in range(len(channel_mult))
+            for i in range(len(c.channel_mult))
         )
-        self.mid = mid_block(chans[-1], groups, mid_attention, dropout)
-        self.norm_out = group_norm(chans[-1], groups)
-        self.conv_out = nn.Conv2d(chans[-1], z_channels, 3, padding=1)
+        self.mid = mid_block(chans[-1], c.norm_groups, c.mid_attention, c.dropout)
+        self.norm_out = group_norm(chans[-1], c.norm_groups)
+        self.conv_out = nn.Conv2d(chans[-1], c.z_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
@@ -149,41 +143,30 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """features (B, z_channels, h, w) -> pixels (B, C, h*f, w*f); mirrors :class:`Encoder`."""
 
-    def __init__(
-        self,
-        out_channels: int,
-        base_channels: int,
-        channel_mult: tuple[int, ...],
-        num_res_blocks: int,
-        z_channels: int,
-        groups: int,
-        mid_attention: bool,
-        level_attention: bool,
-        dropout: float,
-    ):
+    def __init__(self, c: VQConfig):
         super().__init__()
-        last = len(channel_mult) - 1
-        ch = base_channels * channel_mult[-1]
-        self.conv_in = nn.Conv2d(z_channels, ch, 3, padding=1)
-        self.mid = mid_block(ch, groups, mid_attention, dropout)
+        last = len(c.channel_mult) - 1
+        ch = c.base_channels * c.channel_mult[-1]
+        self.conv_in = nn.Conv2d(c.z_channels, ch, 3, padding=1)
+        self.mid = mid_block(ch, c.norm_groups, c.mid_attention, c.dropout)
         levels = []
-        for i in reversed(range(len(channel_mult))):
-            out = base_channels * channel_mult[i]
+        for i in reversed(range(len(c.channel_mult))):
+            out = c.base_channels * c.channel_mult[i]
             levels.append(
                 Level(
                     ch,
                     out,
-                    num_res_blocks + 1,
-                    groups,
-                    dropout,
-                    attention=level_attention and i == last,
+                    c.num_res_blocks + 1,
+                    c.norm_groups,
+                    c.dropout,
+                    attention=c.level_attention and i == last,
                     up=i > 0,
                 )
             )
             ch = out
         self.conv_blocks = nn.ModuleList(levels)
-        self.norm_out = group_norm(ch, groups)
-        self.conv_out = nn.Conv2d(ch, out_channels, 3, padding=1)
+        self.norm_out = group_norm(ch, c.norm_groups)
+        self.conv_out = nn.Conv2d(ch, c.in_channels, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(z)

@@ -49,21 +49,11 @@ class VQModel(nn.Module):
     def __init__(self, config: VQConfig):
         super().__init__()
         self.config = c = config
-        blocks = dict(
-            base_channels=c.base_channels,
-            channel_mult=c.channel_mult,
-            num_res_blocks=c.num_res_blocks,
-            z_channels=c.z_channels,
-            groups=c.norm_groups,
-            mid_attention=c.mid_attention,
-            level_attention=c.level_attention,
-            dropout=c.dropout,
-        )
-        self.encoder = Encoder(in_channels=c.in_channels, **blocks)
+        self.encoder = Encoder(c)
         self.quant_conv = nn.Conv2d(c.z_channels, c.codebook_dim, 1)
         self.quantize = VectorQuantizer(c.codebook_size, c.codebook_dim, c.commit_beta, c.l2_norm)
         self.post_quant_conv = nn.Conv2d(c.codebook_dim, c.z_channels, 1)
-        self.decoder = Decoder(out_channels=c.in_channels, **blocks)
+        self.decoder = Decoder(c)
 
     @property
     def layout(self) -> GridLayout:
