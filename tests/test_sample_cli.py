@@ -138,3 +138,35 @@ def test_inception_weights_from_a_local_file(tmp_path, monkeypatch):
     metric = inception_metric(tmp_path / "inception.pth")
     images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
     assert abs(frechet_distance(metric, images, images)) < 1e-2
+
+
+def test_mismatched_tokenizer_is_refused(trained, tmp_path, capsys):
+    from argen.checkpoint import save_model
+    from argen.tokenizers.vq import VQConfig, VQModel
+
+    save_model(
+        VQModel(
+            VQConfig(
+                resolution=16,
+                base_channels=8,
+                channel_mult=(1, 2),
+                num_res_blocks=1,
+                z_channels=8,
+                norm_groups=4,
+                codebook_size=32,
+                codebook_dim=4,
+            )
+        ),
+        tmp_path / "other_vq",
+    )  # same vocabulary, 8x8 grid instead of 4x4
+    code = sample_cli.main(
+        [
+            "--ckpt",
+            str(trained["gpt"]),
+            "--tokenizer",
+            str(tmp_path / "other_vq"),
+            "--out",
+            str(tmp_path / "s"),
+        ]
+    )
+    assert code == 2 and "does not match generator" in capsys.readouterr().err

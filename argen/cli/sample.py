@@ -145,8 +145,15 @@ def main(argv: list[str] | None = None) -> int:
         ]
         model = models.load(model_dir).to(accelerator.device, dtype)
         tokenizer = tokenizers.load(tokenizer_dir).to(accelerator.device)
-        if tokenizer.layout.vocab_size != model.config.vocab_size:
-            raise CheckpointError(f"tokenizer {tokenizer_dir} does not match generator {model_dir}")
+        layout = tokenizer.layout
+        if (layout.vocab_size, (layout.height, layout.width)) != (
+            model.config.vocab_size,
+            tuple(model.config.grid_size),
+        ):
+            raise CheckpointError(
+                f"tokenizer {tokenizer_dir} ({layout}) does not match generator {model_dir} "
+                f"(vocab {model.config.vocab_size}, grid {model.config.grid_size})"
+            )
         classes = parse_classes(args.classes, model.config.num_classes)
         if args.num_samples < 1 or args.batch_size < 1:
             raise ValueError("--num-samples and --batch-size must be positive")

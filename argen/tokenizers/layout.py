@@ -12,7 +12,3 @@ class GridLayout:
     height: int
     width: int
     vocab_size: int
-
-    @property
-    def num_tokens(self) -> int:
-        return self.height * self.width
