@@ -110,10 +110,9 @@ def read_meta(directory: str | Path) -> dict:
 
 
 def cache_matches(out_dir: str | Path, key: dict) -> bool:
-    meta_path = Path(out_dir) / META_NAME
-    if not meta_path.is_file():
+    if not (Path(out_dir) / META_NAME).is_file():
         return False
-    meta = json.loads(meta_path.read_text())
+    meta = read_meta(out_dir)
     return all(meta.get(k) == v for k, v in key.items())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch.nn.functional as F
@@ -49,10 +50,12 @@ class GeneratorTask(Task):
             )
         self.dataset = TokenCacheDataset(cache_dir)
         num_classes = read_meta(cache_dir)["num_classes"]
-        config = recipe.model
-        config.vocab_size = layout.vocab_size
-        config.grid_size = (layout.height, layout.width)
-        config.num_classes = num_classes
+        config = replace(  # the recipe stays as written; the model takes its sizes from the data
+            recipe.model,
+            vocab_size=layout.vocab_size,
+            grid_size=(layout.height, layout.width),
+            num_classes=num_classes,
+        )
         self.model = Llama(config)
         if accelerator.is_main_process:
             save_model(self.tokenizer, Path(recipe.output_dir) / TOKENIZER_DIR)
