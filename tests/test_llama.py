@@ -41,7 +41,7 @@ def test_kv_cached_decoding_equals_full_forward(n_kv_head):
     tokens, labels = torch.randint(0, 50, (3, 12)), torch.tensor([0, 1, model.null_class])
     full = model(tokens, labels)
     x = torch.cat([model.embed_condition(labels), model.embed_tokens(tokens[:, :-1])], dim=1)
-    model.setup_cache(3)
+    model.setup_cache(labels)
     steps = [model.forward_cached(x[:, :4], torch.arange(4))]  # a prefill of 4, then one by one
     steps += [model.forward_cached(x[:, i : i + 1], torch.tensor([i])) for i in range(4, 12)]
     model.clear_cache()

@@ -1,6 +1,7 @@
-"""``sample.py --ckpt RUN_DIR``: class-conditional samples as ``grid.png`` and ``samples.npz``
-(ADM evaluator format), and with ``--fid REF`` a ``metrics.json``. Under ``accelerate
-launch`` the batches are shared across processes and gathered on the main one."""
+"""``sample.py --ckpt RUN_DIR``: class- or text-conditional samples as ``grid.png`` and
+``samples.npz`` (ADM evaluator format), and with ``--fid REF`` a ``metrics.json``. Text models
+take ``--prompt "..."`` (repeatable) or ``--prompts-file FILE``. Under ``accelerate launch``
+the batches are shared across processes and gathered on the main one."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from argen.eval import (
 )
 from argen.sampling.generate import BatchStore, batch_seed, generate_batch
 from argen.sampling.next_token import SamplingConfig
+from argen.text import TextEncoder, check_prompts, read_prompts_file, warn_truncated
 from argen.training.trainer import TrainingError, check_world
 
 # options that do not change the samples drawn
@@ -45,7 +47,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ckpt", required=True, help="generator run directory (or a model directory)")
     p.add_argument("--tokenizer", help="tokenizer directory (default: <ckpt>/tokenizer)")
     p.add_argument("--weights", choices=["ema", "model"], help="default: ema when the run has it")
-    p.add_argument("--classes", default="all", help='"all" or comma-separated class ids')
+    p.add_argument("--classes", help='class models: "all" (default) or comma-separated class ids')
+    p.add_argument("--prompt", action="append", help="text models: a prompt (repeatable)")
+    p.add_argument("--prompts-file", help="text models: a UTF-8 file with one prompt per line")
+    p.add_argument("--text-encoder", help="text models: override the encoder named in the checkpoint")
     p.add_argument("--num-samples", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--cfg-scale", type=float, default=1.0)
@@ -57,6 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="torch.compile the one-token decode step")
     p.add_argument("--precision", choices=["fp32", "bf16"], help="generator weights (default: bf16 on GPU)")
+    p.add_argument("--resize", type=int, help="bicubic resize of the samples, e.g. 384 -> 256 for FID")
     p.add_argument("--out", help="output directory (default: <ckpt>/samples)")
     p.add_argument("--fid", metavar="REF", help="reference: an .npz, an image folder or an embedded dataset")
     p.add_argument("--fid-features", choices=["inception", "classifier"], default="inception")
@@ -77,8 +83,8 @@ def resolve_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
     return model_dir, Path(tokenizer_dir)
 
 
-def parse_classes(spec: str, num_classes: int) -> list[int]:
-    if spec == "all":
+def parse_classes(spec: str | None, num_classes: int) -> list[int]:
+    if spec in (None, "all"):
         return list(range(num_classes))
     try:
         ids = [int(s) for s in spec.split(",") if s.strip()]
@@ -121,17 +127,39 @@ class Evaluation:
     def wanted(self) -> bool:
         return self.metric is not None or self.classifier is not None
 
-    def __call__(self, images: np.ndarray, labels: np.ndarray) -> dict:
+    def __call__(self, images: np.ndarray, labels: np.ndarray | None) -> dict:
         metrics: dict = {}
         if self.metric is not None:
             metrics[self.key] = frechet_distance(self.metric, self.real, images, device=self.device)
             metrics.update(features=self.features, reference=self.reference, reference_size=len(self.real))
-        if self.classifier is not None:
+        if self.classifier is not None and labels is not None:
             pixels = from_uint8(images).to(self.device)
             metrics["class_consistency"] = class_consistency(
                 self.classifier, pixels, torch.from_numpy(labels).to(self.device)
             )
         return metrics
+
+
+def conditions_for(args: argparse.Namespace, model: torch.nn.Module, device: torch.device):
+    """What to sample: (class ids or prompts, their conditions as class ids (K,) or a Caption)."""
+    prompts = list(args.prompt or []) + (read_prompts_file(args.prompts_file) if args.prompts_file else [])
+    if model.config.condition != "text":
+        if prompts or args.text_encoder:
+            raise ValueError("this generator is class-conditional: use --classes, not prompts")
+        classes = parse_classes(args.classes, model.config.num_classes)
+        return classes, torch.tensor(classes)
+    if args.classes is not None:
+        raise ValueError("this generator is text-conditional: use --prompt or --prompts-file, not --classes")
+    if args.classifier:
+        raise ValueError("class-consistency (--classifier) needs a class-conditional generator")
+    prompts = check_prompts(prompts)
+    encoder = TextEncoder(args.text_encoder or model.config.text_encoder, model.config.caption_len, device)
+    if encoder.dim != model.config.caption_dim:
+        raise ValueError(
+            f"text encoder width {encoder.dim} != the generator's caption_dim {model.config.caption_dim}"
+        )
+    warn_truncated(prompts, encoder.token_counts(prompts), model.config.caption_len)
+    return prompts, encoder(prompts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,9 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"tokenizer {tokenizer_dir} ({layout}) does not match generator {model_dir} "
                 f"(vocab {model.config.vocab_size}, grid {model.config.grid_size})"
             )
-        classes = parse_classes(args.classes, model.config.num_classes)
-        if args.num_samples < 1 or args.batch_size < 1:
-            raise ValueError("--num-samples and --batch-size must be positive")
+        if args.num_samples < 1 or args.batch_size < 1 or (args.resize is not None and args.resize < 8):
+            raise ValueError("--num-samples and --batch-size must be positive, --resize at least 8")
+        names, conditions = conditions_for(args, model, accelerator.device)
         config = SamplingConfig(
             cfg_scale=args.cfg_scale,
             cfg_interval=tuple(args.cfg_interval),
@@ -165,16 +193,17 @@ def main(argv: list[str] | None = None) -> int:
             top_k=args.top_k,
             top_p=args.top_p,
         )
-        evaluation = Evaluation(args, tokenizer.config.resolution, accelerator.device)
+        evaluation = Evaluation(args, args.resize or tokenizer.config.resolution, accelerator.device)
     except (CheckpointError, ValueError, TrainingError, FeaturesUnavailable, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
     out = Path(args.out or Path(args.ckpt) / "samples")
-    labels = torch.tensor([classes[i % len(classes)] for i in range(args.num_samples)])
+    labels = torch.arange(args.num_samples) % len(names)  # (N,) index into the classes or prompts
     num_batches = -(-args.num_samples // args.batch_size)
     settings = {k: v for k, v in vars(args).items() if k not in DISPLAY_ONLY}
-    store = BatchStore(out, {**settings, "model": str(model_dir), "tokenizer": str(tokenizer_dir)})
+    settings.update(model=str(model_dir), tokenizer=str(tokenizer_dir), conditions=names)
+    store = BatchStore(out, settings)
     if accelerator.is_main_process:
         store.prepare()
     accelerator.wait_for_everyone()
@@ -182,29 +211,31 @@ def main(argv: list[str] | None = None) -> int:
     todo = [b for b in mine if not store.has(b)]
     start = time.perf_counter()
     for b in tqdm(todo, desc="sampling", disable=not accelerator.is_main_process):
-        rows = labels[b * args.batch_size : (b + 1) * args.batch_size]
-        store.put(
-            b,
-            generate_batch(model, tokenizer, rows, config, batch_seed(args.seed, b), args.compile),
-        )
+        rows = conditions[labels[b * args.batch_size : (b + 1) * args.batch_size]]
+        seed = batch_seed(args.seed, b)
+        store.put(b, generate_batch(model, tokenizer, rows, config, seed, args.compile, args.resize))
     seconds = time.perf_counter() - start
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return 0
 
     images = store.gather(num_batches)  # (N, H, W, C)
-    save_npz(out / "samples.npz", images, labels.numpy())
+    text = model.config.condition == "text"
+    class_ids = None if text else torch.tensor(names)[labels].numpy()
+    save_npz(out / "samples.npz", images, labels.numpy() if text else class_ids)
+    if text:
+        (out / "prompts.json").write_text(json.dumps(names, indent=1, ensure_ascii=False) + "\n")
     store.clear()
     grid = make_grid(
-        torch.from_numpy(images[: len(classes) * 10]).permute(0, 3, 1, 2),
-        nrow=len(classes),
+        torch.from_numpy(images[: len(names) * 10]).permute(0, 3, 1, 2),
+        nrow=len(names),
         padding=1,
     )
     Image.fromarray(grid.permute(1, 2, 0).numpy()).save(out / "grid.png")
     print(f"wrote {len(images)} samples to {out}/samples.npz and {out}/grid.png")
 
     if evaluation.wanted:
-        metrics = evaluation(images, labels.numpy())
+        metrics = evaluation(images, class_ids)
         metrics.update(
             num_samples=len(images),
             sampling=vars(config) | {"seed": args.seed, "weights": str(model_dir)},

@@ -7,6 +7,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from argen.data.batches import ShardedBatches
+from argen.data.captions import CaptionFolderDataset, captions_of, is_caption_folder
 from argen.data.digits import DigitsDataset
 from argen.data.images import DatasetError, ImageFolderDataset
 from argen.data.token_cache import TokenCacheDataset, build_token_cache
@@ -15,17 +16,21 @@ EMBEDDED = {"digits": DigitsDataset}
 
 
 def build_dataset(spec: str, resolution: int) -> Dataset:
-    """``spec`` is an embedded dataset name (``digits``) or an ImageFolder directory."""
+    """``spec`` is an embedded dataset name (``digits``), a caption folder or an ImageFolder
+    directory."""
     if spec in EMBEDDED:
         return EMBEDDED[spec](resolution)
     if not Path(spec).exists():
         raise DatasetError(
             f"dataset {spec!r} is neither an embedded dataset {sorted(EMBEDDED)} nor an existing folder"
         )
+    if is_caption_folder(spec):
+        return CaptionFolderDataset(spec, resolution)
     return ImageFolderDataset(spec, resolution)
 
 
 __all__ = [
+    "CaptionFolderDataset",
     "DatasetError",
     "DigitsDataset",
     "ImageFolderDataset",
@@ -33,4 +38,5 @@ __all__ = [
     "TokenCacheDataset",
     "build_dataset",
     "build_token_cache",
+    "captions_of",
 ]

@@ -13,6 +13,7 @@ class DigitsDataset(Dataset):
     """Digits upsampled (bilinear) to ``resolution`` px, as RGB in [-1, 1]; labels 0-9."""
 
     classes = DIGIT_NAMES
+    caption_template = "a handwritten digit {}"
 
     def __init__(self, resolution: int = 16):
         from sklearn.datasets import load_digits

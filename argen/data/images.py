@@ -36,6 +36,8 @@ class ImageFolderDataset(Dataset):
     ``num_skipped`` counts the files left out.
     """
 
+    caption_template = "a photo of a {}"
+
     def __init__(self, root: str | Path, resolution: int):
         self.root = Path(root)
         if not self.root.is_dir():
@@ -49,13 +51,18 @@ class ImageFolderDataset(Dataset):
             for path in sorted((self.root / name).rglob("*"))
             if path.suffix.lower() in IMAGE_EXTENSIONS
         ]
-        self.samples = [(p, y) for p, y in candidates if self._readable(p)]
+        self.samples = [(p, y) for p, y in candidates if self.readable(p)]
         self.num_skipped = len(candidates) - len(self.samples)
         if self.num_skipped:
             logger.warning("skipped %d unreadable image(s) under %s", self.num_skipped, self.root)
         if not self.samples:
             raise DatasetError(f"{self.root} holds no readable images")
-        self.transform = v2.Compose(
+        self.transform = self.image_transform(resolution)
+
+    @staticmethod
+    def image_transform(resolution: int) -> v2.Compose:
+        """PIL image -> (3, resolution, resolution) in [-1, 1]: shorter side resized, centre cropped."""
+        return v2.Compose(
             [
                 v2.PILToTensor(),
                 v2.Resize(resolution, antialias=True),
@@ -66,7 +73,7 @@ class ImageFolderDataset(Dataset):
         )
 
     @staticmethod
-    def _readable(path: Path) -> bool:
+    def readable(path: Path) -> bool:
         try:
             with Image.open(path) as img:
                 img.verify()

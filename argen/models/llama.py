@@ -1,6 +1,7 @@
 """The Llama-style decoder every discrete tokenizer feeds: RMSNorm, 2-D RoPE, SwiGLU,
-grouped-query SDPA attention, no biases, a static pre-allocated KV cache, and a class
-prefix with a null class for classifier-free guidance."""
+grouped-query SDPA attention, no biases, a static pre-allocated KV cache, and a condition
+prefix (a class token, or caption tokens with a padding mask) with a null condition for
+classifier-free guidance."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from argen.models.caption import Caption, CaptionEmbedder
 from argen.models.rope import apply_rope, rope_2d
+
+Condition = torch.Tensor | Caption  # class ids (B,) or encoded prompts
 
 
 @dataclass
@@ -40,7 +44,11 @@ class LlamaConfig:
     norm_eps: float = 1e-5
     rope_base: float = 10000.0
     rope_condition: Literal["identity", "zero"] = "identity"  # "zero": LlamaGen's official models
-    class_dropout: float = 0.1
+    condition: Literal["class", "text"] = "class"
+    caption_dim: int = 384  # text: width of the text encoder's features
+    caption_len: int = 120  # text: prefix length; prompts are padded or truncated to it
+    text_encoder: str = "minilm"  # text: the encoder whose features the model reads
+    class_dropout: float = 0.1  # also the caption dropout of text models
     dropout: float = 0.0
     init_std: float = 0.02
 
@@ -64,6 +72,10 @@ class LlamaConfig:
     @property
     def num_tokens(self) -> int:
         return self.grid_size[0] * self.grid_size[1]
+
+    @property
+    def prefix_len(self) -> int:
+        return self.caption_len if self.condition == "text" else 1
 
 
 class RMSNorm(nn.Module):
@@ -151,20 +163,25 @@ class LlamaBlock(nn.Module):
 
 
 class Llama(nn.Module):
-    """Class-conditional next-token model over a raster grid of ``num_tokens`` ids.
+    """Conditional next-token model over a raster grid of ``num_tokens`` ids.
 
-    The sequence is ``[class, t_0, ..., t_{L-2}]``; position i predicts t_i.
+    The sequence is ``[prefix, t_0, ..., t_{L-2}]`` with a prefix of one class token or
+    ``caption_len`` caption tokens; the last prefix position predicts t_0. Padded caption
+    tokens are hidden from every query by the attention mask.
     """
 
     Config = LlamaConfig
-    prefix_len = 1
     activation_checkpointing = False  # a training option, set by the trainer
 
     def __init__(self, config: LlamaConfig):
         super().__init__()
         self.config = c = config
-        self.null_class = c.num_classes
-        self.class_emb = nn.Embedding(c.num_classes + 1, c.dim)  # last row: the null class
+        self.prefix_len = c.prefix_len
+        if c.condition == "text":
+            self.caption_emb = CaptionEmbedder(c.caption_dim, c.dim, c.caption_len)
+        else:
+            self.null_class = c.num_classes
+            self.class_emb = nn.Embedding(c.num_classes + 1, c.dim)  # last row: the null class
         self.tok_emb = nn.Embedding(c.vocab_size, c.dim)
         self.layers = nn.ModuleList(LlamaBlock(c) for _ in range(c.n_layer))
         self.norm = RMSNorm(c.dim, c.norm_eps)
@@ -184,47 +201,70 @@ class Llama(nn.Module):
         """Longest input: the prefix plus all tokens but the last."""
         return self.prefix_len + self.config.num_tokens - 1
 
-    def embed_condition(self, labels: torch.Tensor) -> torch.Tensor:
-        """Class ids (B,) (``null_class`` for unconditional) -> prefix (B, 1, D)."""
+    def embed_condition(self, condition: Condition) -> torch.Tensor:
+        """Class ids (B,) (``null_class`` for unconditional) or a :class:`Caption` -> prefix
+        (B, prefix_len, D). In training, conditions are dropped with ``class_dropout``."""
+        drop = None
         if self.training and self.config.class_dropout > 0:
-            drop = torch.rand(labels.shape, device=labels.device) < self.config.class_dropout
-            labels = torch.where(drop, torch.full_like(labels, self.null_class), labels)
-        return self.class_emb(labels)[:, None]
+            drop = torch.rand(len(condition), device=self.tok_emb.weight.device) < self.config.class_dropout
+        if self.config.condition == "text":
+            return self.caption_emb(condition, drop)
+        if drop is not None:
+            condition = torch.where(drop, torch.full_like(condition, self.null_class), condition)
+        return self.class_emb(condition)[:, None]
+
+    def with_null(self, condition: Condition) -> Condition:
+        """The rows [condition; unconditional] (2B) for classifier-free guidance."""
+        if self.config.condition == "text":
+            return Caption.cat([condition, self.caption_emb.null(condition)])
+        return torch.cat([condition, torch.full_like(condition, self.null_class)])
+
+    def attention_mask(self, condition: Condition, length: int) -> torch.Tensor:
+        """Boolean (B or 1, 1, length, length): causal, with padded caption keys hidden from
+        every query (a padded query still sees itself, so no row is empty)."""
+        device = self.tok_emb.weight.device
+        causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
+        if self.config.condition != "text":
+            return causal[None, None]
+        keys = F.pad(condition.mask.to(device), (0, length - self.prefix_len), value=True)  # (B, length)
+        eye = torch.eye(length, dtype=torch.bool, device=device)
+        return ((causal & keys[:, None, :]) | eye)[:, None]
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.tok_emb(ids)
 
-    def forward(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Teacher forcing: tokens (B, L) and labels (B,) -> logits (B, L, V), float32."""
+    def forward(self, tokens: torch.Tensor, condition: Condition) -> torch.Tensor:
+        """Teacher forcing: tokens (B, L) and a condition -> logits (B, L, V), float32."""
         if tokens.shape[1] != self.config.num_tokens:
             raise ValueError(f"expected {self.config.num_tokens} tokens, got {tokens.shape[1]}")
-        x = torch.cat([self.embed_condition(labels), self.embed_tokens(tokens[:, :-1])], dim=1)
+        x = torch.cat([self.embed_condition(condition), self.embed_tokens(tokens[:, :-1])], dim=1)
         rope = self.rope[: x.shape[1]]
+        mask = self.attention_mask(condition, x.shape[1]) if self.config.condition == "text" else None
         for layer in self.layers:
             if self.activation_checkpointing and self.training:
-                x = checkpoint(layer, x, rope, use_reentrant=False)
+                x = checkpoint(layer, x, rope, mask, use_reentrant=False)
             else:
-                x = layer(x, rope)
+                x = layer(x, rope, mask)
+        x = x[:, self.prefix_len - 1 :]  # (B, L, D): the positions that predict tokens
         return self.output(self.norm(x)).float()
 
     # --- cached decoding -------------------------------------------------------------------
-    def setup_cache(self, batch_size: int) -> None:
-        """Allocate a static KV cache for ``batch_size`` rows and ``max_len`` positions."""
+    def setup_cache(self, condition: Condition) -> None:
+        """Allocate a static KV cache for the rows of ``condition`` and ``max_len`` positions."""
         c = self.config
         like = self.tok_emb.weight
         for layer in self.layers:
-            layer.attention.cache = KVCache(batch_size, c.kv_heads, self.max_len, c.dim // c.n_head, like)
-        causal = torch.ones(self.max_len, self.max_len, dtype=torch.bool, device=like.device)
-        self.register_buffer("causal_mask", causal.tril(), persistent=False)
+            layer.attention.cache = KVCache(len(condition), c.kv_heads, self.max_len, c.dim // c.n_head, like)
+        self.register_buffer("cache_mask", self.attention_mask(condition, self.max_len), persistent=False)
 
     def clear_cache(self) -> None:
         for layer in self.layers:
             layer.attention.cache = None
-        self.causal_mask = None
+        self.cache_mask = None
 
     def forward_cached(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Embeddings x (B, Lq, D) at positions ``pos`` (Lq,) -> logits (B, Lq, V), using the cache."""
-        rope, mask = self.rope[pos], self.causal_mask[pos]  # (Lq, Dh/2, 2), (Lq, max_len)
+        rope, mask = self.rope[pos], self.cache_mask[:, :, pos]  # (Lq, Dh/2, 2), (B|1, 1, Lq, max_len)
         for layer in self.layers:
             x = layer(x, rope, mask, pos)
         return self.output(self.norm(x)).float()

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from argen.eval.npz import to_uint8
+from argen.models.llama import Condition
 from argen.sampling.next_token import SamplingConfig, sample_next_token
 
 
@@ -24,17 +26,24 @@ def batch_seed(seed: int, batch_index: int) -> int:
 def generate_batch(
     model: torch.nn.Module,
     tokenizer: torch.nn.Module,
-    labels: torch.Tensor,
+    condition: Condition,
     config: SamplingConfig,
     seed: int,
     compile: bool = False,
+    resize: int | None = None,
 ) -> np.ndarray:
-    """Sample one image per label (b,) -> uint8 (b, H, W, C)."""
+    """Sample one image per condition row (class ids (b,) or a Caption) -> uint8 (b, H, W, C).
+
+    ``resize`` resamples the decoded images (plain bicubic, as LlamaGen does before evaluating
+    its 384 px models at 256 px)."""
     device = next(model.parameters()).device
     layout = tokenizer.layout
     generator = torch.Generator(device=device).manual_seed(seed)
-    ids = sample_next_token(model, labels.to(device), config, generator, compile=compile)  # (b, h*w)
-    return to_uint8(tokenizer.decode(ids.view(-1, layout.height, layout.width)))
+    ids = sample_next_token(model, condition.to(device), config, generator, compile=compile)  # (b, h*w)
+    images = tokenizer.decode(ids.view(-1, layout.height, layout.width))  # (b, C, H, W)
+    if resize is not None:
+        images = F.interpolate(images, size=(resize, resize), mode="bicubic", align_corners=False)
+    return to_uint8(images)
 
 
 class BatchStore:

@@ -7,6 +7,7 @@ from typing import Literal
 
 import torch
 
+from argen.models.llama import Condition
 from argen.sampling.logits import sample_logits
 
 
@@ -66,13 +67,14 @@ def compiled_step(model: torch.nn.Module, cuda: bool):
 @torch.no_grad()
 def sample_next_token(
     model: torch.nn.Module,
-    labels: torch.Tensor,
+    condition: Condition,
     config: SamplingConfig,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
     compile: bool = False,
 ) -> torch.Tensor:
-    """Generate ``model.config.num_tokens`` ids per label (B,) -> (B, L).
+    """Generate ``model.config.num_tokens`` ids per condition row (class ids (B,) or a
+    :class:`Caption`) -> (B, L).
 
     With guidance the conditional and unconditional rows run as one batch of 2B. Without
     ``use_cache`` every step recomputes the whole prefix (the reference for tests and
@@ -80,13 +82,11 @@ def sample_next_token(
     CUDA graphs on GPU, gpt-fast style). The loop never waits on the device.
     """
     num_tokens = model.config.num_tokens
-    rows = labels
-    if config.guided:
-        rows = torch.cat([labels, torch.full_like(labels, model.null_class)])
-    out = labels.new_empty(labels.shape[0], num_tokens)
+    rows = model.with_null(condition) if config.guided else condition
     x = model.embed_condition(rows)  # (B', prefix, D)
+    out = torch.empty(len(condition), num_tokens, dtype=torch.long, device=x.device)
     if use_cache:
-        model.setup_cache(rows.shape[0])
+        model.setup_cache(rows)
     step = compiled_step(model, x.is_cuda) if compile else model.forward_cached
     try:
         pos = torch.arange(x.shape[1], device=x.device)

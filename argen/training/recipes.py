@@ -20,6 +20,8 @@ class DataConfig:
     batch_size: int = 64  # per process
     num_workers: int = 0
     token_cache: str | None = None  # generator only; default <output_dir>/token_cache
+    text_cache: str | None = None  # text generator only; default <output_dir>/text_features
+    caption_template: str | None = None  # text generator on a class dataset; default: the dataset's
     holdout_every: int = 10  # classifier only: every n-th item is held out for accuracy
 
 
@@ -97,10 +99,11 @@ def recipe_from_dict(data: dict) -> Recipe:
     task = data.get("task")
     if task not in RECIPES:
         raise ConfigError(f"config key 'task' must be one of {sorted(RECIPES)}, got {task!r}")
-    derived = {"vocab_size", "grid_size", "num_classes"} & set(data.get("model") or {})
+    derived = {"vocab_size", "grid_size", "num_classes", "caption_dim"} & set(data.get("model") or {})
     if task == "generator" and derived:
         raise ConfigError(
-            f"model keys {sorted(derived)} come from the tokenizer and the dataset; remove them"
+            f"model keys {sorted(derived)} come from the tokenizer, the dataset and the text encoder; "
+            "remove them"
         )
     return from_dict(RECIPES[task], data)
 

@@ -1,4 +1,5 @@
-"""Generator training on a token cache: next-token cross-entropy."""
+"""Generator training on a token cache (and, for text models, precomputed caption features):
+next-token cross-entropy."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
 from argen import tokenizers
 from argen.checkpoint import save_model
-from argen.data import TokenCacheDataset, build_dataset, build_token_cache
+from argen.data import TokenCacheDataset, build_dataset, build_token_cache, captions_of
 from argen.data.token_cache import cache_key, cache_matches, read_meta
+from argen.models.caption import Caption
 from argen.models.llama import Llama
+from argen.text import TextEncoder, TextFeatures, build_text_features, text_feature_key
 from argen.training.recipes import GeneratorRecipe
 from argen.training.tasks.base import Task
 
@@ -49,20 +53,54 @@ class GeneratorTask(Task):
                 barrier=accelerator.wait_for_everyone,
             )
         self.dataset = TokenCacheDataset(cache_dir)
-        num_classes = read_meta(cache_dir)["num_classes"]
-        config = replace(  # the recipe stays as written; the model takes its sizes from the data
-            recipe.model,
-            vocab_size=layout.vocab_size,
-            grid_size=(layout.height, layout.width),
-            num_classes=num_classes,
-        )
-        self.model = Llama(config)
+        sizes = dict(vocab_size=layout.vocab_size, grid_size=(layout.height, layout.width))
+        if recipe.model.condition == "text":
+            features = self.caption_features(recipe, accelerator)
+            self.dataset = CaptionedTokens(self.dataset, features)
+            sizes.update(caption_dim=features.dim, num_classes=0)
+        else:
+            sizes["num_classes"] = read_meta(cache_dir)["num_classes"]
+        self.model = Llama(replace(recipe.model, **sizes))  # the recipe itself stays as written
         if accelerator.is_main_process:
             save_model(self.tokenizer, Path(recipe.output_dir) / TOKENIZER_DIR)
 
+    @staticmethod
+    def caption_features(recipe: GeneratorRecipe, accelerator) -> TextFeatures:
+        """The dataset's captions encoded once (by the main process) and reused while they match."""
+        data, model = recipe.data, recipe.model
+        captions = captions_of(build_dataset(data.dataset, data.resolution), data.caption_template)
+        directory = Path(data.text_cache or Path(recipe.output_dir) / "text_features")
+        key = text_feature_key(model.text_encoder, model.caption_len, captions)
+        if accelerator.is_main_process and not cache_matches(directory, key):
+            encoder = TextEncoder(model.text_encoder, model.caption_len, accelerator.device)
+            build_text_features(encoder, captions, directory, key)
+        accelerator.wait_for_everyone()
+        return TextFeatures(directory)
+
     def compute_losses(self, modules, batch, step):
-        tokens, labels = batch
+        if self.recipe.model.condition == "text":
+            tokens, features, mask = batch
+            condition = Caption(features, mask)
+        else:
+            tokens, condition = batch
         tokens = tokens.flatten(1)  # (B, h*w)
-        logits = modules["model"](tokens, labels)  # (B, L, V)
+        logits = modules["model"](tokens, condition)  # (B, L, V)
         loss = F.cross_entropy(logits.flatten(0, 1), tokens.flatten())
         return {"model": loss}, {"loss": loss.item()}
+
+
+class CaptionedTokens(Dataset):
+    """Token-cache items with their caption features: (tokens, features (T, C), mask (T,))."""
+
+    def __init__(self, tokens: TokenCacheDataset, features: TextFeatures):
+        if int(tokens.labels.max()) >= len(features):
+            raise ValueError("the token cache refers to more captions than the caption features hold")
+        self.tokens, self.features = tokens, features
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __getitem__(self, index: int):
+        tokens, caption_id = self.tokens[index]
+        caption = self.features[caption_id]
+        return tokens, caption.features, caption.mask

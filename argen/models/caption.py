@@ -1,0 +1,73 @@
+"""Text conditioning of the generator: a batch of encoded prompts and the MLP that turns them
+into prefix tokens, with a null caption for classifier-free guidance."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Caption:
+    """Text-encoder features of a batch of prompts, padded to one length."""
+
+    features: torch.Tensor  # (B, T, C)
+    mask: torch.Tensor  # (B, T) bool, True on real tokens
+
+    def __post_init__(self) -> None:
+        if self.features.shape[:-1] != self.mask.shape:
+            shapes = f"{tuple(self.features.shape)} and {tuple(self.mask.shape)}"
+            raise ValueError(f"caption features and mask do not match: {shapes}")
+
+    def __len__(self) -> int:
+        return self.features.shape[0]
+
+    def __getitem__(self, index) -> Caption:
+        return Caption(self.features[index], self.mask[index])
+
+    def to(self, device: torch.device | str) -> Caption:
+        return Caption(self.features.to(device), self.mask.to(device))
+
+    @staticmethod
+    def cat(captions: Sequence[Caption]) -> Caption:
+        return Caption(torch.cat([c.features for c in captions]), torch.cat([c.mask for c in captions]))
+
+
+class CaptionMLP(nn.Module):
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.fc1 = nn.Linear(in_dim, dim, bias=False)
+        self.act = nn.GELU(approximate="tanh")
+        self.fc2 = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class CaptionEmbedder(nn.Module):
+    """Caption features (B, T, C) -> prefix tokens (B, T, D). ``null_caption`` (T, C) stands in
+    for dropped captions in training and for the unconditional rows of guidance."""
+
+    def __init__(self, caption_dim: int, dim: int, caption_len: int):
+        super().__init__()
+        self.caption_len = caption_len
+        self.cap_proj = CaptionMLP(caption_dim, dim)
+        self.null_caption = nn.Parameter(torch.randn(caption_len, caption_dim) / caption_dim**0.5)
+
+    def null(self, like: Caption) -> Caption:
+        """Null captions for the rows of ``like``, keeping its padding mask (as LlamaGen does)."""
+        return Caption(self.null_caption.expand(len(like), -1, -1), like.mask)
+
+    def forward(self, caption: Caption, drop: torch.Tensor | None = None) -> torch.Tensor:
+        if caption.features.shape[1:] != self.null_caption.shape:
+            raise ValueError(
+                f"caption features {tuple(caption.features.shape[1:])} do not fit this generator "
+                f"(caption_len, caption_dim) = {tuple(self.null_caption.shape)}"
+            )
+        features = caption.features.to(self.null_caption.dtype)
+        if drop is not None:
+            features = torch.where(drop[:, None, None], self.null_caption, features)
+        return self.cap_proj(features)
