@@ -46,6 +46,13 @@ def gpt_recipe(out: Path, tokenizer: Path, **train) -> dict:
     )
 
 
+def t2i_recipe(out: Path, tokenizer: Path, **train) -> dict:
+    recipe = gpt_recipe(out, tokenizer, **train)
+    recipe["data"]["text_cache"] = str(out.parent / "text_features")
+    recipe["model"].update(condition="text", caption_len=8)
+    return recipe
+
+
 def classifier_recipe(out: Path) -> dict:
     return dict(
         task="classifier",
@@ -69,3 +76,9 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     gpt = train(recipe_from_dict(gpt_recipe(root / "gpt", vq / "model")))
     clf = train(recipe_from_dict(classifier_recipe(root / "classifier")))
     return {"vq": vq, "gpt": gpt, "classifier": clf, "root": root}
+
+
+@pytest.fixture(scope="session")
+def trained_t2i(trained) -> Path:
+    """A tiny text-conditional generator on the digits' template captions."""
+    return train(recipe_from_dict(t2i_recipe(trained["root"] / "t2i", trained["vq"] / "model")))

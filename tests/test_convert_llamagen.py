@@ -123,3 +123,51 @@ def test_vq_cli_and_bad_files(tmp_path, capsys):
     assert convert(["llamagen-vq", str(tmp_path / "junk.pt"), str(tmp_path / "x")]) == 2
     assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def official_t2i_state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64,
+        grid_size=(4, 4),
+        condition="text",
+        caption_len=10,
+        caption_dim=16,
+        dim=768,
+        n_layer=2,
+        n_head=12,
+        rope_condition="zero",
+    )
+    model = Llama(config)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.02)
+    return gpt_to_llamagen(model)
+
+
+def test_t2i_layout_round_trip_and_cli(tmp_path):
+    state = official_t2i_state()
+    assert state["cls_embedding.uncond_embedding"].shape == (10, 16)
+    assert {"cls_embedding.cap_proj.fc1.weight", "cls_embedding.cap_proj.fc2.weight"} <= state.keys()
+    assert not any(k.startswith(("caption_emb", "class_emb")) for k in state)
+    model = gpt_from_llamagen(state, model="GPT-B", image_size=64)
+    c = model.config
+    assert (c.condition, c.caption_len, c.caption_dim, c.rope_condition) == ("text", 10, 16, "zero")
+    assert c.text_encoder == "google/flan-t5-xl" and model.prefix_len == 10
+    back = gpt_to_llamagen(model)
+    assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
+    torch.save(state, tmp_path / "t2i.pt")  # FSDP-trained files are bare
+    args = ["llamagen-gpt", str(tmp_path / "t2i.pt"), str(tmp_path / "out"), "--model", "GPT-B"]
+    assert convert([*args, "--image-size", "64", "--text-encoder", "minilm"]) == 0
+    loaded = models.load(tmp_path / "out")
+    assert loaded.config.text_encoder == "minilm" and loaded.config.caption_len == 10
+    assert torch.equal(loaded.caption_emb.null_caption, state["cls_embedding.uncond_embedding"])
+
+
+def test_t2i_missing_keys_are_listed():
+    state = official_t2i_state()
+    del state["cls_embedding.cap_proj.fc2.weight"]
+    with pytest.raises(CheckpointError, match=r"missing keys \['caption_emb.cap_proj.fc2.weight'\]"):
+        gpt_from_llamagen(state, model="GPT-B", image_size=64)
+    del state["cls_embedding.uncond_embedding"]
+    with pytest.raises(CheckpointError, match="no cls_embedding"):
+        gpt_from_llamagen(state, model="GPT-B", image_size=64)

@@ -1,4 +1,5 @@
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from tests.test_train import LAUNCH, run_cli
 
 def sample(trained, out, *extra, env=None, launch=()):
     args = [*launch, "sample.py", "--ckpt", str(trained["gpt"]), "--out", str(out), *extra]
-    return run_cli(args if launch else ["python", *args], env=env)
+    return run_cli(args if launch else [sys.executable, *args], env=env)
 
 
 def test_sample_cli_writes_grid_npz_and_metrics(trained, tmp_path):
@@ -59,9 +60,12 @@ def test_sample_cli_writes_grid_npz_and_metrics(trained, tmp_path):
 
 def test_sampling_is_seeded_and_independent_of_the_process_count(trained, tmp_path):
     common = ["--num-samples", "6", "--batch-size", "2", "--seed", "5", "--cfg-scale", "1.5"]
-    assert sample(trained, tmp_path / "a", *common).returncode == 0
-    assert sample(trained, tmp_path / "b", *common).returncode == 0
-    two = sample(trained, tmp_path / "c", *common, env={"ACCELERATE_USE_CPU": "1"}, launch=LAUNCH)
+    one_thread = {"OMP_NUM_THREADS": "1"}  # as launched workers run: thread counts change float sums
+    assert sample(trained, tmp_path / "a", *common, env=one_thread).returncode == 0
+    assert sample(trained, tmp_path / "b", *common, env=one_thread).returncode == 0
+    two = sample(
+        trained, tmp_path / "c", *common, env={"ACCELERATE_USE_CPU": "1", **one_thread}, launch=LAUNCH
+    )
     assert two.returncode == 0, two.stderr[-2000:]
     a, b, c = (np.load(tmp_path / d / "samples.npz")["arr_0"] for d in "abc")
     assert np.array_equal(a, b) and np.array_equal(a, c)
@@ -170,3 +174,64 @@ def test_mismatched_tokenizer_is_refused(trained, tmp_path, capsys):
         ]
     )
     assert code == 2 and "does not match generator" in capsys.readouterr().err
+
+
+def test_prompt_cli_writes_grid_npz_and_prompts(trained, trained_t2i, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a handwritten digit three\na handwritten digit eight\n", encoding="utf-8")
+    args = ["--ckpt", str(trained_t2i), "--num-samples", "6", "--batch-size", "4", "--cfg-scale", "2"]
+    out = tmp_path / "s"
+    done = run_cli(
+        [
+            sys.executable,
+            "sample.py",
+            *args,
+            "--prompt",
+            "a handwritten digit one",
+            "--prompts-file",
+            str(prompts),
+            "--out",
+            str(out),
+        ]
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = np.load(out / "samples.npz")
+    assert data["arr_0"].shape == (6, 8, 8, 3) and data["prompt_ids"].tolist() == [0, 1, 2, 0, 1, 2]
+    assert json.loads((out / "prompts.json").read_text()) == [
+        "a handwritten digit one",
+        "a handwritten digit three",
+        "a handwritten digit eight",
+    ]
+    assert Image.open(out / "grid.png").size == (3 * 9 + 1, 2 * 9 + 1)
+
+    def fails(*extra):
+        done = run_cli([sys.executable, "sample.py", *args, "--out", str(tmp_path / "x"), *extra])
+        assert done.returncode == 2, done.stderr[-2000:]
+        return done.stderr
+
+    assert "prompt 0 is empty" in fails("--prompt", " ")
+    assert "not --classes" in fails("--prompt", "a digit", "--classes", "1")
+    assert "no prompts given" in fails()
+    assert "does not exist" in fails("--prompts-file", str(tmp_path / "none.txt"))
+    long = run_cli(
+        [
+            sys.executable,
+            "sample.py",
+            *args,
+            "--out",
+            str(tmp_path / "y"),
+            "--num-samples",
+            "1",
+            "--prompt",
+            "a handwritten digit seven " * 5,
+        ]
+    )
+    assert long.returncode == 0 and "truncated to 8" in long.stderr
+    klass = sample(trained, tmp_path / "z", "--prompt", "a cat")
+    assert klass.returncode == 2 and "class-conditional" in klass.stderr
+
+
+def test_resize_resamples_the_saved_samples(trained, tmp_path):
+    done = sample(trained, tmp_path / "s", "--num-samples", "2", "--resize", "12")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert np.load(tmp_path / "s" / "samples.npz")["arr_0"].shape == (2, 12, 12, 3)

@@ -222,8 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     images = store.gather(num_batches)  # (N, H, W, C)
     text = model.config.condition == "text"
     class_ids = None if text else torch.tensor(names)[labels].numpy()
-    save_npz(out / "samples.npz", images, labels.numpy() if text else class_ids)
     if text:
+        save_npz(out / "samples.npz", images, prompt_ids=labels.numpy())
+    else:
+        save_npz(out / "samples.npz", images, labels=class_ids)
+    if text:  # prompt_ids index this list
         (out / "prompts.json").write_text(json.dumps(names, indent=1, ensure_ascii=False) + "\n")
     store.clear()
     grid = make_grid(

@@ -1,6 +1,7 @@
 """Convert official checkpoints into argen checkpoint directories.
 
 python -m argen.convert llamagen-gpt c2i_B_256.pt runs/llamagen-b --model GPT-B --image-size 256
+python -m argen.convert llamagen-gpt t2i_XL_stage2_512.pt runs/llamagen-t2i --image-size 512
 python -m argen.convert llamagen-vq vq_ds16_c2i.pt runs/llamagen-vq16 --image-size 256
 """
 
@@ -10,7 +11,13 @@ import argparse
 import sys
 
 from argen.checkpoint import CheckpointError, save_model
-from argen.convert.llamagen import GPT_PRESETS, gpt_from_llamagen, load_official_state, vq_from_llamagen
+from argen.convert.llamagen import (
+    GPT_PRESETS,
+    LLAMAGEN_TEXT_ENCODER,
+    gpt_from_llamagen,
+    load_official_state,
+    vq_from_llamagen,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,9 +27,14 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="kind", required=True)
-    gpt = sub.add_parser("llamagen-gpt", help="LlamaGen class-conditional GPT (c2i_*.pt)")
+    gpt = sub.add_parser("llamagen-gpt", help="LlamaGen GPT (c2i_*.pt, t2i_*.pt)")
     gpt.add_argument("--model", choices=sorted(GPT_PRESETS), help="default: inferred from the shapes")
     gpt.add_argument("--downsample", type=int, default=16, help="the tokenizer's stride")
+    gpt.add_argument(
+        "--text-encoder",
+        default=LLAMAGEN_TEXT_ENCODER,
+        help="t2i: the encoder the model reads (a hub id or local directory)",
+    )
     vq = sub.add_parser("llamagen-vq", help="LlamaGen VQ tokenizer (vq_ds16_c2i.pt, vq_ds8_c2i.pt)")
     for parser in (gpt, vq):
         parser.add_argument("src")
@@ -32,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         state = load_official_state(args.src)
         if args.kind == "llamagen-gpt":
-            model = gpt_from_llamagen(state, args.model, args.image_size, args.downsample)
+            model = gpt_from_llamagen(state, args.model, args.image_size, args.downsample, args.text_encoder)
         else:
             model = vq_from_llamagen(state, args.image_size)
     except CheckpointError as err:

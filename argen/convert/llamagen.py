@@ -1,7 +1,7 @@
-"""Official LlamaGen checkpoints (class-conditional GPTs, VQ-16 / VQ-8) as argen models.
+"""Official LlamaGen checkpoints (class- and text-conditional GPTs, VQ-16 / VQ-8) as argen models.
 
-argen's VQ uses LlamaGen's parameter names; its Llama differs in two names and in RoPE at the
-condition position, which LlamaGen zeroes (``rope_condition="zero"``).
+argen's VQ uses LlamaGen's parameter names; its Llama differs in the names of the embeddings
+and in RoPE at the condition positions, which LlamaGen zeroes (``rope_condition="zero"``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,11 @@ from argen.tokenizers.vq import VQConfig, VQModel
 GPT_RENAMES = {
     "tok_embeddings.weight": "tok_emb.weight",
     "cls_embedding.embedding_table.weight": "class_emb.weight",
+    "cls_embedding.cap_proj.fc1.weight": "caption_emb.cap_proj.fc1.weight",
+    "cls_embedding.cap_proj.fc2.weight": "caption_emb.cap_proj.fc2.weight",
+    "cls_embedding.uncond_embedding": "caption_emb.null_caption",
 }
+LLAMAGEN_TEXT_ENCODER = "google/flan-t5-xl"
 VQ_DROPPED = ("quantize.codebook_used",)  # a usage-statistics buffer, not a weight
 GPT_PRESETS = {"GPT-B": "B", "GPT-L": "L", "GPT-XL": "XL", "GPT-XXL": "XXL", "GPT-3B": "3B"}
 
@@ -59,11 +63,30 @@ def _count(state: dict, pattern: str) -> int:
 
 
 def gpt_from_llamagen(
-    state: dict[str, torch.Tensor], model: str | None = None, image_size: int = 256, downsample: int = 16
+    state: dict[str, torch.Tensor],
+    model: str | None = None,
+    image_size: int = 256,
+    downsample: int = 16,
+    text_encoder: str = LLAMAGEN_TEXT_ENCODER,
 ) -> Llama:
-    """A class-conditional LlamaGen GPT state dict -> :class:`Llama` with the same outputs."""
-    if "tok_embeddings.weight" not in state or "cls_embedding.embedding_table.weight" not in state:
-        raise CheckpointError("not a class-conditional LlamaGen GPT (no tok_embeddings / cls_embedding)")
+    """A LlamaGen GPT state dict (c2i or t2i) -> :class:`Llama` with the same outputs.
+
+    Text models read ``text_encoder`` features (LlamaGen: FLAN-T5-XL, 120 tokens)."""
+    if "cls_embedding.embedding_table.weight" in state:
+        condition = dict(num_classes=state["cls_embedding.embedding_table.weight"].shape[0] - 1)
+    elif "cls_embedding.uncond_embedding" in state:
+        caption_len, caption_dim = state["cls_embedding.uncond_embedding"].shape
+        condition = dict(
+            condition="text",
+            num_classes=0,
+            caption_len=caption_len,
+            caption_dim=caption_dim,
+            text_encoder=text_encoder,
+        )
+    else:
+        raise CheckpointError("not a LlamaGen GPT: no cls_embedding.embedding_table or uncond_embedding")
+    if "tok_embeddings.weight" not in state:
+        raise CheckpointError("not a LlamaGen GPT: no tok_embeddings")
     vocab, dim = state["tok_embeddings.weight"].shape
     n_layer = _count(state, r"layers\.(\d+)\..*")
     if model is None:
@@ -84,7 +107,7 @@ def gpt_from_llamagen(
     config = LlamaConfig(
         vocab_size=vocab,
         grid_size=(grid, grid),
-        num_classes=state["cls_embedding.embedding_table.weight"].shape[0] - 1,
+        **condition,
         **{**LlamaConfig.PRESETS[GPT_PRESETS[model]], "dim": dim, "n_layer": n_layer},
         rope_condition="zero",
         dropout=0.0,

@@ -1,4 +1,5 @@
-"""Sample batches in the ADM evaluator format: ``arr_0`` uint8 (N, H, W, C)."""
+"""Sample batches in the ADM evaluator format: ``arr_0`` uint8 (N, H, W, C), plus the class id
+or prompt index of each sample."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ def from_uint8(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-def save_npz(path: str | Path, images: np.ndarray, labels: np.ndarray | None = None) -> None:
-    arrays = {"arr_0": images} if labels is None else {"arr_0": images, "labels": labels}
-    np.savez(path, **arrays)
+def save_npz(path: str | Path, images: np.ndarray, **arrays: np.ndarray) -> None:
+    """``arr_0`` plus named per-sample arrays (``labels`` for class ids, ``prompt_ids``)."""
+    np.savez(path, arr_0=images, **arrays)
 
 
 def load_npz(path: str | Path) -> np.ndarray:

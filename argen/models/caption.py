@@ -12,7 +12,11 @@ from torch import nn
 
 @dataclass
 class Caption:
-    """Text-encoder features of a batch of prompts, padded to one length."""
+    """Text-encoder features of a batch of prompts, padded on the left to one length.
+
+    Left padding (as in LlamaGen) puts a real token in the last prefix slot, the position
+    whose output predicts the first image token.
+    """
 
     features: torch.Tensor  # (B, T, C)
     mask: torch.Tensor  # (B, T) bool, True on real tokens
@@ -21,6 +25,17 @@ class Caption:
         if self.features.shape[:-1] != self.mask.shape:
             shapes = f"{tuple(self.features.shape)} and {tuple(self.mask.shape)}"
             raise ValueError(f"caption features and mask do not match: {shapes}")
+        if not bool(self.mask[..., -1].all()):
+            raise ValueError("captions must be padded on the left (their last position a real token)")
+
+    @staticmethod
+    def from_right_padded(features: torch.Tensor, mask: torch.Tensor) -> Caption:
+        """Move each row's real tokens (B, T, C) from the front to the end."""
+        length = features.shape[1]
+        count = mask.sum(1, keepdim=True)  # (B, 1)
+        source = (torch.arange(length, device=mask.device)[None] + count) % length  # (B, T)
+        features = features.gather(1, source[..., None].expand_as(features))
+        return Caption(features, mask.gather(1, source))
 
     def __len__(self) -> int:
         return self.features.shape[0]

@@ -36,7 +36,10 @@ def resolve_text_encoder(name: str) -> str:
 
 
 class TextEncoder:
-    """``encoder(prompts) -> Caption`` with features (B, max_length, C) float32, zero on padding."""
+    """``encoder(prompts) -> Caption`` with features (B, max_length, C) float32, zero on padding.
+
+    Prompts are encoded padded on the right (so position ids are the usual ones) and then moved
+    to the left-padded layout the generator reads."""
 
     def __init__(self, name: str = "minilm", max_length: int = 120, device: torch.device | str = "cpu"):
         from transformers import AutoConfig, AutoModel, AutoTokenizer, T5EncoderModel
@@ -71,8 +74,8 @@ class TextEncoder:
                 max_length=self.max_length,
                 return_tensors="pt",
             ).to(self.device)
-            mask = batch["attention_mask"].bool()  # (b, T)
+            mask = batch["attention_mask"].bool()  # (b, T), padding on the right
             hidden = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
             features = hidden.last_hidden_state.float() * mask[..., None]  # (b, T, C)
-            parts.append(Caption(features, mask))
+            parts.append(Caption.from_right_padded(features, mask))
         return Caption.cat(parts)
