@@ -1,11 +1,13 @@
 """LlamaGen's official layout (hand-built here from argen models): key mapping, shape
 inference, containers, condition RoPE, and the conversion CLI."""
 
+import numpy as np
 import pytest
 import torch
 
 from argen import models, tokenizers
 from argen.checkpoint import CheckpointError
+from argen.cli import sample as sample_cli
 from argen.convert import gpt_from_llamagen, gpt_to_llamagen, load_official_state, vq_from_llamagen
 from argen.convert.__main__ import main as convert
 from argen.models.llama import Llama, LlamaConfig
@@ -171,3 +173,28 @@ def test_t2i_missing_keys_are_listed():
     del state["cls_embedding.uncond_embedding"]
     with pytest.raises(CheckpointError, match="no cls_embedding"):
         gpt_from_llamagen(state, model="GPT-B", image_size=64)
+
+
+def test_official_files_load_directly_and_sample(tmp_path):
+    torch.save({"model": official_gpt_state()}, tmp_path / "c2i_B_128.pt")
+    assert models.load(tmp_path / "c2i_B_128.pt").config.grid_size == (8, 8)  # 128 px from the name
+    assert models.load(tmp_path / "c2i_B_128.pt", image_size=64).config.grid_size == (4, 4)
+    torch.manual_seed(0)
+    vq = VQModel(
+        VQConfig(
+            resolution=64,
+            base_channels=32,
+            channel_mult=(1, 1, 1, 1, 1),  # stride 16, as VQ-16
+            num_res_blocks=1,
+            z_channels=8,
+            codebook_size=64,
+            codebook_dim=8,
+        )
+    )
+    torch.save({"model": vq.state_dict()}, tmp_path / "vq_ds16_c2i.pt")
+    assert tokenizers.load(tmp_path / "vq_ds16_c2i.pt", image_size=64).layout.height == 4
+    out = tmp_path / "samples"
+    args = ["--ckpt", str(tmp_path / "c2i_B_128.pt"), "--tokenizer", str(tmp_path / "vq_ds16_c2i.pt")]
+    args += ["--image-size", "64", "--classes", "1,2", "--num-samples", "2", "--out", str(out)]
+    assert sample_cli.main(args) == 0
+    assert np.load(out / "samples.npz")["arr_0"].shape == (2, 64, 64, 3)

@@ -44,8 +44,9 @@ DISPLAY_ONLY = {"out", "fid", "fid_features", "inception_weights", "classifier",
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", required=True, help="generator run directory (or a model directory)")
-    p.add_argument("--tokenizer", help="tokenizer directory (default: <ckpt>/tokenizer)")
+    p.add_argument("--ckpt", required=True, help="generator run directory, model directory or LlamaGen .pt")
+    p.add_argument("--tokenizer", help="tokenizer directory or LlamaGen .pt (default: <ckpt>/tokenizer)")
+    p.add_argument("--image-size", type=int, help="LlamaGen .pt files: default from the file name, else 256")
     p.add_argument("--weights", choices=["ema", "model"], help="default: ema when the run has it")
     p.add_argument("--classes", help='class models: "all" (default) or comma-separated class ids')
     p.add_argument("--prompt", action="append", help="text models: a prompt (repeatable)")
@@ -73,13 +74,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def resolve_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
     run = Path(args.ckpt)
-    if (run / "config.json").is_file():
+    if (run / "config.json").is_file() or run.is_file():
         model_dir, tokenizer_dir = run, args.tokenizer
     else:
         choice = args.weights or ("ema" if (run / "ema").is_dir() else "model")
         model_dir, tokenizer_dir = run / choice, args.tokenizer or run / "tokenizer"
     if tokenizer_dir is None:
-        raise CheckpointError(f"{run} is a bare model directory: pass --tokenizer DIR")
+        raise CheckpointError(f"{run} is a bare model: pass --tokenizer DIR")
     return model_dir, Path(tokenizer_dir)
 
 
@@ -171,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[
             args.precision or ("bf16" if accelerator.device.type == "cuda" else "fp32")
         ]
-        model = models.load(model_dir).to(accelerator.device, dtype)
-        tokenizer = tokenizers.load(tokenizer_dir).to(accelerator.device)
+        model = models.load(model_dir, args.image_size).to(accelerator.device, dtype)
+        tokenizer = tokenizers.load(tokenizer_dir, args.image_size).to(accelerator.device)
         layout = tokenizer.layout
         if (layout.vocab_size, (layout.height, layout.width)) != (
             model.config.vocab_size,

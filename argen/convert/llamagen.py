@@ -46,6 +46,25 @@ def load_official_state(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+OFFICIAL_SUFFIXES = (".pt", ".pth")
+
+
+def is_official_file(path: str | Path) -> bool:
+    return Path(path).is_file() and Path(path).suffix in OFFICIAL_SUFFIXES
+
+
+def image_size_of(path: str | Path, default: int = 256) -> int:
+    """The image size in an official file name (``c2i_B_384.pt`` -> 384), else ``default``."""
+    match = re.search(r"_(\d{3,4})\.pth?$", Path(path).name)
+    return int(match.group(1)) if match else default
+
+
+def model_of(path: str | Path) -> str | None:
+    """The GPT size in an official file name (``c2i_XL_384.pt`` -> ``GPT-XL``), if any."""
+    match = re.search(r"(?:^|_)(B|L|XL|XXL|3B)_", Path(path).name)
+    return f"GPT-{match.group(1)}" if match else None
+
+
 def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load ``state`` into ``model``; unknown or missing keys are an error that lists them."""
     expected = set(model.state_dict())
@@ -147,3 +166,15 @@ def vq_from_llamagen(state: dict[str, torch.Tensor], image_size: int = 256) -> V
     vq = VQModel(config)
     load_strict(vq, state, "LlamaGen VQ")
     return vq.eval()
+
+
+def load_llamagen_gpt(path: str | Path, image_size: int | None = None) -> Llama:
+    """An official GPT file as an argen model; size and image size are read from its name
+    (``c2i_B_384.pt``) where the weights leave them open."""
+    state = load_official_state(path)
+    return gpt_from_llamagen(state, model_of(path), image_size=image_size or image_size_of(path))
+
+
+def load_llamagen_vq(path: str | Path, image_size: int | None = None) -> VQModel:
+    """An official VQ file as an argen tokenizer (image size as for :func:`load_llamagen_gpt`)."""
+    return vq_from_llamagen(load_official_state(path), image_size=image_size or image_size_of(path))

@@ -12,8 +12,13 @@ from argen.models.llama import Llama, LlamaConfig
 MODELS: dict[str, type[nn.Module]] = {"Llama": Llama}
 
 
-def load(path: str | Path) -> nn.Module:
-    """Load any saved generator checkpoint directory (config.json + model.safetensors)."""
+def load(path: str | Path, image_size: int | None = None) -> nn.Module:
+    """Load a generator checkpoint directory (config.json + model.safetensors), or an official
+    LlamaGen GPT file (``.pt``; ``image_size`` defaults to the one in its name, else 256)."""
+    from argen.convert.llamagen import is_official_file, load_llamagen_gpt
+
+    if is_official_file(path):
+        return load_llamagen_gpt(path, image_size)
     return load_model(path, MODELS)
 
 
