@@ -151,8 +151,6 @@ def conditions_for(args: argparse.Namespace, model: torch.nn.Module, device: tor
         return classes, torch.tensor(classes)
     if args.classes is not None:
         raise ValueError("this generator is text-conditional: use --prompt or --prompts-file, not --classes")
-    if args.classifier:
-        raise ValueError("class-consistency (--classifier) needs a class-conditional generator")
     prompts = check_prompts(prompts)
     encoder = TextEncoder(args.text_encoder or model.config.text_encoder, model.config.caption_len, device)
     if encoder.dim != model.config.caption_dim:
