@@ -9,7 +9,8 @@ from argen.models.rope import apply_rope, rope_2d
 
 def tiny_llama(**kw) -> Llama:
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=50, grid_size=(3, 4), num_classes=5, dim=32, n_layer=2, n_head=4, **kw)
+    shape = dict(vocab_size=50, grid_size=(3, 4), num_classes=5, dim=32, n_layer=2, n_head=4)
+    config = LlamaConfig(**{**shape, **kw})
     model = Llama(config).eval()
     for p in model.parameters():  # the zero-initialised head would make every logit equal
         torch.nn.init.normal_(p, std=0.2)

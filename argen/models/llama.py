@@ -90,7 +90,8 @@ class RMSNorm(nn.Module):
 
 
 class KVCache(nn.Module):
-    """Static cache (B, H_kv, max_len, Dh) written in place at the given positions."""
+    """Static cache (B, H_kv, max_len, Dh) written in place at the given positions: shared by
+    all rows (Lq,) or per row (B, Lq)."""
 
     def __init__(self, batch: int, heads: int, max_len: int, head_dim: int, like: torch.Tensor):
         super().__init__()
@@ -99,8 +100,13 @@ class KVCache(nn.Module):
         self.register_buffer("v", like.new_zeros(shape), persistent=False)
 
     def update(self, pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
-        self.k.index_copy_(2, pos, k)
-        self.v.index_copy_(2, pos, v)
+        if pos.dim() == 1:
+            self.k.index_copy_(2, pos, k)
+            self.v.index_copy_(2, pos, v)
+        else:
+            index = pos[:, None, :, None].expand_as(k)  # (B, H_kv, Lq, Dh)
+            self.k.scatter_(2, index, k)
+            self.v.scatter_(2, index, v)
         return self.k, self.v
 
 
@@ -249,22 +255,31 @@ class Llama(nn.Module):
         return self.output(self.norm(x)).float()
 
     # --- cached decoding -------------------------------------------------------------------
-    def setup_cache(self, condition: Condition) -> None:
-        """Allocate a static KV cache for the rows of ``condition`` and ``max_len`` positions."""
+    def setup_cache(self, condition: Condition, extra: int = 0) -> None:
+        """Allocate a static KV cache for the rows of ``condition`` and ``max_len + extra``
+        positions (the ``extra`` ones, past the grid, are scratch space for speculative drafts)."""
         c = self.config
-        like = self.tok_emb.weight
+        like, length = self.tok_emb.weight, self.max_len + extra
         for layer in self.layers:
-            layer.attention.cache = KVCache(len(condition), c.kv_heads, self.max_len, c.dim // c.n_head, like)
-        self.register_buffer("cache_mask", self.attention_mask(condition, self.max_len), persistent=False)
+            layer.attention.cache = KVCache(len(condition), c.kv_heads, length, c.dim // c.n_head, like)
+        self.register_buffer("cache_mask", self.attention_mask(condition, length), persistent=False)
+        self.register_buffer("cache_rope", F.pad(self.rope, (0, 0, 0, 0, 0, extra)), persistent=False)
 
     def clear_cache(self) -> None:
         for layer in self.layers:
             layer.attention.cache = None
-        self.cache_mask = None
+        self.cache_mask = self.cache_rope = None
 
     def forward_cached(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """Embeddings x (B, Lq, D) at positions ``pos`` (Lq,) -> logits (B, Lq, V), using the cache."""
-        rope, mask = self.rope[pos], self.cache_mask[:, :, pos]  # (Lq, Dh/2, 2), (B|1, 1, Lq, max_len)
+        """Embeddings x (B, Lq, D) at positions ``pos`` -> logits (B, Lq, V), using the cache.
+
+        ``pos`` is (Lq,) for all rows or (B, Lq) per row (rows at different lengths)."""
+        rope = self.cache_rope[pos]  # (Lq, Dh/2, 2) or (B, Lq, Dh/2, 2)
+        if pos.dim() == 1:
+            mask = self.cache_mask[:, :, pos]  # (B|1, 1, Lq, L)
+        else:
+            rows = self.cache_mask[:, 0].expand(x.shape[0], -1, -1)  # (B, L, L)
+            mask = rows.gather(1, pos[..., None].expand(-1, -1, rows.shape[-1]))[:, None]  # (B, 1, Lq, L)
         for layer in self.layers:
             x = layer(x, rope, mask, pos)
         return self.output(self.norm(x)).float()

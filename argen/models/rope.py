@@ -32,9 +32,11 @@ def rope_2d(
 
 
 def apply_rope(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """Rotate consecutive pairs of ``x`` (B, L, H, Dh) by ``table`` (L, Dh/2, 2)."""
+    """Rotate consecutive pairs of ``x`` (B, L, H, Dh) by ``table`` (L, Dh/2, 2) or, per row,
+    (B, L, Dh/2, 2)."""
     pairs = x.float().reshape(*x.shape[:-1], -1, 2)  # (B, L, H, Dh/2, 2)
-    cos, sin = table[None, :, None, :, 0], table[None, :, None, :, 1]
+    table = table if table.dim() == 4 else table[None]
+    cos, sin = table[:, :, None, :, 0], table[:, :, None, :, 1]
     x0, x1 = pairs[..., 0], pairs[..., 1]
     out = torch.stack([x0 * cos - x1 * sin, x1 * cos + x0 * sin], dim=-1)
     return out.flatten(-2).type_as(x)

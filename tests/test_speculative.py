@@ -1,0 +1,113 @@
+"""Speculative decoding: exactness, relaxed (LANTERN) acceptance, ragged batches, greedy."""
+
+import itertools
+
+import pytest
+import torch
+
+from argen.sampling import SamplingConfig, guide, sample_next_token
+from argen.sampling.speculative import SpeculativeConfig, code_neighbours, relaxed_mass, sample_speculative
+from tests.test_llama import tiny_llama
+
+
+def pair(**kw):
+    """A target and a cheaper, different draft over the same vocabulary and grid."""
+    target = tiny_llama(**kw)
+    draft = tiny_llama(n_layer=1, **kw)
+    with torch.no_grad():
+        for p in draft.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    return target, draft
+
+
+def exact_joint(model, label: int, cfg_scale: float) -> torch.Tensor:
+    """The model's probability of every sequence over its vocabulary and grid (V**L,)."""
+    c = model.config
+    seqs = torch.tensor(list(itertools.product(range(c.vocab_size), repeat=c.num_tokens)))
+    labels = torch.full((len(seqs),), label)
+    with torch.no_grad():
+        logits = model(seqs.repeat(2, 1), torch.cat([labels, torch.full_like(labels, model.null_class)]))
+    logp = guide(logits, cfg_scale).log_softmax(-1).gather(2, seqs[..., None])[..., 0]
+    return logp.sum(1).exp()
+
+
+def empirical(tokens: torch.Tensor, vocab: int) -> torch.Tensor:
+    codes = (tokens * vocab ** torch.arange(tokens.shape[1] - 1, -1, -1)).sum(1)
+    return torch.bincount(codes, minlength=vocab ** tokens.shape[1]).float() / len(tokens)
+
+
+def test_standard_speculative_sampling_draws_the_target_distribution():
+    target, draft = pair(vocab_size=4, grid_size=(1, 3))
+    labels, n, cfg = torch.full((6000,), 2), 6000, SamplingConfig(cfg_scale=2.0)
+    exact = exact_joint(target, 2, 2.0)
+    spec, stats = sample_speculative(
+        target, draft, labels, cfg, SpeculativeConfig(2), torch.Generator().manual_seed(0)
+    )
+    ar = sample_next_token(target, labels, cfg, torch.Generator().manual_seed(1))
+    tv = lambda tokens: 0.5 * (empirical(tokens, 4) - exact).abs().sum().item()  # noqa: E731
+    drafted = sample_next_token(draft, labels, cfg, torch.Generator().manual_seed(2))
+    assert tv(drafted) > 0.15  # the draft alone is far from the target ...
+    assert tv(spec) < 0.05 and tv(spec) < 2 * tv(ar) + 0.01  # ... speculative sampling is not
+    assert stats["target_calls"] >= 1 and len(spec) == n
+
+
+def test_relaxed_mass_respects_the_tvd_bound():
+    torch.manual_seed(0)
+    p = torch.rand(200, 30).softmax(-1) ** 2
+    p = p / p.sum(-1, keepdim=True)
+    x = torch.randint(0, 30, (200,))
+    neighbours = torch.stack([torch.randperm(30)[:10] for _ in range(30)])
+    neighbours = torch.where(neighbours == torch.arange(30)[:, None], (neighbours + 1) % 30, neighbours)
+    for delta in (0.0, 0.02, 0.1, 0.3):
+        mass = relaxed_mass(p, x, neighbours, delta, None)
+        px = p[torch.arange(200), x]
+        assert torch.all(mass - px <= delta + 1e-7)
+        for i in range(200):  # the longest nearest-first run within delta, exactly
+            run = p[i, neighbours[x[i]]].cumsum(0)
+            expected = run[run <= delta].max().item() if (run <= delta).any() else 0.0
+            assert mass[i] - px[i] == pytest.approx(expected, abs=1e-6)
+    capped = relaxed_mass(p, x, neighbours, 0.3, 1.5)
+    assert torch.all(capped <= 1.5 * p[torch.arange(200), x] + 1e-7)
+
+
+def test_zero_delta_equals_standard_and_relaxing_accepts_more():
+    target, draft = pair()
+    labels = torch.arange(5).repeat(8)
+    neighbours = code_neighbours(torch.randn(50, 4), 20)
+    runs = {}
+    for name, spec in {
+        "standard": SpeculativeConfig(3),
+        "zero": SpeculativeConfig(3, relaxed_k=20, relaxed_delta=0.0),
+        "relaxed": SpeculativeConfig(3, relaxed_k=20, relaxed_delta=0.5),
+    }.items():
+        g = torch.Generator().manual_seed(0)
+        runs[name] = sample_speculative(target, draft, labels, SamplingConfig(), spec, g, neighbours)
+    assert torch.equal(runs["standard"][0], runs["zero"][0])
+    assert runs["relaxed"][1]["tokens_per_call"] > runs["standard"][1]["tokens_per_call"]
+
+
+def test_ragged_batch_equals_rows_one_at_a_time():
+    target, draft = pair()
+    labels = torch.tensor([0, 1, 2, 3, 4, 1])
+    cfg, spec = SamplingConfig(cfg_scale=1.5, top_k=20), SpeculativeConfig(3)
+    seeds = lambda: [torch.Generator().manual_seed(10 + i) for i in range(len(labels))]  # noqa: E731
+    batched, _ = sample_speculative(target, draft, labels, cfg, spec, seeds())
+    gens = seeds()
+    single = [sample_speculative(target, draft, labels[i : i + 1], cfg, spec, [gens[i]])[0] for i in range(6)]
+    assert torch.equal(batched, torch.cat(single))
+
+
+@pytest.mark.parametrize("cfg_scale", [1.0, 3.0])
+def test_greedy_speculative_equals_greedy_autoregressive(cfg_scale):
+    target, draft = pair()
+    labels = torch.arange(5)
+    cfg = SamplingConfig(cfg_scale=cfg_scale, temperature=0)
+    spec, _ = sample_speculative(target, draft, labels, cfg, SpeculativeConfig(4), torch.Generator())
+    assert torch.equal(spec, sample_next_token(target, labels, cfg))
+
+
+def test_code_neighbours_are_the_nearest_other_codes():
+    codes = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
+    assert code_neighbours(codes, 2, chunk=3).tolist() == [[1, 2], [0, 2], [1, 0], [2, 1]]
+    with pytest.raises(ValueError, match="codebook size"):
+        code_neighbours(codes, 4)
