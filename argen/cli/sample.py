@@ -35,6 +35,7 @@ from argen.eval import (
 )
 from argen.sampling.generate import BatchStore, batch_seed, generate_batch
 from argen.sampling.next_token import SamplingConfig
+from argen.sampling.speculative import Speculation, SpeculativeConfig
 from argen.text import TextEncoder, check_prompts, read_prompts_file, warn_truncated
 from argen.training.trainer import TrainingError, check_world
 
@@ -62,6 +63,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="torch.compile the one-token decode step")
+    p.add_argument("--speculative", metavar="DRAFT", help="draft generator (run or model directory)")
+    p.add_argument("--draft-length", type=int, default=4, help="speculative: tokens drafted per round")
+    p.add_argument(
+        "--relaxed-k", type=int, default=0, help="speculative: latent neighbours per code (LANTERN)"
+    )
+    p.add_argument("--relaxed-delta", type=float, default=0.0, help="speculative: total-variation budget")
+    p.add_argument("--relaxed-lambda", type=float, help="speculative: cap on the aggregated mass (LANTERN++)")
     p.add_argument("--precision", choices=["fp32", "bf16"], help="generator weights (default: bf16 on GPU)")
     p.add_argument("--resize", type=int, help="bicubic resize of the samples, e.g. 384 -> 256 for FID")
     p.add_argument("--out", help="output directory (default: <ckpt>/samples)")
@@ -72,13 +80,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def is_run(path: Path) -> bool:
+    """A run directory (model/, ema/, tokenizer/) rather than a model directory or file."""
+    return not ((path / "config.json").is_file() or path.is_file())
+
+
+def weights_of(run: Path, choice: str | None) -> Path:
+    """The model directory of a run: ``choice``, else ema when the run has it."""
+    return run / (choice or ("ema" if (run / "ema").is_dir() else "model"))
+
+
 def resolve_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
     run = Path(args.ckpt)
-    if (run / "config.json").is_file() or run.is_file():
-        model_dir, tokenizer_dir = run, args.tokenizer
+    if is_run(run):
+        model_dir, tokenizer_dir = weights_of(run, args.weights), args.tokenizer or run / "tokenizer"
     else:
-        choice = args.weights or ("ema" if (run / "ema").is_dir() else "model")
-        model_dir, tokenizer_dir = run / choice, args.tokenizer or run / "tokenizer"
+        model_dir, tokenizer_dir = run, args.tokenizer
     if tokenizer_dir is None:
         raise CheckpointError(f"{run} is a bare model: pass --tokenizer DIR")
     return model_dir, Path(tokenizer_dir)
@@ -141,6 +158,23 @@ class Evaluation:
         return metrics
 
 
+def load_speculation(
+    args: argparse.Namespace, model: torch.nn.Module, tokenizer: torch.nn.Module, device, dtype
+) -> Speculation | None:
+    """The draft model and acceptance settings of ``--speculative``, checked against the target."""
+    if not args.speculative:
+        return None
+    run = Path(args.speculative)
+    draft_dir = weights_of(run, args.weights) if is_run(run) else run
+    draft = models.load(draft_dir).to(device, dtype)
+    keys = ("vocab_size", "grid_size", "condition", "num_classes")
+    if any(getattr(draft.config, k) != getattr(model.config, k) for k in keys):
+        raise CheckpointError(f"draft {draft_dir} does not share the target's {', '.join(keys)}")
+    spec = SpeculativeConfig(args.draft_length, args.relaxed_k, args.relaxed_delta, args.relaxed_lambda)
+    codebook = tokenizer.quantize.codebook().detach() if spec.relaxed else None
+    return Speculation(draft, spec, codebook)
+
+
 def conditions_for(args: argparse.Namespace, model: torch.nn.Module, device: torch.device):
     """What to sample: (class ids or prompts, their conditions as class ids (K,) or a Caption)."""
     prompts = list(args.prompt or []) + (read_prompts_file(args.prompts_file) if args.prompts_file else [])
@@ -192,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             top_k=args.top_k,
             top_p=args.top_p,
         )
+        speculation = load_speculation(args, model, tokenizer, accelerator.device, dtype)
         evaluation = Evaluation(args, args.resize or tokenizer.config.resolution, accelerator.device)
     except (CheckpointError, ValueError, TrainingError, FeaturesUnavailable, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -212,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     for b in tqdm(todo, desc="sampling", disable=not accelerator.is_main_process):
         rows = conditions[labels[b * args.batch_size : (b + 1) * args.batch_size]]
         seed = batch_seed(args.seed, b)
-        store.put(b, generate_batch(model, tokenizer, rows, config, seed, args.compile, args.resize))
+        images = generate_batch(model, tokenizer, rows, config, seed, args.compile, args.resize, speculation)
+        store.put(b, images)
     seconds = time.perf_counter() - start
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
@@ -243,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
             sampling=vars(config) | {"seed": args.seed, "weights": str(model_dir)},
             sampling_seconds=seconds,  # this invocation's share (main process)
         )
+        if speculation is not None:
+            metrics["speculative"] = vars(speculation.config) | {
+                "tokens_per_target_call": speculation.tokens_per_call,  # main process's batches
+                "draft": args.speculative,
+            }
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         print(json.dumps({k: v for k, v in metrics.items() if k != "sampling"}, indent=2))
     return 0

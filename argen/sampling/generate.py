@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from argen.eval.npz import to_uint8
 from argen.models.llama import Condition
 from argen.sampling.next_token import SamplingConfig, sample_next_token
+from argen.sampling.speculative import Speculation
 
 
 def batch_seed(seed: int, batch_index: int) -> int:
@@ -31,15 +32,19 @@ def generate_batch(
     seed: int,
     compile: bool = False,
     resize: int | None = None,
+    speculation: Speculation | None = None,
 ) -> np.ndarray:
     """Sample one image per condition row (class ids (b,) or a Caption) -> uint8 (b, H, W, C).
 
     ``resize`` resamples the decoded images (plain bicubic, as LlamaGen does before evaluating
-    its 384 px models at 256 px)."""
+    its 384 px models at 256 px). With ``speculation`` a draft model proposes the tokens."""
     device = next(model.parameters()).device
     layout = tokenizer.layout
     generator = torch.Generator(device=device).manual_seed(seed)
-    ids = sample_next_token(model, condition.to(device), config, generator, compile=compile)  # (b, h*w)
+    if speculation is not None:
+        ids = speculation(model, condition.to(device), config, generator)
+    else:
+        ids = sample_next_token(model, condition.to(device), config, generator, compile=compile)  # (b, h*w)
     images = tokenizer.decode(ids.view(-1, layout.height, layout.width))  # (b, C, H, W)
     if resize is not None:
         images = F.interpolate(images, size=(resize, resize), mode="bicubic", align_corners=False)

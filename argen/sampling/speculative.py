@@ -144,8 +144,9 @@ def sample_speculative(
     """Generate ``target.config.num_tokens`` ids per condition row -> (ids (B, L), stats).
 
     ``neighbours`` (V, K) from :func:`code_neighbours` enables relaxed acceptance. Stats:
-    ``target_calls`` (verification passes) and ``tokens_per_call`` (mean tokens a row gains
-    per pass, accepted drafts plus the target's own token)."""
+    ``target_calls`` (verification passes), ``row_calls`` (passes summed over unfinished
+    rows), ``tokens`` and ``tokens_per_call`` (mean tokens a row gains per pass, accepted
+    drafts plus the target's own token)."""
     if (target.config.vocab_size, target.config.num_tokens) != (
         draft.config.vocab_size,
         draft.config.num_tokens,
@@ -217,5 +218,35 @@ def sample_speculative(
     finally:
         target.clear_cache()
         draft.clear_cache()
-    stats = {"target_calls": calls, "tokens_per_call": gained / max(row_calls, 1)}
+    stats = {"target_calls": calls, "row_calls": row_calls, "tokens": gained}
+    stats["tokens_per_call"] = gained / max(row_calls, 1)
     return out[:, :length], stats
+
+
+class Speculation:
+    """A draft model with its settings, ready to sample batch after batch; keeps the totals
+    of the statistics over the batches drawn."""
+
+    def __init__(
+        self, draft: torch.nn.Module, config: SpeculativeConfig, codebook: torch.Tensor | None = None
+    ):
+        self.draft, self.config = draft, config
+        self.neighbours = None
+        if config.relaxed:
+            if codebook is None:
+                raise ValueError("relaxed acceptance needs the tokenizer's codebook")
+            self.neighbours = code_neighbours(codebook, min(config.relaxed_k, codebook.shape[0] - 1))
+        self.totals = {"target_calls": 0, "row_calls": 0, "tokens": 0}
+
+    def __call__(self, target, condition: Condition, sampling: SamplingConfig, generator: Generators):
+        ids, stats = sample_speculative(
+            target, self.draft, condition, sampling, self.config, generator, self.neighbours
+        )
+        for key in self.totals:
+            self.totals[key] += stats[key]
+        return ids
+
+    @property
+    def tokens_per_call(self) -> float:
+        """Mean tokens a row gains per target pass, over all batches drawn."""
+        return self.totals["tokens"] / max(self.totals["row_calls"], 1)

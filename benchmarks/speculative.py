@@ -1,0 +1,111 @@
+"""Plain next-token sampling vs. standard and relaxed (LANTERN) speculative decoding, in one run:
+tokens per target pass, wall-time speed-up over plain sampling, and sample quality
+(classifier-feature FID against the dataset, class-consistency) for each.
+
+    python -m benchmarks.speculative --target runs/digits/gpt --draft runs/digits/draft \\
+        --classifier runs/digits/classifier/model --deltas 0.05 0.1 0.2
+
+Every method draws the same batches with the same seeds. Train the pair first (README demo,
+then ``python train.py --config configs/digits_gpt_draft.yaml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from argen import models, tokenizers
+from argen.cli.sample import reference_images, weights_of
+from argen.eval import class_consistency, classifier_metric, frechet_distance, from_uint8, load_classifier
+from argen.sampling.generate import batch_seed, generate_batch
+from argen.sampling.next_token import SamplingConfig
+from argen.sampling.speculative import Speculation, SpeculativeConfig
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", default="runs/digits/gpt")
+    p.add_argument("--draft", default="runs/digits/draft")
+    p.add_argument("--classifier", default="runs/digits/classifier/model")
+    p.add_argument("--reference", default="digits")
+    p.add_argument("--num-samples", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--cfg-scale", type=float, default=2.0)
+    p.add_argument("--draft-length", type=int, default=3)
+    p.add_argument("--relaxed-k", type=int, default=50)
+    p.add_argument("--deltas", type=float, nargs="+", default=[0.05, 0.1, 0.2])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args()
+
+    target_run = Path(args.target)
+    target = models.load(weights_of(target_run, None)).to(args.device).eval()
+    draft = models.load(weights_of(Path(args.draft), None)).to(args.device).eval()
+    tokenizer = tokenizers.load(target_run / "tokenizer").to(args.device).eval()
+    classifier = load_classifier(args.classifier).to(args.device)
+    metric = classifier_metric(classifier)
+    real = reference_images(args.reference, tokenizer.config.resolution)
+    config = SamplingConfig(cfg_scale=args.cfg_scale)
+    codebook = tokenizer.quantize.codebook().detach()
+    labels = torch.arange(args.num_samples) % target.config.num_classes
+
+    methods: dict[str, Speculation | None] = {"plain": None}
+    methods["speculative"] = Speculation(draft, SpeculativeConfig(args.draft_length), codebook)
+    for delta in args.deltas:
+        spec = SpeculativeConfig(args.draft_length, args.relaxed_k, delta)
+        methods[f"relaxed d={delta}"] = Speculation(draft, spec, codebook)
+
+    print(
+        f"target={args.target} draft={args.draft} samples={args.num_samples} batch={args.batch_size} "
+        f"cfg={args.cfg_scale} draft_length={args.draft_length} relaxed_k={args.relaxed_k} "
+        f"device={args.device}"
+    )
+    results = {}
+    for name, speculation in methods.items():
+        batches = range(0, args.num_samples, args.batch_size)
+        generate_batch(
+            target, tokenizer, labels[: args.batch_size], config, 0, speculation=speculation
+        )  # warm-up
+        if speculation is not None:
+            speculation.totals = dict.fromkeys(speculation.totals, 0)
+        start = time.perf_counter()
+        images = np.concatenate(
+            [
+                generate_batch(
+                    target,
+                    tokenizer,
+                    labels[b : b + args.batch_size],
+                    config,
+                    batch_seed(0, b // args.batch_size),
+                    speculation=speculation,
+                )
+                for b in batches
+            ]
+        )
+        seconds = time.perf_counter() - start
+        fid = frechet_distance(metric, real, images, device=torch.device(args.device))
+        pixels = from_uint8(images).to(args.device)
+        consistency = class_consistency(classifier, pixels, labels.to(args.device))["overall"]
+        per_call = speculation.tokens_per_call if speculation is not None else 1.0
+        results[name] = (seconds, per_call, fid, consistency)
+
+    plain = results["plain"][0]
+    standard = plain / results["speculative"][0]
+    print(
+        f"{'method':18s} {'tokens/pass':>11s} {'seconds':>8s} {'speed-up':>8s} {'vs std':>7s} "
+        f"{'fid_clf':>8s} {'class-cons':>10s}"
+    )
+    for name, (seconds, per_call, fid, consistency) in results.items():
+        print(
+            f"{name:18s} {per_call:11.2f} {seconds:8.2f} {plain / seconds:7.2f}x "
+            f"{plain / seconds / standard:6.2f}x "
+            f"{fid:8.3f} {consistency:10.3f}"
+        )
+    print("speed-up: plain seconds / method seconds; vs std: speed-up / standard speculative speed-up")
+
+
+if __name__ == "__main__":
+    main()
