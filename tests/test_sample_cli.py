@@ -235,3 +235,28 @@ def test_resize_resamples_the_saved_samples(trained, tmp_path):
     done = sample(trained, tmp_path / "s", "--num-samples", "2", "--resize", "12")
     assert done.returncode == 0, done.stderr[-2000:]
     assert np.load(tmp_path / "s" / "samples.npz")["arr_0"].shape == (2, 12, 12, 3)
+
+
+def test_speculative_sampling_cli(trained, tmp_path):
+    common = ["--num-samples", "4", "--batch-size", "4", "--cfg-scale", "2", "--temperature", "0"]
+    plain = sample(trained, tmp_path / "plain", *common)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    args = [
+        "--speculative",
+        str(trained["gpt"]),
+        "--draft-length",
+        "3",
+        "--relaxed-k",
+        "5",
+        "--relaxed-delta",
+        "0",
+    ]
+    done = sample(trained, tmp_path / "spec", *common, *args)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((tmp_path / "spec" / "metrics.json").read_text())
+    # the target drafting for itself has every draft accepted: 2 tokens, then 14 in 4-token passes
+    assert metrics["speculative"]["tokens_per_target_call"] == pytest.approx(14 / 4)
+    load = lambda d: np.load(tmp_path / d / "samples.npz")["arr_0"]  # noqa: E731
+    assert np.array_equal(load("plain"), load("spec"))  # greedy with delta 0 equals greedy plain sampling
+    bad = sample(trained, tmp_path / "bad", *common, "--speculative", str(trained["vq"]))
+    assert bad.returncode == 2

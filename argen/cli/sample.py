@@ -272,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     Image.fromarray(grid.permute(1, 2, 0).numpy()).save(out / "grid.png")
     print(f"wrote {len(images)} samples to {out}/samples.npz and {out}/grid.png")
 
-    if evaluation.wanted:
-        metrics = evaluation(images, class_ids)
+    if evaluation.wanted or speculation is not None:
+        metrics = evaluation(images, class_ids) if evaluation.wanted else {}
         metrics.update(
             num_samples=len(images),
             sampling=vars(config) | {"seed": args.seed, "weights": str(model_dir)},
