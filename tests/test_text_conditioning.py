@@ -181,3 +181,29 @@ def test_text_features_are_built_once_and_read_back(encoder, tmp_path):
     got = features[torch.tensor([2, 0])]
     assert torch.equal(got.mask, direct.mask[[2, 0]])
     torch.testing.assert_close(got.features, direct.features[[2, 0]], atol=0.05, rtol=0.01)  # bfloat16
+
+
+def test_t5_directories_load_their_encoder_only(tmp_path):
+    """A local T5 directory (tiny random weights, MiniLM's tokenizer files) loads as T5's encoder."""
+    import shutil
+
+    from transformers import T5Config, T5EncoderModel
+
+    from argen.text import resolve_text_encoder
+
+    minilm = resolve_text_encoder("minilm")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(f"{minilm}/{name}", tmp_path / name)
+    config = T5Config(vocab_size=30522, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=4)
+    T5EncoderModel(config).save_pretrained(tmp_path)
+    encoder = TextEncoder(str(tmp_path), max_length=10)
+    assert isinstance(encoder.model, T5EncoderModel) and encoder.dim == 16
+    caption = encoder(["a cat", "a photo of a dog"])
+    assert caption.features.shape == (2, 10, 16) and caption.mask[:, -1].all()
+
+
+def test_missing_text_encoder_is_a_clear_error(tmp_path):
+    from argen.text import TextEncoderError
+
+    with pytest.raises(TextEncoderError, match="cannot load text encoder"):
+        TextEncoder(str(tmp_path / "nowhere"))
