@@ -77,9 +77,10 @@ def build_token_cache(
         tokens, labels = [], []
         for images, y in tqdm(loader, desc=f"encoding token cache [{rank}]", disable=rank != 0):
             images = images.to(device)
-            ids = tokenizer.encode(images)  # (B, h, w)
+            ids = flat_ids(tokenizer.encode(images))  # (B, h, w), or (B, L) for multi-scale
             if flip:
-                ids = torch.stack([ids, tokenizer.encode(images.flip(-1))], dim=1).flatten(0, 1)  # (2B, h, w)
+                mirrored = flat_ids(tokenizer.encode(images.flip(-1)))
+                ids = torch.stack([ids, mirrored], dim=1).flatten(0, 1)  # (2B, ...)
                 y = y.repeat_interleave(2)
             tokens.append(ids.cpu().to(torch.int32))
             labels.append(y.to(torch.int64))
@@ -103,6 +104,11 @@ def build_token_cache(
         shutil.rmtree(old, ignore_errors=True)
     barrier()
     return out_dir
+
+
+def flat_ids(ids: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    """A tokenizer's ids as stored: a grid as is, per-scale maps concatenated (B, sum pn**2)."""
+    return torch.cat([x.flatten(1) for x in ids], 1) if isinstance(ids, list) else ids
 
 
 def read_meta(directory: str | Path) -> dict:

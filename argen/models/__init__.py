@@ -8,8 +8,9 @@ from torch import nn
 
 from argen.checkpoint import load_model
 from argen.models.llama import Llama, LlamaConfig
+from argen.models.next_scale import NextScaleConfig, NextScaleLlama
 
-MODELS: dict[str, type[nn.Module]] = {"Llama": Llama}
+MODELS: dict[str, type[nn.Module]] = {"Llama": Llama, "NextScaleLlama": NextScaleLlama}
 
 
 def load(path: str | Path, image_size: int | None = None) -> nn.Module:
@@ -22,4 +23,4 @@ def load(path: str | Path, image_size: int | None = None) -> nn.Module:
     return load_model(path, MODELS)
 
 
-__all__ = ["MODELS", "Llama", "LlamaConfig", "load"]
+__all__ = ["MODELS", "Llama", "LlamaConfig", "NextScaleConfig", "NextScaleLlama", "load"]

@@ -212,7 +212,7 @@ class Llama(nn.Module):
         (B, prefix_len, D). In training, conditions are dropped with ``class_dropout``."""
         drop = None
         if self.training and self.config.class_dropout > 0:
-            drop = torch.rand(len(condition), device=self.tok_emb.weight.device) < self.config.class_dropout
+            drop = torch.rand(len(condition), device=self.output.weight.device) < self.config.class_dropout
         if self.config.condition == "text":
             return self.caption_emb(condition, drop)
         if drop is not None:
@@ -228,7 +228,7 @@ class Llama(nn.Module):
     def attention_mask(self, condition: Condition, length: int) -> torch.Tensor:
         """Boolean (B or 1, 1, length, length): causal, with padded caption keys hidden from
         every query (a padded query still sees itself, so no row is empty)."""
-        device = self.tok_emb.weight.device
+        device = self.output.weight.device
         causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
         if self.config.condition != "text":
             return causal[None, None]
@@ -259,7 +259,7 @@ class Llama(nn.Module):
         """Allocate a static KV cache for the rows of ``condition`` and ``max_len + extra``
         positions (the ``extra`` ones, past the grid, are scratch space for speculative drafts)."""
         c = self.config
-        like, length = self.tok_emb.weight, self.max_len + extra
+        like, length = self.output.weight, self.max_len + extra
         for layer in self.layers:
             layer.attention.cache = KVCache(len(condition), c.kv_heads, length, c.dim // c.n_head, like)
         self.register_buffer("cache_mask", self.attention_mask(condition, length), persistent=False)

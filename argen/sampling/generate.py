@@ -14,8 +14,10 @@ import torch.nn.functional as F
 
 from argen.eval.npz import to_uint8
 from argen.models.llama import Condition
+from argen.sampling.next_scale import sample_next_scale
 from argen.sampling.next_token import SamplingConfig, sample_next_token
 from argen.sampling.speculative import Speculation
+from argen.tokenizers.layout import ScaleLayout
 
 
 def batch_seed(seed: int, batch_index: int) -> int:
@@ -41,11 +43,15 @@ def generate_batch(
     device = next(model.parameters()).device
     layout = tokenizer.layout
     generator = torch.Generator(device=device).manual_seed(seed)
-    if speculation is not None:
-        ids = speculation(model, condition.to(device), config, generator)
+    condition = condition.to(device)
+    if isinstance(layout, ScaleLayout):  # next-scale: ids per scale
+        images = tokenizer.decode(sample_next_scale(model, tokenizer, condition, config, generator))
     else:
-        ids = sample_next_token(model, condition.to(device), config, generator, compile=compile)  # (b, h*w)
-    images = tokenizer.decode(ids.view(-1, layout.height, layout.width))  # (b, C, H, W)
+        if speculation is not None:
+            ids = speculation(model, condition, config, generator)
+        else:
+            ids = sample_next_token(model, condition, config, generator, compile=compile)  # (b, h*w)
+        images = tokenizer.decode(ids.view(-1, layout.height, layout.width))  # (b, C, H, W)
     if resize is not None:
         images = F.interpolate(images, size=(resize, resize), mode="bicubic", align_corners=False)
     return to_uint8(images)

@@ -7,10 +7,11 @@ from pathlib import Path
 from torch import nn
 
 from argen.checkpoint import load_model
-from argen.tokenizers.layout import GridLayout
+from argen.tokenizers.layout import GridLayout, ScaleLayout
+from argen.tokenizers.multiscale import MultiScaleVQConfig, MultiScaleVQModel
 from argen.tokenizers.vq import VQConfig, VQModel
 
-TOKENIZERS: dict[str, type[nn.Module]] = {"VQModel": VQModel}
+TOKENIZERS: dict[str, type[nn.Module]] = {"VQModel": VQModel, "MultiScaleVQModel": MultiScaleVQModel}
 
 
 def load(path: str | Path, image_size: int | None = None) -> nn.Module:
@@ -23,4 +24,13 @@ def load(path: str | Path, image_size: int | None = None) -> nn.Module:
     return load_model(path, TOKENIZERS)
 
 
-__all__ = ["GridLayout", "TOKENIZERS", "VQConfig", "VQModel", "load"]
+__all__ = [
+    "GridLayout",
+    "MultiScaleVQConfig",
+    "MultiScaleVQModel",
+    "ScaleLayout",
+    "TOKENIZERS",
+    "VQConfig",
+    "VQModel",
+    "load",
+]

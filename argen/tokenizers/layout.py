@@ -12,3 +12,23 @@ class GridLayout:
     height: int
     width: int
     vocab_size: int
+
+
+@dataclass(frozen=True)
+class ScaleLayout:
+    """Square id maps of growing size (``scales``), generated coarse to fine."""
+
+    scales: tuple[int, ...]
+    vocab_size: int
+
+    @property
+    def height(self) -> int:
+        return self.scales[-1]
+
+    @property
+    def width(self) -> int:
+        return self.scales[-1]
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(pn * pn for pn in self.scales)

@@ -28,11 +28,7 @@ class VectorQuantizer(nn.Module):
         if self.l2_norm:
             z = F.normalize(z, dim=-1)
         codebook = self.codebook()
-        flat = z.reshape(-1, z.shape[-1])  # (B*h*w, D)
-        dist = (
-            flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codebook.t() + codebook.pow(2).sum(1)[None, :]
-        )  # (B*h*w, K)
-        ids = dist.argmin(dim=1)
+        ids = self.nearest(z.reshape(-1, z.shape[-1]))  # (B*h*w,)
         z_q = codebook[ids].view_as(z)
         stats = {
             "codebook_loss": F.mse_loss(z_q, z.detach()),
@@ -41,6 +37,12 @@ class VectorQuantizer(nn.Module):
         }
         z_q = z + (z_q - z).detach()
         return rearrange(z_q, "b h w d -> b d h w"), ids.view(z.shape[:-1]), stats
+
+    def nearest(self, flat: torch.Tensor) -> torch.Tensor:
+        """Vectors (N, D) -> ids (N,) of their nearest codes (squared Euclidean distance)."""
+        codebook = self.codebook()
+        dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codebook.t() + codebook.pow(2).sum(1)[None, :]
+        return dist.argmin(dim=1)
 
     def usage(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """Fraction of the codebook used by ``ids`` and the perplexity of their histogram."""

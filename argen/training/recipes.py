@@ -9,6 +9,7 @@ from typing import Literal
 from argen.config import ConfigError, from_dict, load_yaml, merge, parse_overrides
 from argen.eval.classifier import ClassifierConfig
 from argen.models.llama import LlamaConfig
+from argen.tokenizers.multiscale import MultiScaleVQConfig
 from argen.tokenizers.vq import VQConfig
 
 
@@ -59,11 +60,17 @@ class VQLossConfig:
 class TokenizerRecipe:
     output_dir: str
     task: Literal["tokenizer"] = "tokenizer"
+    tokenizer: Literal["vq", "multiscale"] = "vq"  # multiscale: VAR's residual pyramid
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: VQConfig = field(default_factory=VQConfig)
     loss: VQLossConfig = field(default_factory=VQLossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class MultiScaleTokenizerRecipe(TokenizerRecipe):
+    model: MultiScaleVQConfig = field(default_factory=MultiScaleVQConfig)
 
 
 @dataclass
@@ -105,6 +112,8 @@ def recipe_from_dict(data: dict) -> Recipe:
             f"model keys {sorted(derived)} come from the tokenizer, the dataset and the text encoder; "
             "remove them"
         )
+    if task == "tokenizer" and data.get("tokenizer") == "multiscale":
+        return from_dict(MultiScaleTokenizerRecipe, data)
     return from_dict(RECIPES[task], data)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from accelerate import Accelerator
 
-from argen.training.recipes import ClassifierRecipe, GeneratorRecipe, Recipe, TokenizerRecipe
+from argen.training.recipes import Recipe
 
 
 def build_task(recipe: Recipe, accelerator: Accelerator):
@@ -12,9 +12,5 @@ def build_task(recipe: Recipe, accelerator: Accelerator):
     from argen.training.tasks.generator import GeneratorTask
     from argen.training.tasks.tokenizer import TokenizerTask
 
-    kinds = {
-        TokenizerRecipe: TokenizerTask,
-        GeneratorRecipe: GeneratorTask,
-        ClassifierRecipe: ClassifierTask,
-    }
-    return kinds[type(recipe)](recipe, accelerator)
+    kinds = {"tokenizer": TokenizerTask, "generator": GeneratorTask, "classifier": ClassifierTask}
+    return kinds[recipe.task](recipe, accelerator)

@@ -3,7 +3,7 @@ next-token cross-entropy."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch.nn.functional as F
@@ -15,7 +15,9 @@ from argen.data import TokenCacheDataset, build_dataset, build_token_cache, capt
 from argen.data.token_cache import cache_key, cache_matches, read_meta
 from argen.models.caption import Caption
 from argen.models.llama import Llama
+from argen.models.next_scale import NextScaleConfig, NextScaleLlama, split_scales
 from argen.text import TextEncoder, TextFeatures, build_text_features, text_feature_key
+from argen.tokenizers.layout import ScaleLayout
 from argen.training.recipes import GeneratorRecipe
 from argen.training.tasks.base import Task
 
@@ -60,7 +62,15 @@ class GeneratorTask(Task):
             sizes.update(caption_dim=features.dim, num_classes=0)
         else:
             sizes["num_classes"] = read_meta(cache_dir)["num_classes"]
-        self.model = Llama(replace(recipe.model, **sizes))  # the recipe itself stays as written
+        if isinstance(layout, ScaleLayout):  # next-scale: the tokenizer builds the inputs
+            self.tokenizer = self.tokenizer.to(accelerator.device).eval()
+            base = {f.name: getattr(recipe.model, f.name) for f in fields(recipe.model)}
+            config = NextScaleConfig(
+                **{**base, **sizes}, patch_nums=layout.scales, token_dim=self.tokenizer.config.codebook_dim
+            )
+            self.model = NextScaleLlama(config)
+        else:
+            self.model = Llama(replace(recipe.model, **sizes))  # the recipe itself stays as written
         if accelerator.is_main_process:
             save_model(self.tokenizer, Path(recipe.output_dir) / TOKENIZER_DIR)
 
@@ -83,8 +93,12 @@ class GeneratorTask(Task):
             condition = Caption(features, mask)
         else:
             tokens, condition = batch
-        tokens = tokens.flatten(1)  # (B, h*w)
-        logits = modules["model"](tokens, condition)  # (B, L, V)
+        tokens = tokens.flatten(1)  # (B, L)
+        if isinstance(self.model, NextScaleLlama):
+            inputs = self.tokenizer.teacher_inputs(split_scales(tokens, self.model.config.patch_nums))
+            logits = modules["model"](inputs, condition)  # (B, L, V)
+        else:
+            logits = modules["model"](tokens, condition)  # (B, L, V)
         loss = F.cross_entropy(logits.flatten(0, 1), tokens.flatten())
         return {"model": loss}, {"loss": loss.item()}
 

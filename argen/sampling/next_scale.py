@@ -1,0 +1,55 @@
+"""Next-scale sampling (VAR): all tokens of a scale at once, scale by scale, with a KV cache.
+
+After each scale the tokenizer adds the sampled ids to ``f_hat`` and area-downsamples it to
+the next scale, which becomes the generator's next input. With ``cfg_schedule="linear"`` the
+guidance weight ramps from 1 at the first scale to ``cfg_scale`` at the last (VAR's ramp:
+VAR's ``cfg=c`` is ``cfg_scale = 1 + c`` here); ``"constant"`` keeps ``cfg_scale``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from argen.sampling.logits import sample_logits
+from argen.sampling.next_token import SamplingConfig, guide
+
+
+def scale_weight(config: SamplingConfig, scale: int, num_scales: int) -> float:
+    """Guidance weight at ``scale`` of ``num_scales``."""
+    if config.cfg_schedule == "linear":
+        return 1.0 + (config.cfg_scale - 1.0) * scale / max(num_scales - 1, 1)
+    return config.cfg_scale
+
+
+@torch.no_grad()
+def sample_next_scale(
+    model: torch.nn.Module,
+    tokenizer: torch.nn.Module,
+    labels: torch.Tensor,
+    config: SamplingConfig,
+    generator: torch.Generator | None = None,
+) -> list[torch.Tensor]:
+    """Class ids (B,) -> sampled ids per scale [(B, pn, pn), ...]."""
+    patch_nums = model.config.patch_nums
+    rows = model.with_null(labels) if config.guided else labels
+    batch, side = len(labels), patch_nums[-1]
+    x = model.embed_start(rows)  # (B', pn_0**2, D)
+    f_hat = x.new_zeros(batch, tokenizer.config.codebook_dim, side, side, dtype=torch.float32)
+    model.setup_cache(rows)
+    ids = []
+    try:
+        for k, (start, end) in enumerate(model.config.scale_bounds):
+            logits = model.forward_cached(x, torch.arange(start, end, device=x.device))  # (B', n, V)
+            if config.guided:
+                logits = guide(logits, scale_weight(config, k, len(patch_nums)))
+            flat = sample_logits(
+                logits.flatten(0, 1), config.temperature, config.top_k, config.top_p, generator
+            )
+            ids.append(flat.view(batch, patch_nums[k], patch_nums[k]))
+            if k + 1 < len(patch_nums):
+                f_hat, features = tokenizer.next_input(f_hat, ids[-1], k)  # (B, pn_{k+1}**2, C)
+                features = torch.cat([features, features]) if config.guided else features
+                x = model.embed_inputs(features, end)
+    finally:
+        model.clear_cache()
+    return ids
