@@ -8,7 +8,7 @@ import torch
 from argen.cli import sample as sample_cli
 from argen.models.next_scale import NextScaleConfig, NextScaleLlama, split_scales
 from argen.sampling import SamplingConfig, guide
-from argen.sampling.next_scale import sample_next_scale, scale_weight
+from argen.sampling.next_scale import keep_masks, sample_next_scale, scale_weight
 from argen.tokenizers import MultiScaleVQConfig, MultiScaleVQModel, ScaleLayout
 from argen.training.recipes import recipe_from_dict
 from argen.training.trainer import train
@@ -129,3 +129,36 @@ def test_next_scale_pipeline_through_train_and_sample(tmp_path):
         == 0
     )
     assert np.load(out / "samples.npz")["arr_0"].shape == (4, 8, 8, 3)
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (255, 255, 255)).save(tmp_path / "image.png")
+    mask = Image.new("L", (8, 8), 0)
+    mask.paste(255, (0, 0, 8, 4))  # regenerate the top half
+    mask.save(tmp_path / "mask.png")
+    edit = ["--edit", str(tmp_path / "image.png"), "--mask", str(tmp_path / "mask.png")]
+    assert (
+        sample_cli.main(["--ckpt", str(gpt), "--num-samples", "2", *edit, "--out", str(tmp_path / "e")]) == 0
+    )
+    assert (
+        sample_cli.main(["--ckpt", str(gpt), "--num-samples", "2", edit[0], edit[1], "--out", str(out)]) == 2
+    )
+
+
+def test_editing_keeps_the_source_tokens_under_the_mask():
+    model, vq, labels = tiny_generator(), tiny_tokenizer(), torch.tensor([0, 1])
+    source = vq.encode(torch.rand(1, 3, 16, 16) * 2 - 1)
+    config = SamplingConfig(cfg_scale=2.0)
+    regenerate = torch.zeros(16, 16)
+    regenerate[:, 8:] = 1  # in-paint the right half
+    keep = keep_masks(regenerate, SCALES)
+    assert keep[1].tolist() == [[True, False], [True, False]] and not keep[0].any()
+    edited = sample_next_scale(model, vq, labels, config, torch.Generator().manual_seed(0), (source, keep))
+    for ids, src, k in zip(edited, source, keep):
+        assert torch.equal(ids[:, k], src.expand_as(ids)[:, k])
+    everything = keep_masks(torch.zeros(16, 16), SCALES)
+    same = sample_next_scale(model, vq, labels, config, torch.Generator(), (source, everything))
+    assert all(torch.equal(a, b.expand_as(a)) for a, b in zip(same, source))
+    nothing = keep_masks(torch.ones(16, 16), SCALES)
+    free = sample_next_scale(model, vq, labels, config, torch.Generator().manual_seed(0), (source, nothing))
+    plain = sample_next_scale(model, vq, labels, config, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(free, plain))

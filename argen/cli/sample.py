@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 from argen import models, tokenizers
 from argen.checkpoint import CheckpointError
-from argen.data import DatasetError, build_dataset
+from argen.data import DatasetError, ImageFolderDataset, build_dataset
+from argen.data.images import load_rgb
 from argen.eval import (
     FeaturesUnavailable,
     class_consistency,
@@ -34,9 +35,11 @@ from argen.eval import (
     to_uint8,
 )
 from argen.sampling.generate import BatchStore, batch_seed, generate_batch
+from argen.sampling.next_scale import keep_masks
 from argen.sampling.next_token import SamplingConfig
 from argen.sampling.speculative import Speculation, SpeculativeConfig
 from argen.text import TextEncoder, check_prompts, read_prompts_file, warn_truncated
+from argen.tokenizers.layout import ScaleLayout
 from argen.training.trainer import TrainingError, check_world
 
 # options that do not change the samples drawn
@@ -71,6 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--relaxed-delta", type=float, default=0.0, help="speculative: total-variation budget")
     p.add_argument("--relaxed-lambda", type=float, help="speculative: cap on the aggregated mass (LANTERN++)")
     p.add_argument("--precision", choices=["fp32", "bf16"], help="generator weights (default: bf16 on GPU)")
+    p.add_argument("--edit", metavar="IMAGE", help="next-scale models: edit this image (needs --mask)")
+    p.add_argument("--mask", metavar="MASK", help="--edit: a grayscale image, white where it is regenerated")
     p.add_argument("--resize", type=int, help="bicubic resize of the samples, e.g. 384 -> 256 for FID")
     p.add_argument("--out", help="output directory (default: <ckpt>/samples)")
     p.add_argument("--fid", metavar="REF", help="reference: an .npz, an image folder or an embedded dataset")
@@ -175,6 +180,24 @@ def load_speculation(
     return Speculation(draft, spec, codebook)
 
 
+def load_edit(args: argparse.Namespace, tokenizer: torch.nn.Module, device: torch.device):
+    """``--edit IMAGE --mask MASK`` -> (source ids per scale, keep masks per scale), or None."""
+    if not (args.edit or args.mask):
+        return None
+    if not (args.edit and args.mask):
+        raise ValueError("--edit and --mask go together")
+    if not isinstance(tokenizer.layout, ScaleLayout):
+        raise ValueError("--edit needs a next-scale (multi-scale tokenizer) generator")
+    resolution = tokenizer.config.resolution
+    image, mask = load_rgb(Path(args.edit)), load_rgb(Path(args.mask))
+    if image is None or mask is None:
+        raise ValueError(f"cannot read --edit {args.edit} or --mask {args.mask} as images")
+    pixels = ImageFolderDataset.image_transform(resolution)(image)[None].to(device)  # (1, 3, R, R)
+    source = tokenizer.encode(pixels)
+    gray = torch.from_numpy(np.asarray(mask.convert("L").resize((resolution, resolution)))).float() / 255
+    return source, keep_masks(gray, tokenizer.layout.scales)
+
+
 def conditions_for(args: argparse.Namespace, model: torch.nn.Module, device: torch.device):
     """What to sample: (class ids or prompts, their conditions as class ids (K,) or a Caption)."""
     prompts = list(args.prompt or []) + (read_prompts_file(args.prompts_file) if args.prompts_file else [])
@@ -227,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             top_p=args.top_p,
         )
         speculation = load_speculation(args, model, tokenizer, accelerator.device, dtype)
+        edit = load_edit(args, tokenizer, accelerator.device)
         evaluation = Evaluation(args, args.resize or tokenizer.config.resolution, accelerator.device)
     except (CheckpointError, ValueError, TrainingError, FeaturesUnavailable, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -247,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     for b in tqdm(todo, desc="sampling", disable=not accelerator.is_main_process):
         rows = conditions[labels[b * args.batch_size : (b + 1) * args.batch_size]]
         seed = batch_seed(args.seed, b)
-        images = generate_batch(model, tokenizer, rows, config, seed, args.compile, args.resize, speculation)
+        images = generate_batch(
+            model, tokenizer, rows, config, seed, args.compile, args.resize, speculation, edit
+        )
         store.put(b, images)
     seconds = time.perf_counter() - start
     accelerator.wait_for_everyone()

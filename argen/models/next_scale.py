@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from argen.models.llama import Llama, LlamaConfig
 
@@ -100,7 +101,10 @@ class NextScaleLlama(Llama):
         x = torch.cat([self.embed_start(labels), self.embed_inputs(inputs, self.prefix_len)], 1)
         mask = self.attention_mask(labels, self.max_len)
         for layer in self.layers:
-            x = layer(x, self.rope, mask)
+            if self.activation_checkpointing and self.training:
+                x = checkpoint(layer, x, self.rope, mask, use_reentrant=False)
+            else:
+                x = layer(x, self.rope, mask)
         return self.output(self.norm(x)).float()
 
 

@@ -35,17 +35,19 @@ def generate_batch(
     compile: bool = False,
     resize: int | None = None,
     speculation: Speculation | None = None,
+    edit: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None,
 ) -> np.ndarray:
     """Sample one image per condition row (class ids (b,) or a Caption) -> uint8 (b, H, W, C).
 
     ``resize`` resamples the decoded images (plain bicubic, as LlamaGen does before evaluating
-    its 384 px models at 256 px). With ``speculation`` a draft model proposes the tokens."""
+    its 384 px models at 256 px). With ``speculation`` a draft model proposes the tokens; ``edit``
+    (next-scale only) keeps a source image's tokens where its mask says so."""
     device = next(model.parameters()).device
     layout = tokenizer.layout
     generator = torch.Generator(device=device).manual_seed(seed)
     condition = condition.to(device)
     if isinstance(layout, ScaleLayout):  # next-scale: ids per scale
-        images = tokenizer.decode(sample_next_scale(model, tokenizer, condition, config, generator))
+        images = tokenizer.decode(sample_next_scale(model, tokenizer, condition, config, generator, edit))
     else:
         if speculation is not None:
             ids = speculation(model, condition, config, generator)

@@ -9,9 +9,17 @@ VAR's ``cfg=c`` is ``cfg_scale = 1 + c`` here); ``"constant"`` keeps ``cfg_scale
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from argen.sampling.logits import sample_logits
 from argen.sampling.next_token import SamplingConfig, guide
+
+
+def keep_masks(regenerate: torch.Tensor, patch_nums: tuple[int, ...]) -> list[torch.Tensor]:
+    """A pixel mask (H, W) in [0, 1], 1 where the image is regenerated -> per scale a boolean
+    map (pn, pn), True where the source tokens are kept (area-downsampled mask below 0.5)."""
+    mask = regenerate.float()[None, None]
+    return [F.interpolate(mask, size=(pn, pn), mode="area")[0, 0] < 0.5 for pn in patch_nums]
 
 
 def scale_weight(config: SamplingConfig, scale: int, num_scales: int) -> float:
@@ -28,8 +36,13 @@ def sample_next_scale(
     labels: torch.Tensor,
     config: SamplingConfig,
     generator: torch.Generator | None = None,
+    edit: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None,
 ) -> list[torch.Tensor]:
-    """Class ids (B,) -> sampled ids per scale [(B, pn, pn), ...]."""
+    """Class ids (B,) -> sampled ids per scale [(B, pn, pn), ...].
+
+    ``edit`` = (source ids per scale, keep masks per scale from :func:`keep_masks`) edits an
+    image zero-shot (in-/out-painting, class-conditional editing): at every scale the kept
+    positions take the source's tokens, teacher-forced like VAR's demo."""
     patch_nums = model.config.patch_nums
     rows = model.with_null(labels) if config.guided else labels
     batch, side = len(labels), patch_nums[-1]
@@ -46,6 +59,9 @@ def sample_next_scale(
                 logits.flatten(0, 1), config.temperature, config.top_k, config.top_p, generator
             )
             ids.append(flat.view(batch, patch_nums[k], patch_nums[k]))
+            if edit is not None:
+                source, keep = edit
+                ids[-1] = torch.where(keep[k].to(flat.device), source[k].to(flat.device), ids[-1])
             if k + 1 < len(patch_nums):
                 f_hat, features = tokenizer.next_input(f_hat, ids[-1], k)  # (B, pn_{k+1}**2, C)
                 features = torch.cat([features, features]) if config.guided else features
