@@ -78,7 +78,7 @@ def main() -> None:
     )
     print(f"next-token: {args.grid**2} steps, {next_token:.3f} s per batch")
     print(f"next-scale: {len(scales)} steps over {config.num_tokens} tokens, {next_scale:.3f} s per batch")
-    print(f"next-scale is {next_token / next_scale:.2f}x faster")
+    print(f"speed-up of next-scale over next-token: {next_token / next_scale:.2f}x")
 
 
 if __name__ == "__main__":
