@@ -15,10 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argen.tokenizers.blocks import Decoder, Encoder
 from argen.tokenizers.layout import ScaleLayout
-from argen.tokenizers.quantizer import VectorQuantizer
-from argen.tokenizers.vq import VQConfig
+from argen.tokenizers.vq import VQConfig, VQModel
 
 
 @dataclass
@@ -60,18 +58,14 @@ class Phi(nn.Module):
         return h * (1 - self.ratio) + self.conv(h) * self.ratio
 
 
-class MultiScaleVQModel(nn.Module):
+class MultiScaleVQModel(VQModel):
+    """The VQ autoencoder with the residual pyramid in place of single-scale quantisation."""
+
     Config = MultiScaleVQConfig
 
     def __init__(self, config: MultiScaleVQConfig):
-        super().__init__()
-        self.config = c = config
-        self.encoder = Encoder(c)
-        self.quant_conv = nn.Conv2d(c.z_channels, c.codebook_dim, 1)
-        self.quantize = VectorQuantizer(c.codebook_size, c.codebook_dim, c.commit_beta, l2_norm=False)
-        self.phis = nn.ModuleList(Phi(c.codebook_dim, c.phi_ratio) for _ in range(c.phi_count))
-        self.post_quant_conv = nn.Conv2d(c.codebook_dim, c.z_channels, 1)
-        self.decoder = Decoder(c)
+        super().__init__(config)
+        self.phis = nn.ModuleList(Phi(config.codebook_dim, config.phi_ratio) for _ in range(config.phi_count))
 
     @property
     def layout(self) -> ScaleLayout:
@@ -121,6 +115,7 @@ class MultiScaleVQModel(nn.Module):
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> list[torch.Tensor]:
         """pixels in [-1, 1], (B, C, H, W) -> ids per scale [(B, pn, pn), ...]."""
+        self._check_pixels(pixels)
         _, ids, _ = self.quantise(self.quant_conv(self.encoder(pixels)))
         return ids
 
