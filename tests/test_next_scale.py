@@ -56,7 +56,7 @@ def test_scale_pyramid_shapes_and_schedules():
     assert ten.patch_nums == (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
     ticks = MultiScaleVQModel.__new__(MultiScaleVQModel)
     ticks.config = ten
-    assert [ticks.phi_index(k) for k in range(10)] == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3]  # VAR's partial sharing
+    assert [ticks.phi_index(k) for k in range(10)] == [0, 0, 1, 1, 1, 2, 2, 3, 3, 3]  # VAR's partial sharing
 
 
 def test_encode_decode_round_trip_matches_the_forward_pass():

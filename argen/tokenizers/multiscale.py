@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -72,12 +73,12 @@ class MultiScaleVQModel(VQModel):
         return ScaleLayout(tuple(self.config.patch_nums), self.config.codebook_size)
 
     def phi_index(self, scale: int) -> int:
-        """Which phi refines scale ``scale``: VAR's nearest of evenly spaced ticks."""
+        """Which phi refines scale ``scale``: the nearest of evenly spaced ticks, exactly as VAR
+        computes it (numpy float64; its ticks start at 1/3K for K = 4 phis, else at 1/2K)."""
         count, num_scales = self.config.phi_count, len(self.config.patch_nums)
-        if count in (1, num_scales):
-            return 0 if count == 1 else scale
-        ticks = torch.linspace(1 / 3 / count, 1 - 1 / 3 / count, count)
-        return int((ticks - scale / (num_scales - 1)).abs().argmin())
+        margin = 1 / 3 / count if count == 4 else 1 / 2 / count
+        ticks = np.linspace(margin, 1 - margin, count)
+        return int(np.argmin(np.abs(ticks - scale / max(num_scales - 1, 1))))
 
     def scale_code(self, ids: torch.Tensor, scale: int) -> torch.Tensor:
         """ids (B, pn, pn) of scale ``scale`` -> their contribution to f_hat (B, D, h, w)."""
