@@ -3,6 +3,7 @@
 python -m argen.convert llamagen-gpt c2i_B_256.pt runs/llamagen-b --model GPT-B --image-size 256
 python -m argen.convert llamagen-gpt t2i_XL_stage2_512.pt runs/llamagen-t2i --image-size 512
 python -m argen.convert llamagen-vq vq_ds16_c2i.pt runs/llamagen-vq16 --image-size 256
+python -m argen.convert var-vae vae_ch160v4096z32.pth runs/var-vae
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from argen.convert.llamagen import (
     load_official_state,
     vq_from_llamagen,
 )
+from argen.convert.var import VAR_PATCH_NUMS, vae_from_var
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         help="t2i: the encoder the model reads (a hub id or local directory)",
     )
     vq = sub.add_parser("llamagen-vq", help="LlamaGen VQ tokenizer (vq_ds16_c2i.pt, vq_ds8_c2i.pt)")
-    for parser in (gpt, vq):
+    var_vae = sub.add_parser("var-vae", help="VAR multi-scale VQVAE (vae_ch160v4096z32.pth)")
+    var_vae.add_argument("--patch-nums", type=int, nargs="+", default=list(VAR_PATCH_NUMS))
+    for parser in (gpt, vq, var_vae):
         parser.add_argument("src")
         parser.add_argument("out")
         parser.add_argument("--image-size", type=int, default=256)
@@ -45,9 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         state = load_official_state(args.src)
         if args.kind == "llamagen-gpt":
             model = gpt_from_llamagen(state, args.model, args.image_size, args.downsample, args.text_encoder)
+        elif args.kind == "var-vae":
+            model = vae_from_var(state, args.image_size, tuple(args.patch_nums))
         else:
             model = vq_from_llamagen(state, args.image_size)
-    except CheckpointError as err:
+    except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {save_model(model, args.out)}")

@@ -77,7 +77,7 @@ def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: 
         raise CheckpointError(f"{source}: {err}") from None
 
 
-def _count(state: dict, pattern: str) -> int:
+def count_indices(state: dict, pattern: str) -> int:
     return len({m.group(1) for k in state if (m := re.fullmatch(pattern, k))})
 
 
@@ -107,7 +107,7 @@ def gpt_from_llamagen(
     if "tok_embeddings.weight" not in state:
         raise CheckpointError("not a LlamaGen GPT: no tok_embeddings")
     vocab, dim = state["tok_embeddings.weight"].shape
-    n_layer = _count(state, r"layers\.(\d+)\..*")
+    n_layer = count_indices(state, r"layers\.(\d+)\..*")
     if model is None:
         model = next(
             (
@@ -148,7 +148,7 @@ def vq_from_llamagen(state: dict[str, torch.Tensor], image_size: int = 256) -> V
     if "quantize.embedding.weight" not in state or "encoder.conv_in.weight" not in state:
         raise CheckpointError("not a LlamaGen VQ model (no quantize.embedding / encoder.conv_in)")
     base = state["encoder.conv_in.weight"].shape[0]
-    levels = _count(state, r"encoder\.conv_blocks\.(\d+)\..*")
+    levels = count_indices(state, r"encoder\.conv_blocks\.(\d+)\..*")
     mult = tuple(state[f"encoder.conv_blocks.{i}.res.0.conv1.weight"].shape[0] // base for i in range(levels))
     codebook_size, codebook_dim = state["quantize.embedding.weight"].shape
     config = VQConfig(
@@ -156,7 +156,7 @@ def vq_from_llamagen(state: dict[str, torch.Tensor], image_size: int = 256) -> V
         in_channels=state["encoder.conv_in.weight"].shape[1],
         base_channels=base,
         channel_mult=mult,
-        num_res_blocks=_count(state, r"encoder\.conv_blocks\.0\.res\.(\d+)\..*"),
+        num_res_blocks=count_indices(state, r"encoder\.conv_blocks\.0\.res\.(\d+)\..*"),
         z_channels=state["encoder.conv_out.weight"].shape[0],
         norm_groups=32,
         codebook_size=codebook_size,
@@ -175,6 +175,12 @@ def load_llamagen_gpt(path: str | Path, image_size: int | None = None) -> Llama:
     return gpt_from_llamagen(state, model_of(path), image_size=image_size or image_size_of(path))
 
 
-def load_llamagen_vq(path: str | Path, image_size: int | None = None) -> VQModel:
-    """An official VQ file as an argen tokenizer (image size as for :func:`load_llamagen_gpt`)."""
-    return vq_from_llamagen(load_official_state(path), image_size=image_size or image_size_of(path))
+def load_official_tokenizer(path: str | Path, image_size: int | None = None) -> VQModel:
+    """An official LlamaGen VQ or VAR VQVAE file as an argen tokenizer (image size as for
+    :func:`load_llamagen_gpt`)."""
+    from argen.convert.var import vae_from_var
+
+    state, size = load_official_state(path), image_size or image_size_of(path)
+    if any(k.startswith("encoder.down.") for k in state):
+        return vae_from_var(state, size)
+    return vq_from_llamagen(state, image_size=size)

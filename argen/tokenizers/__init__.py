@@ -16,11 +16,12 @@ TOKENIZERS: dict[str, type[nn.Module]] = {"VQModel": VQModel, "MultiScaleVQModel
 
 def load(path: str | Path, image_size: int | None = None) -> nn.Module:
     """Load a tokenizer checkpoint directory (config.json + model.safetensors), or an official
-    LlamaGen VQ file (``.pt``; ``image_size`` defaults to the one in its name, else 256)."""
-    from argen.convert.llamagen import is_official_file, load_llamagen_vq
+    LlamaGen VQ / VAR VQVAE file (``.pt``, ``.pth``; ``image_size`` defaults to the one in its
+    name, else 256)."""
+    from argen.convert.llamagen import is_official_file, load_official_tokenizer
 
     if is_official_file(path):
-        return load_llamagen_vq(path, image_size)
+        return load_official_tokenizer(path, image_size)
     return load_model(path, TOKENIZERS)
 
 

@@ -36,6 +36,7 @@ class VQConfig:
     codebook_dim: int = 8
     l2_norm: bool = True
     commit_beta: float = 0.25
+    quant_conv_kernel: int = 1  # VAR's VQVAE uses 3
 
     def __post_init__(self) -> None:
         factor = 2 ** (len(self.channel_mult) - 1)
@@ -50,9 +51,10 @@ class VQModel(nn.Module):
         super().__init__()
         self.config = c = config
         self.encoder = Encoder(c)
-        self.quant_conv = nn.Conv2d(c.z_channels, c.codebook_dim, 1)
+        k = c.quant_conv_kernel
+        self.quant_conv = nn.Conv2d(c.z_channels, c.codebook_dim, k, padding=k // 2)
         self.quantize = VectorQuantizer(c.codebook_size, c.codebook_dim, c.commit_beta, c.l2_norm)
-        self.post_quant_conv = nn.Conv2d(c.codebook_dim, c.z_channels, 1)
+        self.post_quant_conv = nn.Conv2d(c.codebook_dim, c.z_channels, k, padding=k // 2)
         self.decoder = Decoder(c)
 
     @property
