@@ -4,12 +4,14 @@ python -m argen.convert llamagen-gpt c2i_B_256.pt runs/llamagen-b --model GPT-B 
 python -m argen.convert llamagen-gpt t2i_XL_stage2_512.pt runs/llamagen-t2i --image-size 512
 python -m argen.convert llamagen-vq vq_ds16_c2i.pt runs/llamagen-vq16 --image-size 256
 python -m argen.convert var-vae vae_ch160v4096z32.pth runs/var-vae
+python -m argen.convert var var_d16.pth runs/var-d16 --vae vae_ch160v4096z32.pth   # model/ + tokenizer/
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from argen.checkpoint import CheckpointError, save_model
 from argen.convert.llamagen import (
@@ -19,7 +21,7 @@ from argen.convert.llamagen import (
     load_official_state,
     vq_from_llamagen,
 )
-from argen.convert.var import VAR_PATCH_NUMS, vae_from_var
+from argen.convert.var import VAR_PATCH_NUMS, vae_from_var, var_from_official
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,8 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     vq = sub.add_parser("llamagen-vq", help="LlamaGen VQ tokenizer (vq_ds16_c2i.pt, vq_ds8_c2i.pt)")
     var_vae = sub.add_parser("var-vae", help="VAR multi-scale VQVAE (vae_ch160v4096z32.pth)")
-    var_vae.add_argument("--patch-nums", type=int, nargs="+", default=list(VAR_PATCH_NUMS))
-    for parser in (gpt, vq, var_vae):
+    var = sub.add_parser("var", help="VAR transformer (var_d16.pth ... var_d30.pth), with its VQVAE")
+    var.add_argument("--vae", required=True, help="the VQVAE file (vae_ch160v4096z32.pth)")
+    for parser in (var_vae, var):
+        parser.add_argument("--patch-nums", type=int, nargs="+", default=list(VAR_PATCH_NUMS))
+    for parser in (gpt, vq, var_vae, var):
         parser.add_argument("src")
         parser.add_argument("out")
         parser.add_argument("--image-size", type=int, default=256)
@@ -51,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
             model = gpt_from_llamagen(state, args.model, args.image_size, args.downsample, args.text_encoder)
         elif args.kind == "var-vae":
             model = vae_from_var(state, args.image_size, tuple(args.patch_nums))
+        elif args.kind == "var":
+            model = var_from_official(state, tuple(args.patch_nums))
+            vae = vae_from_var(load_official_state(args.vae), args.image_size, tuple(args.patch_nums))
+            save_model(vae, Path(args.out) / "tokenizer")
+            args.out = Path(args.out) / "model"
         else:
             model = vq_from_llamagen(state, args.image_size)
     except (CheckpointError, ValueError) as err:

@@ -168,16 +168,20 @@ def vq_from_llamagen(state: dict[str, torch.Tensor], image_size: int = 256) -> V
     return vq.eval()
 
 
-def load_llamagen_gpt(path: str | Path, image_size: int | None = None) -> Llama:
-    """An official GPT file as an argen model; size and image size are read from its name
-    (``c2i_B_384.pt``) where the weights leave them open."""
+def load_official_generator(path: str | Path, image_size: int | None = None) -> torch.nn.Module:
+    """An official LlamaGen GPT or VAR transformer file as an argen model; a GPT's size and
+    image size are read from its name (``c2i_B_384.pt``) where the weights leave them open."""
+    from argen.convert.var import var_from_official
+
     state = load_official_state(path)
+    if "word_embed.weight" in state:  # a VAR transformer
+        return var_from_official(state)
     return gpt_from_llamagen(state, model_of(path), image_size=image_size or image_size_of(path))
 
 
 def load_official_tokenizer(path: str | Path, image_size: int | None = None) -> VQModel:
     """An official LlamaGen VQ or VAR VQVAE file as an argen tokenizer (image size as for
-    :func:`load_llamagen_gpt`)."""
+    :func:`load_official_generator`)."""
     from argen.convert.var import vae_from_var
 
     state, size = load_official_state(path), image_size or image_size_of(path)

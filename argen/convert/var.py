@@ -1,4 +1,6 @@
-"""Official VAR multi-scale VQVAE checkpoints (``vae_ch160v4096z32.pth``) as argen tokenizers.
+"""Official VAR checkpoints as argen models: the multi-scale VQVAE (``vae_ch160v4096z32.pth``)
+as a :class:`MultiScaleVQModel`, and the transformers (``var_d16.pth`` ... ``var_d30.pth``) as
+:class:`VARTransformer`, whose parameter names are VAR's own.
 
 VAR's VQVAE is the taming/LDM autoencoder: argen's blocks compute the same functions under
 other names (``down.i.block.j`` -> ``conv_blocks.i.res.j``, decoder levels in reverse order,
@@ -14,6 +16,7 @@ import torch
 
 from argen.checkpoint import CheckpointError
 from argen.convert.llamagen import count_indices, load_strict
+from argen.models.var import VARConfig, VARTransformer
 from argen.tokenizers.multiscale import MultiScaleVQConfig, MultiScaleVQModel
 
 VAR_PATCH_NUMS = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
@@ -100,3 +103,39 @@ def vae_to_var(model: MultiScaleVQModel) -> dict[str, torch.Tensor]:
         else:
             out[key] = value
     return out
+
+
+def var_from_official(
+    state: dict[str, torch.Tensor], patch_nums: tuple[int, ...] = VAR_PATCH_NUMS
+) -> VARTransformer:
+    """A VAR transformer state dict -> :class:`VARTransformer` (depth, width, heads, vocabulary,
+    classes and AdaLN sharing read from the keys)."""
+    if "word_embed.weight" not in state or "blocks.0.attn.mat_qkv.weight" not in state:
+        raise CheckpointError("not a VAR transformer (no word_embed / blocks.0.attn.mat_qkv)")
+    dim, token_dim = state["word_embed.weight"].shape
+    depth = count_indices(state, r"blocks\.(\d+)\..*")
+    l2 = "blocks.0.attn.scale_mul_1H11" in state
+    heads = state["blocks.0.attn.scale_mul_1H11"].shape[1] if l2 else depth
+    side = patch_nums[-1]
+    config = VARConfig(
+        vocab_size=state["head.weight"].shape[0],
+        grid_size=(side, side),
+        num_classes=state["class_emb.weight"].shape[0] - 1,
+        dim=dim,
+        n_layer=depth,
+        n_head=heads,
+        ffn_dim=state["blocks.0.ffn.fc1.weight"].shape[0],
+        norm_eps=1e-6,
+        patch_nums=tuple(patch_nums),
+        token_dim=token_dim,
+        attn_l2_norm=l2,
+        shared_aln="shared_ada_lin.1.weight" in state,
+    )
+    if state["pos_1LC"].shape[1] != config.num_tokens:
+        raise CheckpointError(
+            f"the checkpoint has {state['pos_1LC'].shape[1]} positions; patch_nums {patch_nums} give "
+            f"{config.num_tokens}"
+        )
+    model = VARTransformer(config)
+    load_strict(model, state, f"VAR-d{depth}")
+    return model.eval()

@@ -9,18 +9,33 @@ from torch import nn
 from argen.checkpoint import load_model
 from argen.models.llama import Llama, LlamaConfig
 from argen.models.next_scale import NextScaleConfig, NextScaleLlama
+from argen.models.var import VARConfig, VARTransformer
 
-MODELS: dict[str, type[nn.Module]] = {"Llama": Llama, "NextScaleLlama": NextScaleLlama}
+MODELS: dict[str, type[nn.Module]] = {
+    "Llama": Llama,
+    "NextScaleLlama": NextScaleLlama,
+    "VARTransformer": VARTransformer,
+}
 
 
 def load(path: str | Path, image_size: int | None = None) -> nn.Module:
     """Load a generator checkpoint directory (config.json + model.safetensors), or an official
-    LlamaGen GPT file (``.pt``; ``image_size`` defaults to the one in its name, else 256)."""
-    from argen.convert.llamagen import is_official_file, load_llamagen_gpt
+    LlamaGen GPT / VAR transformer file (``.pt``, ``.pth``; a GPT's ``image_size`` defaults to
+    the one in its name, else 256)."""
+    from argen.convert.llamagen import is_official_file, load_official_generator
 
     if is_official_file(path):
-        return load_llamagen_gpt(path, image_size)
+        return load_official_generator(path, image_size)
     return load_model(path, MODELS)
 
 
-__all__ = ["MODELS", "Llama", "LlamaConfig", "NextScaleConfig", "NextScaleLlama", "load"]
+__all__ = [
+    "MODELS",
+    "Llama",
+    "LlamaConfig",
+    "NextScaleConfig",
+    "NextScaleLlama",
+    "VARConfig",
+    "VARTransformer",
+    "load",
+]
