@@ -135,11 +135,15 @@ def test_var_transformer_layout_and_cached_sampling(tmp_path, shared_aln):
 
 
 def test_var_cli_writes_a_runnable_run(tmp_path):
+    from argen import models
     from argen.cli import sample as sample_cli
+    from argen.models.var import VARTransformer
 
     torch.save(tiny_var().state_dict(), tmp_path / "var.pth")
     torch.save(vae_to_var(var_model(2)), tmp_path / "vae.pth")
     args = ["var", str(tmp_path / "var.pth"), str(tmp_path / "run"), "--vae", str(tmp_path / "vae.pth")]
     assert convert([*args, "--image-size", "32", "--patch-nums", "1", "2", "4", "8"]) == 0
+    assert isinstance(models.load(tmp_path / "run"), VARTransformer)
+    assert isinstance(tokenizers.load(tmp_path / "run" / "tokenizer"), MultiScaleVQModel)
     out = tmp_path / "samples"
     assert sample_cli.main(["--ckpt", str(tmp_path / "run"), "--num-samples", "2", "--out", str(out)]) == 0

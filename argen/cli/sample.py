@@ -100,7 +100,8 @@ def resolve_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
     if is_run(run):
         model_dir, tokenizer_dir = weights_of(run, args.weights), args.tokenizer or run / "tokenizer"
     else:
-        model_dir, tokenizer_dir = run, args.tokenizer
+        bundled = run / "tokenizer"  # a converted model may carry its tokenizer
+        model_dir, tokenizer_dir = run, args.tokenizer or (bundled if bundled.is_dir() else None)
     if tokenizer_dir is None:
         raise CheckpointError(f"{run} is a bare model: pass --tokenizer DIR")
     return model_dir, Path(tokenizer_dir)

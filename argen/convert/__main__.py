@@ -4,7 +4,7 @@ python -m argen.convert llamagen-gpt c2i_B_256.pt runs/llamagen-b --model GPT-B 
 python -m argen.convert llamagen-gpt t2i_XL_stage2_512.pt runs/llamagen-t2i --image-size 512
 python -m argen.convert llamagen-vq vq_ds16_c2i.pt runs/llamagen-vq16 --image-size 256
 python -m argen.convert var-vae vae_ch160v4096z32.pth runs/var-vae
-python -m argen.convert var var_d16.pth runs/var-d16 --vae vae_ch160v4096z32.pth   # model/ + tokenizer/
+python -m argen.convert var var_d16.pth runs/var-d16 --vae vae_ch160v4096z32.pth   # + runs/var-d16/tokenizer
 """
 
 from __future__ import annotations
@@ -59,14 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.kind == "var":
             model = var_from_official(state, tuple(args.patch_nums))
             vae = vae_from_var(load_official_state(args.vae), args.image_size, tuple(args.patch_nums))
-            save_model(vae, Path(args.out) / "tokenizer")
-            args.out = Path(args.out) / "model"
         else:
             model = vq_from_llamagen(state, args.image_size)
     except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {save_model(model, args.out)}")
+    if args.kind == "var":  # the tokenizer travels inside the model directory
+        print(f"wrote {save_model(vae, Path(args.out) / 'tokenizer')}")
     return 0
 
 
