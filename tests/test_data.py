@@ -1,6 +1,7 @@
 import logging
 import threading
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -104,3 +105,20 @@ def test_token_cache_order_does_not_depend_on_the_number_of_processes(tmp_path):
     a, b = TokenCacheDataset(one), TokenCacheDataset(tmp_path / "three")
     assert torch.equal(a.tokens, b.tokens) and torch.equal(a.labels, b.labels)
     assert len(list((tmp_path / "three").glob("shard-*"))) == 3
+
+
+def test_generated_samples_are_a_dataset(tmp_path):
+    from argen.data import SamplesDataset
+    from argen.eval.npz import save_npz
+
+    images = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    save_npz(tmp_path / "samples.npz", images, labels=np.array([0, 1, 2, 1, 0]))
+    data = build_dataset(str(tmp_path / "samples.npz"), 8)
+    assert isinstance(data, SamplesDataset) and len(data) == 5 and data.classes == ["0", "1", "2"]
+    pixels, label = data[2]
+    assert label == 2 and pixels.shape == (3, 8, 8)
+    assert np.array_equal(((pixels + 1) * 127.5).round().byte().permute(1, 2, 0).numpy(), images[2])
+    assert build_dataset(str(tmp_path / "samples.npz"), 16)[0][0].shape == (3, 16, 16)
+    save_npz(tmp_path / "unlabelled.npz", images)
+    with pytest.raises(DatasetError, match="labels"):
+        build_dataset(str(tmp_path / "unlabelled.npz"), 8)

@@ -10,16 +10,19 @@ from argen.data.batches import ShardedBatches
 from argen.data.captions import CaptionFolderDataset, captions_of, is_caption_folder
 from argen.data.digits import DigitsDataset
 from argen.data.images import DatasetError, ImageFolderDataset
+from argen.data.samples import SamplesDataset
 from argen.data.token_cache import TokenCacheDataset, build_token_cache
 
 EMBEDDED = {"digits": DigitsDataset}
 
 
 def build_dataset(spec: str, resolution: int) -> Dataset:
-    """``spec`` is an embedded dataset name (``digits``), a caption folder or an ImageFolder
-    directory."""
+    """``spec`` is an embedded dataset name (``digits``), a ``samples.npz`` of generated images,
+    a caption folder or an ImageFolder directory."""
     if spec in EMBEDDED:
         return EMBEDDED[spec](resolution)
+    if spec.endswith(".npz") and Path(spec).is_file():
+        return SamplesDataset(spec, resolution)
     if not Path(spec).exists():
         raise DatasetError(
             f"dataset {spec!r} is neither an embedded dataset {sorted(EMBEDDED)} nor an existing folder"
@@ -34,6 +37,7 @@ __all__ = [
     "DatasetError",
     "DigitsDataset",
     "ImageFolderDataset",
+    "SamplesDataset",
     "ShardedBatches",
     "TokenCacheDataset",
     "build_dataset",
