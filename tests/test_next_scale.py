@@ -116,7 +116,7 @@ def test_cfg_ramp_and_seeded_sampling():
     assert torch.equal(split_scales(torch.arange(30)[None], SCALES)[2], torch.arange(5, 14).view(1, 3, 3))
 
 
-def test_next_scale_pipeline_through_train_and_sample(tmp_path):
+def test_next_scale_pipeline_through_train_and_sample(tmp_path, trained):
     recipe = vq_recipe(tmp_path / "msvq")
     recipe["tokenizer"] = "multiscale"
     recipe["model"].update(patch_nums=[1, 2, 4], phi_count=2)
@@ -142,6 +142,10 @@ def test_next_scale_pipeline_through_train_and_sample(tmp_path):
     assert (
         sample_cli.main(["--ckpt", str(gpt), "--num-samples", "2", edit[0], edit[1], "--out", str(out)]) == 2
     )
+    # a raster generator with this multi-scale tokenizer (same grid and vocabulary) is refused
+    mixed = ["--ckpt", str(trained["gpt"]), "--tokenizer", str(vq / "model"), "--out", str(tmp_path / "m")]
+    assert sample_cli.main(mixed) == 2
+    assert sample_cli.main(["--ckpt", str(gpt), "--speculative", str(gpt), "--out", str(tmp_path / "x")]) == 2
 
 
 def test_editing_keeps_the_source_tokens_under_the_mask():

@@ -170,6 +170,8 @@ def load_speculation(
     """The draft model and acceptance settings of ``--speculative``, checked against the target."""
     if not args.speculative:
         return None
+    if isinstance(tokenizer.layout, ScaleLayout):
+        raise ValueError("--speculative needs a next-token generator")
     run = Path(args.speculative)
     draft_dir = weights_of(run, args.weights) if is_run(run) else run
     draft = models.load(draft_dir).to(device, dtype)
@@ -239,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"tokenizer {tokenizer_dir} ({layout}) does not match generator {model_dir} "
                 f"(vocab {model.config.vocab_size}, grid {model.config.grid_size})"
             )
+        scales = tuple(getattr(model.config, "patch_nums", ()))
+        if scales != (tuple(layout.scales) if isinstance(layout, ScaleLayout) else ()):
+            raise CheckpointError(
+                f"tokenizer {tokenizer_dir} ({layout}) and generator {model_dir} (scales {scales or None}) "
+                "do not fit: next-scale generators need a multi-scale tokenizer with the same scales"
+            )
         if args.num_samples < 1 or args.batch_size < 1 or (args.resize is not None and args.resize < 8):
             raise ValueError("--num-samples and --batch-size must be positive, --resize at least 8")
         names, conditions = conditions_for(args, model, accelerator.device)
@@ -257,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    out = Path(args.out or Path(args.ckpt) / "samples")
+    ckpt = Path(args.ckpt)
+    out = Path(args.out or (ckpt.with_name(f"{ckpt.stem}_samples") if ckpt.is_file() else ckpt / "samples"))
     labels = torch.arange(args.num_samples) % len(names)  # (N,) index into the classes or prompts
     num_batches = -(-args.num_samples // args.batch_size)
     settings = {k: v for k, v in vars(args).items() if k not in DISPLAY_ONLY}
