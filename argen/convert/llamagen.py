@@ -46,13 +46,6 @@ def load_official_state(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-OFFICIAL_SUFFIXES = (".pt", ".pth")
-
-
-def is_official_file(path: str | Path) -> bool:
-    return Path(path).is_file() and Path(path).suffix in OFFICIAL_SUFFIXES
-
-
 def image_size_of(path: str | Path, default: int = 256) -> int:
     """The image size in an official file name (``c2i_B_384.pt`` -> 384), else ``default``."""
     match = re.search(r"_(\d{3,4})\.pth?$", Path(path).name)
@@ -166,25 +159,3 @@ def vq_from_llamagen(state: dict[str, torch.Tensor], image_size: int = 256) -> V
     vq = VQModel(config)
     load_strict(vq, state, "LlamaGen VQ")
     return vq.eval()
-
-
-def load_official_generator(path: str | Path, image_size: int | None = None) -> torch.nn.Module:
-    """An official LlamaGen GPT or VAR transformer file as an argen model; a GPT's size and
-    image size are read from its name (``c2i_B_384.pt``) where the weights leave them open."""
-    from argen.convert.var import var_from_official
-
-    state = load_official_state(path)
-    if "word_embed.weight" in state:  # a VAR transformer
-        return var_from_official(state)
-    return gpt_from_llamagen(state, model_of(path), image_size=image_size or image_size_of(path))
-
-
-def load_official_tokenizer(path: str | Path, image_size: int | None = None) -> VQModel:
-    """An official LlamaGen VQ or VAR VQVAE file as an argen tokenizer (image size as for
-    :func:`load_official_generator`)."""
-    from argen.convert.var import vae_from_var
-
-    state, size = load_official_state(path), image_size or image_size_of(path)
-    if any(k.startswith("encoder.down.") for k in state):
-        return vae_from_var(state, size)
-    return vq_from_llamagen(state, image_size=size)

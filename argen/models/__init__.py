@@ -22,7 +22,7 @@ def load(path: str | Path, image_size: int | None = None) -> nn.Module:
     """Load a generator checkpoint directory (config.json + model.safetensors), or an official
     LlamaGen GPT / VAR transformer file (``.pt``, ``.pth``; a GPT's ``image_size`` defaults to
     the one in its name, else 256)."""
-    from argen.convert.llamagen import is_official_file, load_official_generator
+    from argen.convert import is_official_file, load_official_generator
 
     if is_official_file(path):
         return load_official_generator(path, image_size)

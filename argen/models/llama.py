@@ -246,13 +246,19 @@ class Llama(nn.Module):
         x = torch.cat([self.embed_condition(condition), self.embed_tokens(tokens[:, :-1])], dim=1)
         rope = self.rope[: x.shape[1]]
         mask = self.attention_mask(condition, x.shape[1]) if self.config.condition == "text" else None
+        x = self.run_layers(x, rope, mask)
+        x = x[:, self.prefix_len - 1 :]  # (B, L, D): the positions that predict tokens
+        return self.output(self.norm(x)).float()
+
+    def run_layers(self, x: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """All blocks over a whole sequence (teacher forcing), recomputed in the backward pass
+        when ``activation_checkpointing`` is set."""
         for layer in self.layers:
             if self.activation_checkpointing and self.training:
                 x = checkpoint(layer, x, rope, mask, use_reentrant=False)
             else:
                 x = layer(x, rope, mask)
-        x = x[:, self.prefix_len - 1 :]  # (B, L, D): the positions that predict tokens
-        return self.output(self.norm(x)).float()
+        return x
 
     # --- cached decoding -------------------------------------------------------------------
     def setup_cache(self, condition: Condition, extra: int = 0) -> None:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from argen.models.llama import Llama, LlamaConfig
 
@@ -99,12 +98,7 @@ class NextScaleLlama(Llama):
                 f"expected {self.max_len - self.prefix_len} input positions, got {inputs.shape[1]}"
             )
         x = torch.cat([self.embed_start(labels), self.embed_inputs(inputs, self.prefix_len)], 1)
-        mask = self.attention_mask(labels, self.max_len)
-        for layer in self.layers:
-            if self.activation_checkpointing and self.training:
-                x = checkpoint(layer, x, self.rope, mask, use_reentrant=False)
-            else:
-                x = layer(x, self.rope, mask)
+        x = self.run_layers(x, self.rope, self.attention_mask(labels, self.max_len))
         return self.output(self.norm(x)).float()
 
 

@@ -45,9 +45,9 @@ def sample_next_scale(
     positions take the source's tokens, teacher-forced like VAR's demo."""
     patch_nums = model.config.patch_nums
     rows = model.with_null(labels) if config.guided else labels
-    batch, side = len(labels), patch_nums[-1]
+    batch = len(labels)
     x = model.embed_start(rows)  # (B', pn_0**2, D)
-    f_hat = x.new_zeros(batch, tokenizer.config.codebook_dim, side, side, dtype=torch.float32)
+    f_hat = tokenizer.empty_f_hat(batch)
     model.setup_cache(rows)
     ids = []
     try:

@@ -18,7 +18,7 @@ def load(path: str | Path, image_size: int | None = None) -> nn.Module:
     """Load a tokenizer checkpoint directory (config.json + model.safetensors), or an official
     LlamaGen VQ / VAR VQVAE file (``.pt``, ``.pth``; ``image_size`` defaults to the one in its
     name, else 256)."""
-    from argen.convert.llamagen import is_official_file, load_official_tokenizer
+    from argen.convert import is_official_file, load_official_tokenizer
 
     if is_official_file(path):
         return load_official_tokenizer(path, image_size)

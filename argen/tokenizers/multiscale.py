@@ -139,13 +139,16 @@ class MultiScaleVQModel(VQModel):
         down = F.interpolate(f_hat, size=(pn, pn), mode="area")
         return f_hat, down.flatten(2).transpose(1, 2)
 
+    def empty_f_hat(self, batch: int) -> torch.Tensor:
+        """The running sum before the first scale: zeros (B, D, h, w)."""
+        side, weight = self.config.patch_nums[-1], self.quantize.embedding.weight
+        return weight.new_zeros(batch, self.config.codebook_dim, side, side)
+
     @torch.no_grad()
     def teacher_inputs(self, ids: list[torch.Tensor]) -> torch.Tensor:
         """ids per scale -> generator inputs for scales 1.. (B, sum(pn**2) - pn_0**2, D)."""
-        side = self.config.patch_nums[-1]
-        f_hat = ids[0].new_zeros(ids[0].shape[0], self.config.codebook_dim, side, side, dtype=torch.float32)
-        inputs = []
+        f_hat, inputs = self.empty_f_hat(ids[0].shape[0]), []
         for k in range(len(ids) - 1):
-            f_hat, x = self.next_input(f_hat.to(self.quantize.embedding.weight.dtype), ids[k], k)
+            f_hat, x = self.next_input(f_hat, ids[k], k)
             inputs.append(x)
         return torch.cat(inputs, 1)
