@@ -92,11 +92,11 @@ class GuidedModel:
     """One model's cached forward as guided distributions for B rows (2B inside with CFG)."""
 
     def __init__(self, model, condition: Condition, sampling: SamplingConfig, extra: int):
-        self.model, self.sampling = model, sampling
+        self.model, self.sampling, self.batch = model, sampling, len(condition)
         self.rows = model.with_null(condition) if sampling.guided else condition
         length = model.config.num_tokens
         scales = [sampling.scale_at(min(i, length - 1), length) for i in range(length + extra + 1)]
-        self.scales = torch.tensor(scales, device=model.tok_emb.weight.device)
+        self.scales = torch.tensor(scales, device=model.output.weight.device)
         model.setup_cache(self.rows, extra)
 
     def double(self, t: torch.Tensor) -> torch.Tensor:
@@ -115,8 +115,8 @@ class GuidedModel:
         """The condition prefix -> guided logits (B, V) for token 0."""
         x = self.model.embed_condition(self.rows)
         pos = torch.arange(x.shape[1], device=x.device)
-        index = torch.zeros(len(self.rows) // (2 if self.sampling.guided else 1), 1, dtype=torch.long)
-        return self.logits(x, pos.expand(x.shape[0], -1), index.to(x.device))[:, -1]
+        index = torch.zeros(self.batch, 1, dtype=torch.long, device=x.device)
+        return self.logits(x, pos.expand(x.shape[0], -1), index)[:, -1]
 
     def step(self, tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Tokens (B, Lq) with token indices ``index`` (B, Lq) -> guided logits (B, Lq, V) for
@@ -156,7 +156,7 @@ def sample_speculative(
     extra = 2 * k + 1  # scratch positions past the grid for rows that run ahead
     greedy = sampling.temperature == 0
     neighbours = neighbours[:, : spec.relaxed_k] if spec.relaxed and neighbours is not None else None
-    device = target.tok_emb.weight.device
+    device = target.output.weight.device
     rows = torch.arange(batch, device=device)
 
     def pick(probs: torch.Tensor) -> torch.Tensor:
