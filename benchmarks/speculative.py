@@ -68,7 +68,7 @@ def main() -> None:
     for name, speculation in methods.items():
         batches = range(0, args.num_samples, args.batch_size)
         generate_batch(
-            target, tokenizer, labels[: args.batch_size], config, 0, speculation=speculation
+            target, tokenizer, labels[: args.batch_size], config, 0, grid_sampler=speculation
         )  # warm-up
         seconds = float("inf")
         for _ in range(args.repeats):
@@ -83,7 +83,7 @@ def main() -> None:
                         labels[b : b + args.batch_size],
                         config,
                         batch_seed(0, b // args.batch_size),
-                        speculation=speculation,
+                        grid_sampler=speculation,
                     )
                     for b in batches
                 ]

@@ -34,12 +34,14 @@ from argen.eval import (
     save_npz,
     to_uint8,
 )
+from argen.models.refiner import FineLabelTransformer
+from argen.sampling.coarse_to_fine import Refinement
 from argen.sampling.generate import BatchStore, batch_seed, generate_batch
 from argen.sampling.next_scale import keep_masks
 from argen.sampling.next_token import SamplingConfig
 from argen.sampling.speculative import Speculation, SpeculativeConfig
 from argen.text import TextEncoder, check_prompts, read_prompts_file, warn_truncated
-from argen.tokenizers.layout import ScaleLayout
+from argen.tokenizers.layout import CoarseToFineLayout, ScaleLayout
 from argen.training.trainer import TrainingError, check_world
 
 # options that do not change the samples drawn
@@ -73,6 +75,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--relaxed-delta", type=float, default=0.0, help="speculative: total-variation budget")
     p.add_argument("--relaxed-lambda", type=float, help="speculative: cap on the aggregated mass (LANTERN++)")
+    p.add_argument(
+        "--refiner", metavar="RUN", help="coarse-to-fine models: the fine-label run (task: refiner)"
+    )
+    p.add_argument(
+        "--fine-temperature", type=float, default=1.0, help="coarse-to-fine: 0 takes the likeliest code"
+    )
     p.add_argument("--precision", choices=["fp32", "bf16"], help="generator weights (default: bf16 on GPU)")
     p.add_argument("--edit", metavar="IMAGE", help="next-scale models: edit this image (needs --mask)")
     p.add_argument("--mask", metavar="MASK", help="--edit: a grayscale image, white where it is regenerated")
@@ -183,6 +191,35 @@ def load_speculation(
     return Speculation(draft, spec, codebook)
 
 
+def load_refinement(
+    args: argparse.Namespace, model: torch.nn.Module, tokenizer: torch.nn.Module, device, dtype
+) -> Refinement | None:
+    """The fine-label model of a coarse-to-fine generator, checked against it and its tokenizer."""
+    coarse = isinstance(tokenizer.layout, CoarseToFineLayout)
+    if coarse != bool(args.refiner):
+        raise ValueError(
+            "this generator predicts coarse labels: pass --refiner RUN (its task: refiner run)"
+            if coarse
+            else "--refiner needs a coarse-to-fine generator (trained with coarse_clusters > 0)"
+        )
+    if not coarse:
+        return None
+    if args.speculative:
+        raise ValueError("--speculative and --refiner do not combine")
+    if args.fine_temperature < 0:
+        raise ValueError("--fine-temperature must be >= 0")
+    run = Path(args.refiner)
+    refiner = models.load(weights_of(run, args.weights) if is_run(run) else run).to(device, dtype)
+    keys = ("vocab_size", "grid_size", "condition", "num_classes", "caption_dim")
+    if not isinstance(refiner, FineLabelTransformer) or any(
+        getattr(refiner.config, k) != getattr(model.config, k) for k in keys
+    ):
+        raise CheckpointError(f"{run} is not a fine-label model for this generator (same {', '.join(keys)})")
+    if not torch.equal(refiner.coarse_labels.cpu(), tokenizer.coarse_labels.cpu()):
+        raise CheckpointError(f"{run} was trained on other coarse labels than the tokenizer's")
+    return Refinement(refiner, args.fine_temperature, args.compile)
+
+
 def load_edit(args: argparse.Namespace, tokenizer: torch.nn.Module, device: torch.device):
     """``--edit IMAGE --mask MASK`` -> (source ids per scale, keep masks per scale), or None."""
     if not (args.edit or args.mask):
@@ -259,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             top_p=args.top_p,
         )
         speculation = load_speculation(args, model, tokenizer, accelerator.device, dtype)
+        refinement = load_refinement(args, model, tokenizer, accelerator.device, dtype)
         edit = load_edit(args, tokenizer, accelerator.device)
         evaluation = Evaluation(args, args.resize or tokenizer.config.resolution, accelerator.device)
     except (CheckpointError, ValueError, TrainingError, FeaturesUnavailable, DatasetError) as err:
@@ -282,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = conditions[labels[b * args.batch_size : (b + 1) * args.batch_size]]
         seed = batch_seed(args.seed, b)
         images = generate_batch(
-            model, tokenizer, rows, config, seed, args.compile, args.resize, speculation, edit
+            model, tokenizer, rows, config, seed, args.compile, args.resize, speculation or refinement, edit
         )
         store.put(b, images)
     seconds = time.perf_counter() - start

@@ -9,12 +9,14 @@ from torch import nn
 from argen.checkpoint import load_model
 from argen.models.llama import Llama, LlamaConfig
 from argen.models.next_scale import NextScaleConfig, NextScaleLlama
+from argen.models.refiner import FineLabelConfig, FineLabelTransformer
 from argen.models.var import VARConfig, VARTransformer
 
 MODELS: dict[str, type[nn.Module]] = {
     "Llama": Llama,
     "NextScaleLlama": NextScaleLlama,
     "VARTransformer": VARTransformer,
+    "FineLabelTransformer": FineLabelTransformer,
 }
 
 
@@ -30,6 +32,8 @@ def load(path: str | Path, image_size: int | None = None) -> nn.Module:
 
 
 __all__ = [
+    "FineLabelConfig",
+    "FineLabelTransformer",
     "MODELS",
     "Llama",
     "LlamaConfig",

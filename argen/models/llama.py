@@ -229,12 +229,16 @@ class Llama(nn.Module):
         """Boolean (B or 1, 1, length, length): causal, with padded caption keys hidden from
         every query (a padded query still sees itself, so no row is empty)."""
         device = self.output.weight.device
-        causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
+        visible = self.visible(length, device)
         if self.config.condition != "text":
-            return causal[None, None]
+            return visible[None, None]
         keys = F.pad(condition.mask.to(device), (0, length - self.prefix_len), value=True)  # (B, length)
         eye = torch.eye(length, dtype=torch.bool, device=device)
-        return ((causal & keys[:, None, :]) | eye)[:, None]
+        return ((visible & keys[:, None, :]) | eye)[:, None]
+
+    def visible(self, length: int, device: torch.device) -> torch.Tensor:
+        """Which keys each query may see, before padding: causal (length, length)."""
+        return torch.ones(length, length, dtype=torch.bool, device=device).tril()
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.tok_emb(ids)

@@ -15,8 +15,7 @@ import torch.nn.functional as F
 from argen.eval.npz import to_uint8
 from argen.models.llama import Condition
 from argen.sampling.next_scale import sample_next_scale
-from argen.sampling.next_token import SamplingConfig, sample_next_token
-from argen.sampling.speculative import Speculation
+from argen.sampling.next_token import GridSampler, SamplingConfig, sample_next_token
 from argen.tokenizers.layout import ScaleLayout
 
 
@@ -34,14 +33,15 @@ def generate_batch(
     seed: int,
     compile: bool = False,
     resize: int | None = None,
-    speculation: Speculation | None = None,
+    grid_sampler: GridSampler | None = None,
     edit: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None,
 ) -> np.ndarray:
     """Sample one image per condition row (class ids (b,) or a Caption) -> uint8 (b, H, W, C).
 
     ``resize`` resamples the decoded images (plain bicubic, as LlamaGen does before evaluating
-    its 384 px models at 256 px). With ``speculation`` a draft model proposes the tokens; ``edit``
-    (next-scale only) keeps a source image's tokens where its mask says so."""
+    its 384 px models at 256 px). ``grid_sampler`` replaces next-token sampling on raster grids
+    (speculative decoding, coarse-to-fine); ``edit`` (next-scale only) keeps a source image's
+    tokens where its mask says so."""
     device = next(model.parameters()).device
     layout = tokenizer.layout
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -49,8 +49,8 @@ def generate_batch(
     if isinstance(layout, ScaleLayout):  # next-scale: ids per scale
         images = tokenizer.decode(sample_next_scale(model, tokenizer, condition, config, generator, edit))
     else:
-        if speculation is not None:
-            ids = speculation(model, condition, config, generator)
+        if grid_sampler is not None:
+            ids = grid_sampler(model, condition, config, generator)
         else:
             ids = sample_next_token(model, condition, config, generator, compile=compile)  # (b, h*w)
         images = tokenizer.decode(ids.view(-1, layout.height, layout.width))  # (b, C, H, W)

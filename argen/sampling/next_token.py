@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 
@@ -50,6 +50,15 @@ class SamplingConfig:
         if self.cfg_schedule == "linear":
             return 1.0 + (self.cfg_scale - 1.0) * (index + 1) / length
         return self.cfg_scale
+
+
+class GridSampler(Protocol):
+    """A replacement for :func:`sample_next_token` on raster grids (speculative decoding,
+    coarse-to-fine): condition rows -> ids (B, L)."""
+
+    def __call__(
+        self, model: torch.nn.Module, condition: Condition, config: SamplingConfig, generator: torch.Generator
+    ) -> torch.Tensor: ...
 
 
 def guide(logits: torch.Tensor, scale: float) -> torch.Tensor:

@@ -7,11 +7,18 @@ from pathlib import Path
 from torch import nn
 
 from argen.checkpoint import load_model
-from argen.tokenizers.layout import GridLayout, ScaleLayout
-from argen.tokenizers.multiscale import MultiScaleVQConfig, MultiScaleVQModel
+from argen.tokenizers.coarse_to_fine import CoarseToFineConfig, CoarseToFineVQModel
+from argen.tokenizers.frequency import FrequencyVQConfig, FrequencyVQModel
+from argen.tokenizers.layout import CoarseToFineLayout, GridLayout, ScaleLayout
+from argen.tokenizers.multiscale import MultiScaleVQConfig, MultiScaleVQModel, PyramidVQModel
 from argen.tokenizers.vq import VQConfig, VQModel
 
-TOKENIZERS: dict[str, type[nn.Module]] = {"VQModel": VQModel, "MultiScaleVQModel": MultiScaleVQModel}
+TOKENIZERS: dict[str, type[nn.Module]] = {
+    "VQModel": VQModel,
+    "MultiScaleVQModel": MultiScaleVQModel,
+    "FrequencyVQModel": FrequencyVQModel,
+    "CoarseToFineVQModel": CoarseToFineVQModel,
+}
 
 
 def load(path: str | Path, image_size: int | None = None) -> nn.Module:
@@ -26,9 +33,15 @@ def load(path: str | Path, image_size: int | None = None) -> nn.Module:
 
 
 __all__ = [
+    "CoarseToFineConfig",
+    "CoarseToFineLayout",
+    "CoarseToFineVQModel",
+    "FrequencyVQConfig",
+    "FrequencyVQModel",
     "GridLayout",
     "MultiScaleVQConfig",
     "MultiScaleVQModel",
+    "PyramidVQModel",
     "ScaleLayout",
     "TOKENIZERS",
     "VQConfig",

@@ -32,3 +32,11 @@ class ScaleLayout:
     @property
     def num_tokens(self) -> int:
         return sum(pn * pn for pn in self.scales)
+
+
+@dataclass(frozen=True)
+class CoarseToFineLayout(GridLayout):
+    """A raster grid generated as coarse labels (``vocab_size`` clusters of the codebook),
+    then refined to fine ids (``fine_vocab_size`` codes) all at once."""
+
+    fine_vocab_size: int = 0

@@ -9,6 +9,7 @@ from typing import Literal
 from argen.config import ConfigError, from_dict, load_yaml, merge, parse_overrides
 from argen.eval.classifier import ClassifierConfig
 from argen.models.llama import LlamaConfig
+from argen.tokenizers.frequency import FrequencyVQConfig
 from argen.tokenizers.multiscale import MultiScaleVQConfig
 from argen.tokenizers.vq import VQConfig
 
@@ -60,7 +61,8 @@ class VQLossConfig:
 class TokenizerRecipe:
     output_dir: str
     task: Literal["tokenizer"] = "tokenizer"
-    tokenizer: Literal["vq", "multiscale"] = "vq"  # multiscale: VAR's residual pyramid
+    # multiscale: VAR's residual pyramid; frequency: NFIG's frequency bands
+    tokenizer: Literal["vq", "multiscale", "frequency"] = "vq"
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: VQConfig = field(default_factory=VQConfig)
@@ -74,11 +76,22 @@ class MultiScaleTokenizerRecipe(TokenizerRecipe):
 
 
 @dataclass
+class FrequencyTokenizerRecipe(TokenizerRecipe):
+    model: FrequencyVQConfig = field(default_factory=FrequencyVQConfig)
+
+
+TOKENIZER_RECIPES = {"multiscale": MultiScaleTokenizerRecipe, "frequency": FrequencyTokenizerRecipe}
+
+
+@dataclass
 class GeneratorRecipe:
     output_dir: str
     tokenizer: str  # a trained tokenizer checkpoint directory
-    task: Literal["generator"] = "generator"
+    task: Literal["generator", "refiner"] = "generator"
     seed: int = 0
+    # > 0: k-means the VQ codebook into this many coarse labels and predict those (CTF stage 1);
+    # the run's tokenizer/ then carries the labels
+    coarse_clusters: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: LlamaConfig = field(default_factory=LlamaConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -97,6 +110,7 @@ class ClassifierRecipe:
 RECIPES = {
     "tokenizer": TokenizerRecipe,
     "generator": GeneratorRecipe,
+    "refiner": GeneratorRecipe,  # CTF stage 2: the fine-label model; tokenizer: a stage-1 run's tokenizer/
     "classifier": ClassifierRecipe,
 }
 Recipe = TokenizerRecipe | GeneratorRecipe | ClassifierRecipe
@@ -106,14 +120,15 @@ def recipe_from_dict(data: dict) -> Recipe:
     task = data.get("task")
     if task not in RECIPES:
         raise ConfigError(f"config key 'task' must be one of {sorted(RECIPES)}, got {task!r}")
-    derived = {"vocab_size", "grid_size", "num_classes", "caption_dim"} & set(data.get("model") or {})
-    if task == "generator" and derived:
+    derived = {"vocab_size", "grid_size", "num_classes", "caption_dim", "fine_vocab_size"}
+    derived &= set(data.get("model") or {})
+    if task in ("generator", "refiner") and derived:
         raise ConfigError(
             f"model keys {sorted(derived)} come from the tokenizer, the dataset and the text encoder; "
             "remove them"
         )
-    if task == "tokenizer" and data.get("tokenizer") == "multiscale":
-        return from_dict(MultiScaleTokenizerRecipe, data)
+    if task == "tokenizer" and data.get("tokenizer") in TOKENIZER_RECIPES:
+        return from_dict(TOKENIZER_RECIPES[data["tokenizer"]], data)
     return from_dict(RECIPES[task], data)
 
 

@@ -12,5 +12,10 @@ def build_task(recipe: Recipe, accelerator: Accelerator):
     from argen.training.tasks.generator import GeneratorTask
     from argen.training.tasks.tokenizer import TokenizerTask
 
-    kinds = {"tokenizer": TokenizerTask, "generator": GeneratorTask, "classifier": ClassifierTask}
+    kinds = {
+        "tokenizer": TokenizerTask,
+        "generator": GeneratorTask,
+        "refiner": GeneratorTask,
+        "classifier": ClassifierTask,
+    }
     return kinds[recipe.task](recipe, accelerator)

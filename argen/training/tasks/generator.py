@@ -1,5 +1,6 @@
 """Generator training on a token cache (and, for text models, precomputed caption features):
-next-token cross-entropy."""
+cross-entropy on next tokens, next scales, coarse labels (CTF stage 1) or, for the fine-label
+model (``task: refiner``, CTF stage 2), on every fine id given all coarse labels."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from argen.data.token_cache import cache_key, cache_matches, read_meta
 from argen.models.caption import Caption
 from argen.models.llama import Llama
 from argen.models.next_scale import NextScaleConfig, NextScaleLlama, split_scales
+from argen.models.refiner import FineLabelConfig, FineLabelTransformer
 from argen.text import TextEncoder, TextFeatures, build_text_features, text_feature_key
-from argen.tokenizers.layout import ScaleLayout
+from argen.tokenizers.coarse_to_fine import CoarseToFineVQModel
+from argen.tokenizers.layout import CoarseToFineLayout, ScaleLayout
 from argen.training.recipes import GeneratorRecipe
 from argen.training.tasks.base import Task
 
@@ -29,7 +32,18 @@ class GeneratorTask(Task):
         super().__init__(recipe)
         data = recipe.data
         self.tokenizer = tokenizers.load(recipe.tokenizer)
+        if recipe.coarse_clusters:
+            if recipe.task == "refiner":
+                raise ValueError(
+                    "coarse_clusters is for stage 1; a refiner reads the labels of its tokenizer"
+                )
+            self.tokenizer = CoarseToFineVQModel.from_vq(self.tokenizer, recipe.coarse_clusters, recipe.seed)
         layout = self.tokenizer.layout
+        if recipe.task == "refiner" and not isinstance(layout, CoarseToFineLayout):
+            raise ValueError(
+                f"a refiner needs a coarse-to-fine tokenizer (the tokenizer/ of a run trained with "
+                f"coarse_clusters > 0), not {recipe.tokenizer}"
+            )
         if self.tokenizer.config.resolution != data.resolution:
             raise ValueError(
                 f"data.resolution ({data.resolution}) must equal the tokenizer's resolution "
@@ -62,13 +76,18 @@ class GeneratorTask(Task):
             sizes.update(caption_dim=features.dim, num_classes=0)
         else:
             sizes["num_classes"] = read_meta(cache_dir)["num_classes"]
+        base = {f.name: getattr(recipe.model, f.name) for f in fields(recipe.model)}
         if isinstance(layout, ScaleLayout):  # next-scale: the tokenizer builds the inputs
             self.tokenizer = self.tokenizer.to(accelerator.device).eval()
-            base = {f.name: getattr(recipe.model, f.name) for f in fields(recipe.model)}
             config = NextScaleConfig(
                 **{**base, **sizes}, patch_nums=layout.scales, token_dim=self.tokenizer.config.codebook_dim
             )
             self.model = NextScaleLlama(config)
+        elif recipe.task == "refiner":
+            self.model = FineLabelTransformer(
+                FineLabelConfig(**{**base, **sizes}, fine_vocab_size=layout.fine_vocab_size)
+            )
+            self.model.coarse_labels.copy_(self.tokenizer.coarse_labels)
         else:
             self.model = Llama(replace(recipe.model, **sizes))  # the recipe itself stays as written
         if accelerator.is_main_process:
@@ -97,7 +116,11 @@ class GeneratorTask(Task):
         if isinstance(self.model, NextScaleLlama):
             inputs = self.tokenizer.teacher_inputs(split_scales(tokens, self.model.config.patch_nums))
             logits = modules["model"](inputs, condition)  # (B, L, V)
+        elif isinstance(self.model, FineLabelTransformer):
+            logits = modules["model"](self.tokenizer.coarse(tokens), condition)  # (B, L, V_fine)
         else:
+            if isinstance(self.tokenizer.layout, CoarseToFineLayout):
+                tokens = self.tokenizer.coarse(tokens)
             logits = modules["model"](tokens, condition)  # (B, L, V)
         loss = F.cross_entropy(logits.flatten(0, 1), tokens.flatten())
         return {"model": loss}, {"loss": loss.item()}

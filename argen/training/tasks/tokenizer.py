@@ -7,9 +7,8 @@ from torch import nn
 from torch.func import functional_call
 
 from argen.data import build_dataset
+from argen.tokenizers import FrequencyVQModel, MultiScaleVQModel, VQModel
 from argen.tokenizers.blocks import PatchDiscriminator
-from argen.tokenizers.multiscale import MultiScaleVQModel
-from argen.tokenizers.vq import VQModel
 from argen.training.recipes import TokenizerRecipe
 from argen.training.tasks.base import Task, random_flip
 
@@ -37,7 +36,8 @@ class TokenizerTask(Task):
                 f"model.resolution ({recipe.model.resolution}) must equal data.resolution "
                 f"({recipe.data.resolution})"
             )
-        self.model = (MultiScaleVQModel if recipe.tokenizer == "multiscale" else VQModel)(recipe.model)
+        kinds = {"vq": VQModel, "multiscale": MultiScaleVQModel, "frequency": FrequencyVQModel}
+        self.model = kinds[recipe.tokenizer](recipe.model)
         loss = recipe.loss
         self.extra_modules = {}
         if loss.disc_weight > 0:
