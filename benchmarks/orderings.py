@@ -1,0 +1,100 @@
+"""Token orderings side by side, in one run: raster next-token, next-scale (VAR pyramid or
+NFIG frequency bands) and coarse-to-fine (CTF) runs sample the same classes with the same seeds;
+for each: tokens per image, generator passes per image, sampling wall time, classifier-feature
+FID against the dataset and class-consistency.
+
+    python -m benchmarks.orderings --runs runs/digits/gpt runs/digits/var runs/digits/nfig \\
+        runs/digits/ctf+runs/digits/ctf_refiner
+
+A coarse-to-fine run is written ``STAGE1_RUN+REFINER_RUN``. ``--cfg-schedule auto`` ramps
+guidance linearly on next-scale runs (VAR's schedule) and keeps it constant on the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from argen import models, tokenizers
+from argen.cli.sample import reference_images, weights_of
+from argen.eval import class_consistency, classifier_metric, frechet_distance, from_uint8, load_classifier
+from argen.sampling.coarse_to_fine import Refinement
+from argen.sampling.generate import batch_seed, generate_batch
+from argen.sampling.next_token import SamplingConfig
+from argen.tokenizers.layout import ScaleLayout
+
+
+def draw(model, tokenizer, labels: torch.Tensor, config: SamplingConfig, sampler, batch: int) -> np.ndarray:
+    """All images for ``labels`` in seeded batches, as ``sample.py`` draws them."""
+    return np.concatenate(
+        [
+            generate_batch(
+                model,
+                tokenizer,
+                labels[b : b + batch],
+                config,
+                batch_seed(0, b // batch),
+                grid_sampler=sampler,
+            )
+            for b in range(0, len(labels), batch)
+        ]
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", nargs="+", required=True)
+    p.add_argument("--classifier", default="runs/digits/classifier/model")
+    p.add_argument("--reference", default="digits")
+    p.add_argument("--num-samples", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--cfg-scale", type=float, default=2.0)
+    p.add_argument("--cfg-schedule", choices=["auto", "constant", "linear"], default="auto")
+    p.add_argument("--repeats", type=int, default=2, help="timed passes per run (best is kept)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args()
+
+    classifier = load_classifier(args.classifier).to(args.device)
+    metric, real = classifier_metric(classifier), None
+    print(f"samples={args.num_samples} batch={args.batch_size} cfg={args.cfg_scale} device={args.device}")
+    print(
+        f"{'run':44s} {'tokens':>7s} {'passes':>7s} {'seconds':>7s} {'img/s':>7s} {'fid_clf':>7s} class-cons"
+    )
+    for spec in args.runs:
+        run, _, refiner_run = spec.partition("+")
+        model = models.load(weights_of(Path(run), None)).to(args.device).eval()
+        tokenizer = tokenizers.load(Path(run) / "tokenizer").to(args.device).eval()
+        layout, sampler = tokenizer.layout, None
+        if refiner_run:
+            sampler = Refinement(models.load(weights_of(Path(refiner_run), None)).to(args.device).eval())
+        scales = isinstance(layout, ScaleLayout)
+        schedule = args.cfg_schedule if args.cfg_schedule != "auto" else ("linear" if scales else "constant")
+        config = SamplingConfig(cfg_scale=args.cfg_scale, cfg_schedule=schedule)
+        tokens = layout.num_tokens if scales else layout.height * layout.width
+        passes = len(layout.scales) if scales else tokens + (1 if refiner_run else 0)
+        if real is None:
+            real = reference_images(args.reference, tokenizer.config.resolution)
+        labels = torch.arange(args.num_samples) % model.config.num_classes
+        draw(model, tokenizer, labels[: args.batch_size], config, sampler, args.batch_size)  # warm-up
+        seconds = float("inf")
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            images = draw(model, tokenizer, labels, config, sampler, args.batch_size)
+            seconds = min(seconds, time.perf_counter() - start)
+        fid = frechet_distance(metric, real, images, device=torch.device(args.device))
+        consistency = class_consistency(
+            classifier, from_uint8(images).to(args.device), labels.to(args.device)
+        )
+        print(
+            f"{spec:44s} {tokens:7d} {passes:7d} {seconds:7.2f} {args.num_samples / seconds:7.1f} "
+            f"{fid:7.3f} {consistency['overall']:10.3f}"
+        )
+    print("passes: generator forward passes per image (next-scale: one per scale; CTF: + 1 refiner pass)")
+
+
+if __name__ == "__main__":
+    main()
