@@ -41,7 +41,7 @@ from argen.sampling.next_scale import keep_masks
 from argen.sampling.next_token import SamplingConfig
 from argen.sampling.speculative import Speculation, SpeculativeConfig
 from argen.text import TextEncoder, check_prompts, read_prompts_file, warn_truncated
-from argen.tokenizers.layout import CoarseToFineLayout, ScaleLayout
+from argen.tokenizers.layout import CoarseToFineLayout, ContinuousLayout, GridLayout, ScaleLayout
 from argen.training.trainer import TrainingError, check_world
 
 # options that do not change the samples drawn
@@ -66,6 +66,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--flow-steps", type=int, default=25, help="continuous tokens: ODE steps of the head")
+    p.add_argument("--flow-solver", choices=["euler", "heun"], default="euler")
+    p.add_argument(
+        "--cfg-noise-interval",
+        type=float,
+        nargs=2,
+        default=(0.0, 1.0),
+        metavar=("LO", "HI"),
+        help="continuous tokens: guide only while the noise level t (1 = noise) lies in [LO, HI]",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="torch.compile the one-token decode step")
     p.add_argument("--speculative", metavar="DRAFT", help="draft generator (run or model directory)")
@@ -113,6 +123,31 @@ def resolve_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
     if tokenizer_dir is None:
         raise CheckpointError(f"{run} is a bare model: pass --tokenizer DIR")
     return model_dir, Path(tokenizer_dir)
+
+
+def check_pair(model: torch.nn.Module, layout, model_dir: Path, tokenizer_dir: Path) -> None:
+    """Refuse a tokenizer whose tokens the generator was not trained on."""
+    c = model.config
+    continuous = isinstance(layout, ContinuousLayout)
+    if continuous != hasattr(model, "head"):
+        raise CheckpointError(
+            f"tokenizer {tokenizer_dir} ({layout}) and generator {model_dir} disagree on continuous tokens"
+        )
+    size = layout.token_dim if continuous else layout.vocab_size
+    if (size, (layout.height, layout.width)) != (
+        c.token_dim if continuous else c.vocab_size,
+        tuple(c.grid_size),
+    ):
+        raise CheckpointError(
+            f"tokenizer {tokenizer_dir} ({layout}) does not match generator {model_dir} "
+            f"(vocab {c.vocab_size}, grid {c.grid_size})"
+        )
+    scales = tuple(getattr(c, "patch_nums", ()))
+    if scales != tuple(getattr(layout, "scales", ())):
+        raise CheckpointError(
+            f"tokenizer {tokenizer_dir} ({layout}) and generator {model_dir} (scales {scales or None}) "
+            "do not fit: next-scale generators need a multi-scale tokenizer with the same scales"
+        )
 
 
 def parse_classes(spec: str | None, num_classes: int) -> list[int]:
@@ -178,8 +213,8 @@ def load_speculation(
     """The draft model and acceptance settings of ``--speculative``, checked against the target."""
     if not args.speculative:
         return None
-    if isinstance(tokenizer.layout, ScaleLayout):
-        raise ValueError("--speculative needs a next-token generator")
+    if not isinstance(tokenizer.layout, GridLayout):
+        raise ValueError("--speculative needs a next-token generator over ids")
     run = Path(args.speculative)
     draft_dir = weights_of(run, args.weights) if is_run(run) else run
     draft = models.load(draft_dir).to(device, dtype)
@@ -269,21 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         model = models.load(model_dir, args.image_size).to(accelerator.device, dtype)
         tokenizer = tokenizers.load(tokenizer_dir, args.image_size).to(accelerator.device)
-        layout = tokenizer.layout
-        if (layout.vocab_size, (layout.height, layout.width)) != (
-            model.config.vocab_size,
-            tuple(model.config.grid_size),
-        ):
-            raise CheckpointError(
-                f"tokenizer {tokenizer_dir} ({layout}) does not match generator {model_dir} "
-                f"(vocab {model.config.vocab_size}, grid {model.config.grid_size})"
-            )
-        scales = tuple(getattr(model.config, "patch_nums", ()))
-        if scales != (tuple(layout.scales) if isinstance(layout, ScaleLayout) else ()):
-            raise CheckpointError(
-                f"tokenizer {tokenizer_dir} ({layout}) and generator {model_dir} (scales {scales or None}) "
-                "do not fit: next-scale generators need a multi-scale tokenizer with the same scales"
-            )
+        check_pair(model, tokenizer.layout, model_dir, tokenizer_dir)
         if args.num_samples < 1 or args.batch_size < 1 or (args.resize is not None and args.resize < 8):
             raise ValueError("--num-samples and --batch-size must be positive, --resize at least 8")
         names, conditions = conditions_for(args, model, accelerator.device)
@@ -294,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
             temperature=args.temperature,
             top_k=args.top_k,
             top_p=args.top_p,
+            flow_steps=args.flow_steps,
+            flow_solver=args.flow_solver,
+            cfg_noise_interval=tuple(args.cfg_noise_interval),
         )
         speculation = load_speculation(args, model, tokenizer, accelerator.device, dtype)
         refinement = load_refinement(args, model, tokenizer, accelerator.device, dtype)
@@ -358,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
                 "tokens_per_target_call": speculation.tokens_per_call,  # main process's batches
                 "draft": args.speculative,
             }
+        if refinement is not None:
+            metrics["coarse_to_fine"] = {"refiner": args.refiner, "fine_temperature": args.fine_temperature}
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         print(json.dumps({k: v for k, v in metrics.items() if k != "sampling"}, indent=2))
     return 0

@@ -82,7 +82,7 @@ def build_token_cache(
                 mirrored = flat_ids(tokenizer.encode(images.flip(-1)))
                 ids = torch.stack([ids, mirrored], dim=1).flatten(0, 1)  # (2B, ...)
                 y = y.repeat_interleave(2)
-            tokens.append(ids.cpu().to(torch.int32))
+            tokens.append(ids.cpu().to(torch.float32 if ids.is_floating_point() else torch.int32))
             labels.append(y.to(torch.int64))
         shard = {"tokens": torch.cat(tokens).contiguous(), "labels": torch.cat(labels)}
         save_file(shard, str(tmp / f"shard-{start:09d}.safetensors"))
@@ -123,7 +123,8 @@ def cache_matches(out_dir: str | Path, key: dict) -> bool:
 
 
 class TokenCacheDataset(Dataset):
-    """All shards of a cache in memory: items are (tokens (h, w) int64, label)."""
+    """All shards of a cache in memory: items are (ids (h, w) int64 or continuous tokens
+    (L, d) float32, label)."""
 
     def __init__(self, directory: str | Path):
         directory = Path(directory)
@@ -131,7 +132,8 @@ class TokenCacheDataset(Dataset):
         if not shards:
             raise FileNotFoundError(f"no token cache shards in {directory}")
         parts = [load_file(str(s)) for s in shards]
-        self.tokens = torch.cat([p["tokens"] for p in parts]).long()
+        tokens = torch.cat([p["tokens"] for p in parts])
+        self.tokens = tokens if tokens.is_floating_point() else tokens.long()  # continuous tokens stay float
         self.labels = torch.cat([p["labels"] for p in parts])
 
     def __len__(self) -> int:

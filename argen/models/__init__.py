@@ -7,6 +7,12 @@ from pathlib import Path
 from torch import nn
 
 from argen.checkpoint import load_model
+from argen.models.continuous import (
+    ContinuousLlama,
+    ContinuousLlamaConfig,
+    ContinuousNextScaleConfig,
+    ContinuousNextScaleLlama,
+)
 from argen.models.llama import Llama, LlamaConfig
 from argen.models.next_scale import NextScaleConfig, NextScaleLlama
 from argen.models.refiner import FineLabelConfig, FineLabelTransformer
@@ -17,6 +23,8 @@ MODELS: dict[str, type[nn.Module]] = {
     "NextScaleLlama": NextScaleLlama,
     "VARTransformer": VARTransformer,
     "FineLabelTransformer": FineLabelTransformer,
+    "ContinuousLlama": ContinuousLlama,
+    "ContinuousNextScaleLlama": ContinuousNextScaleLlama,
 }
 
 
@@ -32,6 +40,10 @@ def load(path: str | Path, image_size: int | None = None) -> nn.Module:
 
 
 __all__ = [
+    "ContinuousLlama",
+    "ContinuousLlamaConfig",
+    "ContinuousNextScaleConfig",
+    "ContinuousNextScaleLlama",
     "FineLabelConfig",
     "FineLabelTransformer",
     "MODELS",

@@ -188,15 +188,23 @@ class Llama(nn.Module):
         else:
             self.null_class = c.num_classes
             self.class_emb = nn.Embedding(c.num_classes + 1, c.dim)  # last row: the null class
-        self.tok_emb = nn.Embedding(c.vocab_size, c.dim)
+        self.tok_emb = self.token_embedding()
         self.layers = nn.ModuleList(LlamaBlock(c) for _ in range(c.n_layer))
         self.norm = RMSNorm(c.dim, c.norm_eps)
-        self.output = nn.Linear(c.dim, c.vocab_size, bias=False)
+        self.output = self.output_head()
         head_dim = c.dim // c.n_head
         table = rope_2d(*c.grid_size, head_dim, c.rope_base, self.prefix_len, c.rope_condition == "zero")
         self.register_buffer("rope", table, persistent=False)
         self.apply(self._init_weights)
         nn.init.zeros_(self.output.weight)
+
+    def token_embedding(self) -> nn.Module | None:
+        """The input embedding of a token: one row per id."""
+        return nn.Embedding(self.config.vocab_size, self.config.dim)
+
+    def output_head(self) -> nn.Linear:
+        """The last layer (zero-initialised): logits over the ids."""
+        return nn.Linear(self.config.dim, self.config.vocab_size, bias=False)
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):

@@ -52,7 +52,6 @@ class NextScaleLlama(Llama):
     def __init__(self, config: NextScaleConfig):
         super().__init__(config)
         c = config
-        self.tok_emb = None  # inputs are tokenizer features, not ids
         self.word_embed = nn.Linear(c.token_dim, c.dim)
         self.pos_emb = nn.Parameter(torch.randn(c.num_tokens, c.dim) * c.init_std)
         self.level_emb = nn.Embedding(len(c.patch_nums), c.dim)
@@ -64,6 +63,9 @@ class NextScaleLlama(Llama):
         half = (c.num_tokens, c.dim // c.n_head // 2)
         identity = torch.stack([torch.ones(half), torch.zeros(half)], -1)  # (L, Dh/2, 2): no rotation
         self.register_buffer("rope", identity, persistent=False)
+
+    def token_embedding(self) -> None:
+        return None  # inputs are tokenizer features (``word_embed``), not ids
 
     @property
     def max_len(self) -> int:

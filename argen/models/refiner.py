@@ -27,9 +27,10 @@ class FineLabelTransformer(Llama):
 
     def __init__(self, config: FineLabelConfig):
         super().__init__(config)
-        self.output = nn.Linear(config.dim, config.fine_vocab_size, bias=False)
-        nn.init.zeros_(self.output.weight)
         self.register_buffer("coarse_labels", torch.zeros(config.fine_vocab_size, dtype=torch.long))
+
+    def output_head(self) -> nn.Linear:
+        return nn.Linear(self.config.dim, self.config.fine_vocab_size, bias=False)
 
     def visible(self, length: int, device: torch.device) -> torch.Tensor:
         """Bidirectional: every query sees every key (padded caption keys are still hidden)."""

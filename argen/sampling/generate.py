@@ -14,9 +14,10 @@ import torch.nn.functional as F
 
 from argen.eval.npz import to_uint8
 from argen.models.llama import Condition
+from argen.sampling.continuous import sample_continuous_next_scale, sample_continuous_next_token
 from argen.sampling.next_scale import sample_next_scale
 from argen.sampling.next_token import GridSampler, SamplingConfig, sample_next_token
-from argen.tokenizers.layout import ScaleLayout
+from argen.tokenizers.layout import ContinuousLayout, ScaleLayout
 
 
 def batch_seed(seed: int, batch_index: int) -> int:
@@ -46,7 +47,13 @@ def generate_batch(
     layout = tokenizer.layout
     generator = torch.Generator(device=device).manual_seed(seed)
     condition = condition.to(device)
-    if isinstance(layout, ScaleLayout):  # next-scale: ids per scale
+    if isinstance(layout, ContinuousLayout):
+        if layout.scales:
+            tokens = sample_continuous_next_scale(model, tokenizer, condition, config, generator)
+        else:
+            tokens = sample_continuous_next_token(model, condition, config, generator)
+        images = tokenizer.decode(tokens)  # (b, C, H, W)
+    elif isinstance(layout, ScaleLayout):  # next-scale: ids per scale
         images = tokenizer.decode(sample_next_scale(model, tokenizer, condition, config, generator, edit))
     else:
         if grid_sampler is not None:

@@ -17,7 +17,9 @@ class SamplingConfig:
 
     ``cfg_interval`` is the fraction (start, end) of the sequence on which guidance applies;
     ``cfg_schedule="linear"`` ramps the scale from 1 at the first token to ``cfg_scale`` at
-    the last.
+    the last. Continuous tokens are drawn by ``flow_steps`` steps of ``flow_solver`` from noise
+    scaled by ``temperature``, guided only while the noise level t (1 = noise, 0 = data) lies
+    in ``cfg_noise_interval``.
     """
 
     cfg_scale: float = 1.0
@@ -26,6 +28,9 @@ class SamplingConfig:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
+    flow_steps: int = 25
+    flow_solver: Literal["euler", "heun"] = "euler"
+    cfg_noise_interval: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -34,9 +39,12 @@ class SamplingConfig:
             raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
-        lo, hi = self.cfg_interval
-        if not 0 <= lo <= hi <= 1:
-            raise ValueError(f"cfg_interval must satisfy 0 <= start <= end <= 1, got {self.cfg_interval}")
+        for name in ("cfg_interval", "cfg_noise_interval"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi <= 1:
+                raise ValueError(f"{name} must satisfy 0 <= start <= end <= 1, got {(lo, hi)}")
+        if self.flow_steps < 1 or self.flow_solver not in ("euler", "heun"):
+            raise ValueError("flow_steps must be >= 1 and flow_solver euler or heun")
 
     @property
     def guided(self) -> bool:

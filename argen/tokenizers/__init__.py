@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from torch import nn
 
 from argen.checkpoint import load_model
 from argen.tokenizers.coarse_to_fine import CoarseToFineConfig, CoarseToFineVQModel
+from argen.tokenizers.continuous import ContinuousConfig, ContinuousTokenizer
 from argen.tokenizers.frequency import FrequencyVQConfig, FrequencyVQModel
-from argen.tokenizers.layout import CoarseToFineLayout, GridLayout, ScaleLayout
+from argen.tokenizers.layout import CoarseToFineLayout, ContinuousLayout, GridLayout, ScaleLayout
 from argen.tokenizers.multiscale import MultiScaleVQConfig, MultiScaleVQModel, PyramidVQModel
 from argen.tokenizers.vq import VQConfig, VQModel
 
@@ -18,21 +20,37 @@ TOKENIZERS: dict[str, type[nn.Module]] = {
     "MultiScaleVQModel": MultiScaleVQModel,
     "FrequencyVQModel": FrequencyVQModel,
     "CoarseToFineVQModel": CoarseToFineVQModel,
+    "ContinuousTokenizer": ContinuousTokenizer,
 }
 
 
 def load(path: str | Path, image_size: int | None = None) -> nn.Module:
-    """Load a tokenizer checkpoint directory (config.json + model.safetensors), or an official
+    """Load a tokenizer checkpoint directory (config.json + model.safetensors), an official
     LlamaGen VQ / VAR VQVAE file (``.pt``, ``.pth``; ``image_size`` defaults to the one in its
-    name, else 256)."""
+    name, else 256), or a diffusers ``AutoencoderKL`` directory or hub id (``image_size``
+    defaults to 256)."""
     from argen.convert import is_official_file, load_official_tokenizer
 
     if is_official_file(path):
         return load_official_tokenizer(path, image_size)
+    if is_diffusers_vae(path):
+        return ContinuousTokenizer.from_pretrained(path, image_size or 256)
     return load_model(path, TOKENIZERS)
 
 
+def is_diffusers_vae(path: str | Path) -> bool:
+    """A diffusers AutoencoderKL directory, or a hub id (``owner/name``) that is not a local path."""
+    config = Path(path) / "config.json"
+    if config.is_file():
+        return json.loads(config.read_text()).get("_class_name") == "AutoencoderKL"
+    text = str(path)
+    return not Path(path).exists() and text.count("/") == 1 and not text.startswith((".", "/"))
+
+
 __all__ = [
+    "ContinuousConfig",
+    "ContinuousLayout",
+    "ContinuousTokenizer",
     "CoarseToFineConfig",
     "CoarseToFineLayout",
     "CoarseToFineVQModel",

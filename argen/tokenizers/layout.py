@@ -40,3 +40,18 @@ class CoarseToFineLayout(GridLayout):
     then refined to fine ids (``fine_vocab_size`` codes) all at once."""
 
     fine_vocab_size: int = 0
+
+
+@dataclass(frozen=True)
+class ContinuousLayout:
+    """A raster grid of ``token_dim``-vectors, generated token by token, or with ``scales``
+    coarse to fine as downsampled copies of the grid (FlowAR)."""
+
+    height: int
+    width: int
+    token_dim: int
+    scales: tuple[int, ...] = ()
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(pn * pn for pn in self.scales) if self.scales else self.height * self.width

@@ -8,7 +8,9 @@ from typing import Literal
 
 from argen.config import ConfigError, from_dict, load_yaml, merge, parse_overrides
 from argen.eval.classifier import ClassifierConfig
+from argen.models.heads import FlowHeadConfig
 from argen.models.llama import LlamaConfig
+from argen.tokenizers.continuous import ContinuousConfig
 from argen.tokenizers.frequency import FrequencyVQConfig
 from argen.tokenizers.multiscale import MultiScaleVQConfig
 from argen.tokenizers.vq import VQConfig
@@ -50,6 +52,7 @@ class VQLossConfig:
     reconstruction: Literal["l1", "l2"] = "l2"
     perceptual_weight: float = 0.0  # LPIPS (needs VGG16 weights available locally)
     codebook_weight: float = 1.0
+    kl_weight: float = 1.0e-6  # continuous tokenizers: weight of the KL to N(0, I) (LDM's)
     disc_weight: float = 0.0  # 0 disables the PatchGAN
     disc_start: int = 0
     disc_channels: int = 64
@@ -61,8 +64,9 @@ class VQLossConfig:
 class TokenizerRecipe:
     output_dir: str
     task: Literal["tokenizer"] = "tokenizer"
-    # multiscale: VAR's residual pyramid; frequency: NFIG's frequency bands
-    tokenizer: Literal["vq", "multiscale", "frequency"] = "vq"
+    # multiscale: VAR's residual pyramid; frequency: NFIG's frequency bands; continuous: a KL
+    # autoencoder (diffusers AutoencoderKL) whose latents are the tokens
+    tokenizer: Literal["vq", "multiscale", "frequency", "continuous"] = "vq"
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: VQConfig = field(default_factory=VQConfig)
@@ -80,7 +84,16 @@ class FrequencyTokenizerRecipe(TokenizerRecipe):
     model: FrequencyVQConfig = field(default_factory=FrequencyVQConfig)
 
 
-TOKENIZER_RECIPES = {"multiscale": MultiScaleTokenizerRecipe, "frequency": FrequencyTokenizerRecipe}
+@dataclass
+class ContinuousTokenizerRecipe(TokenizerRecipe):
+    model: ContinuousConfig = field(default_factory=ContinuousConfig)
+
+
+TOKENIZER_RECIPES = {
+    "multiscale": MultiScaleTokenizerRecipe,
+    "frequency": FrequencyTokenizerRecipe,
+    "continuous": ContinuousTokenizerRecipe,
+}
 
 
 @dataclass
@@ -94,6 +107,9 @@ class GeneratorRecipe:
     coarse_clusters: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: LlamaConfig = field(default_factory=LlamaConfig)
+    # continuous tokenizers: the flow-matching head (default: MAR's MLP for a grid, FlowAR's
+    # per-scale transformer for scales)
+    head: FlowHeadConfig | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import fields, replace
 from pathlib import Path
 
+import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
@@ -15,12 +16,19 @@ from argen.checkpoint import save_model
 from argen.data import TokenCacheDataset, build_dataset, build_token_cache, captions_of
 from argen.data.token_cache import cache_key, cache_matches, read_meta
 from argen.models.caption import Caption
+from argen.models.continuous import (
+    ContinuousLlama,
+    ContinuousLlamaConfig,
+    ContinuousNextScaleConfig,
+    ContinuousNextScaleLlama,
+)
+from argen.models.heads import FlowHeadConfig
 from argen.models.llama import Llama
 from argen.models.next_scale import NextScaleConfig, NextScaleLlama, split_scales
 from argen.models.refiner import FineLabelConfig, FineLabelTransformer
 from argen.text import TextEncoder, TextFeatures, build_text_features, text_feature_key
 from argen.tokenizers.coarse_to_fine import CoarseToFineVQModel
-from argen.tokenizers.layout import CoarseToFineLayout, ScaleLayout
+from argen.tokenizers.layout import CoarseToFineLayout, ContinuousLayout, ScaleLayout
 from argen.training.recipes import GeneratorRecipe
 from argen.training.tasks.base import Task
 
@@ -69,27 +77,16 @@ class GeneratorTask(Task):
                 barrier=accelerator.wait_for_everyone,
             )
         self.dataset = TokenCacheDataset(cache_dir)
-        sizes = dict(vocab_size=layout.vocab_size, grid_size=(layout.height, layout.width))
+        sizes = dict(vocab_size=getattr(layout, "vocab_size", 0), grid_size=(layout.height, layout.width))
         if recipe.model.condition == "text":
             features = self.caption_features(recipe, accelerator)
             self.dataset = CaptionedTokens(self.dataset, features)
             sizes.update(caption_dim=features.dim, num_classes=0)
         else:
             sizes["num_classes"] = read_meta(cache_dir)["num_classes"]
-        base = {f.name: getattr(recipe.model, f.name) for f in fields(recipe.model)}
-        if isinstance(layout, ScaleLayout):  # next-scale: the tokenizer builds the inputs
-            self.tokenizer = self.tokenizer.to(accelerator.device).eval()
-            config = NextScaleConfig(
-                **{**base, **sizes}, patch_nums=layout.scales, token_dim=self.tokenizer.config.codebook_dim
-            )
-            self.model = NextScaleLlama(config)
-        elif recipe.task == "refiner":
-            self.model = FineLabelTransformer(
-                FineLabelConfig(**{**base, **sizes}, fine_vocab_size=layout.fine_vocab_size)
-            )
-            self.model.coarse_labels.copy_(self.tokenizer.coarse_labels)
-        else:
-            self.model = Llama(replace(recipe.model, **sizes))  # the recipe itself stays as written
+        if isinstance(layout, ScaleLayout) or getattr(layout, "scales", ()):
+            self.tokenizer = self.tokenizer.to(accelerator.device).eval()  # it builds the inputs
+        self.model = build_generator(recipe, self.tokenizer, sizes)
         if accelerator.is_main_process:
             save_model(self.tokenizer, Path(recipe.output_dir) / TOKENIZER_DIR)
 
@@ -112,6 +109,8 @@ class GeneratorTask(Task):
             condition = Caption(features, mask)
         else:
             tokens, condition = batch
+        if isinstance(self.tokenizer.layout, ContinuousLayout):
+            return self.continuous_loss(modules["model"], tokens, condition)
         tokens = tokens.flatten(1)  # (B, L)
         if isinstance(self.model, NextScaleLlama):
             inputs = self.tokenizer.teacher_inputs(split_scales(tokens, self.model.config.patch_nums))
@@ -124,6 +123,41 @@ class GeneratorTask(Task):
             logits = modules["model"](tokens, condition)  # (B, L, V)
         loss = F.cross_entropy(logits.flatten(0, 1), tokens.flatten())
         return {"model": loss}, {"loss": loss.item()}
+
+    def continuous_loss(self, model, tokens: torch.Tensor, condition):
+        """Flow-matching loss on continuous tokens (B, L, d), raster or per scale."""
+        if isinstance(self.model, ContinuousNextScaleLlama):
+            maps = self.tokenizer.scale_maps(tokens)  # [(B, pn**2, d), ...]
+            loss = model(self.tokenizer.teacher_inputs(maps), condition, torch.cat(maps, 1))
+        else:
+            loss = model(tokens, condition)
+        return {"model": loss}, {"flow_loss": loss.item()}
+
+
+def build_generator(recipe: GeneratorRecipe, tokenizer: torch.nn.Module, sizes: dict) -> torch.nn.Module:
+    """The generator for ``tokenizer``'s layout: Llama over ids or coarse labels, the
+    fine-label model (``task: refiner``), next-scale over id maps, or their continuous twins."""
+    layout = tokenizer.layout
+    base = {f.name: getattr(recipe.model, f.name) for f in fields(recipe.model)} | sizes
+    if isinstance(layout, ContinuousLayout):
+        base["token_dim"] = layout.token_dim
+        if layout.scales:
+            head = recipe.head or FlowHeadConfig(attention=True)
+            return ContinuousNextScaleLlama(
+                ContinuousNextScaleConfig(**base, patch_nums=layout.scales, head=head)
+            )
+        return ContinuousLlama(ContinuousLlamaConfig(**base, head=recipe.head or FlowHeadConfig()))
+    if recipe.head is not None:
+        raise ValueError("head: is for continuous tokenizers")
+    if isinstance(layout, ScaleLayout):
+        return NextScaleLlama(
+            NextScaleConfig(**base, patch_nums=layout.scales, token_dim=tokenizer.config.codebook_dim)
+        )
+    if recipe.task == "refiner":
+        model = FineLabelTransformer(FineLabelConfig(**base, fine_vocab_size=layout.fine_vocab_size))
+        model.coarse_labels.copy_(tokenizer.coarse_labels)
+        return model
+    return Llama(replace(recipe.model, **sizes))  # the recipe itself stays as written
 
 
 class CaptionedTokens(Dataset):

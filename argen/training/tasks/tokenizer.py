@@ -7,7 +7,7 @@ from torch import nn
 from torch.func import functional_call
 
 from argen.data import build_dataset
-from argen.tokenizers import FrequencyVQModel, MultiScaleVQModel, VQModel
+from argen.tokenizers import ContinuousTokenizer, FrequencyVQModel, MultiScaleVQModel, VQModel
 from argen.tokenizers.blocks import PatchDiscriminator
 from argen.training.recipes import TokenizerRecipe
 from argen.training.tasks.base import Task, random_flip
@@ -36,7 +36,12 @@ class TokenizerTask(Task):
                 f"model.resolution ({recipe.model.resolution}) must equal data.resolution "
                 f"({recipe.data.resolution})"
             )
-        kinds = {"vq": VQModel, "multiscale": MultiScaleVQModel, "frequency": FrequencyVQModel}
+        kinds = {
+            "vq": VQModel,
+            "multiscale": MultiScaleVQModel,
+            "frequency": FrequencyVQModel,
+            "continuous": ContinuousTokenizer,
+        }
         self.model = kinds[recipe.tokenizer](recipe.model)
         loss = recipe.loss
         self.extra_modules = {}
@@ -59,7 +64,10 @@ class TokenizerTask(Task):
         recon, stats = modules["model"](images)
         distance = F.l1_loss if cfg.reconstruction == "l1" else F.mse_loss
         rec = distance(recon, images)
-        loss = rec + cfg.codebook_weight * (stats["codebook_loss"] + stats["commit_loss"])
+        if "kl_loss" in stats:  # a KL autoencoder
+            loss = rec + cfg.kl_weight * stats["kl_loss"]
+        else:
+            loss = rec + cfg.codebook_weight * (stats["codebook_loss"] + stats["commit_loss"])
         logs = {"rec_loss": rec.item(), **{k: v.item() for k, v in stats.items()}}
         if self.perceptual is not None:
             p = self.perceptual(recon.clamp(-1, 1), images)
