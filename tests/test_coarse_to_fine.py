@@ -15,6 +15,7 @@ from argen.models.llama import Llama, LlamaConfig
 from argen.models.refiner import FineLabelConfig, FineLabelTransformer
 from argen.sampling import SamplingConfig
 from argen.sampling.coarse_to_fine import sample_coarse_to_fine
+from argen.sampling.next_token import sample_next_token
 from argen.tokenizers import CoarseToFineLayout, CoarseToFineVQModel, VQConfig, VQModel
 from argen.tokenizers.coarse_to_fine import kmeans
 from argen.training.recipes import recipe_from_dict
@@ -112,13 +113,14 @@ def test_two_stage_sampling_is_seeded_and_stays_in_the_clusters():
         torch.nn.init.normal_(p, std=0.3)
     refiner, labels = clustered_model(), torch.tensor([0, 1, 2])
     config = SamplingConfig(cfg_scale=2.0)
-    draw = lambda seed, cfg=config: sample_coarse_to_fine(
-        coarse_model, refiner, labels, cfg, 1.0, torch.Generator().manual_seed(seed)
-    )  # noqa: E731
+
+    def draw(seed: int) -> torch.Tensor:
+        return sample_coarse_to_fine(
+            coarse_model, refiner, labels, config, 1.0, torch.Generator().manual_seed(seed)
+        )
+
     fine = draw(0)
     assert fine.shape == (3, 4) and torch.equal(fine, draw(0)) and not torch.equal(fine, draw(1))
-    from argen.sampling.next_token import sample_next_token
-
     coarse = sample_next_token(coarse_model, labels, config, torch.Generator().manual_seed(0))
     assert torch.equal(refiner.coarse_labels[fine], coarse)
     greedy = sample_coarse_to_fine(coarse_model, refiner, labels, SamplingConfig(), 0.0, torch.Generator())

@@ -8,6 +8,7 @@ from diffusers import AutoencoderKL
 from argen import models, tokenizers
 from argen.checkpoint import save_model
 from argen.cli import sample as sample_cli
+from argen.convert.__main__ import main as convert_main
 from argen.models.continuous import (
     ContinuousLlama,
     ContinuousLlamaConfig,
@@ -65,6 +66,11 @@ def test_diffusers_directory_loads_with_its_scaling(tmp_path):
     copy = tokenizers.load(save_model(tok, tmp_path / "argen"))
     assert torch.equal(copy.encode(pixels), tok.encode(pixels))
     assert not tokenizers.is_diffusers_vae(tmp_path / "argen")
+    args = [str(tmp_path / "vae"), str(tmp_path / "conv"), "--image-size", "16", "--patch-size", "2"]
+    assert convert_main(["diffusers-vae", *args, "--patch-nums", "1", "2", "4"]) == 0
+    converted = tokenizers.load(tmp_path / "conv")
+    assert converted.layout == ContinuousLayout(4, 4, 16, (1, 2, 4))
+    assert convert_main(["diffusers-vae", str(tmp_path / "missing"), str(tmp_path / "x")]) == 2
 
 
 def toy_mixture(n: int) -> torch.Tensor:

@@ -74,9 +74,10 @@ def test_band_tokenizer_shapes_codes_and_band_codebooks():
 def test_next_scale_sampler_reads_frequency_bands():
     model, vq = tiny_generator(), tiny_frequency_tokenizer()
     config = SamplingConfig(cfg_scale=2.0, cfg_schedule="linear")
-    draw = lambda seed: sample_next_scale(
-        model, vq, torch.tensor([0, 3]), config, torch.Generator().manual_seed(seed)
-    )  # noqa: E731
+
+    def draw(seed: int) -> list[torch.Tensor]:
+        return sample_next_scale(model, vq, torch.tensor([0, 3]), config, torch.Generator().manual_seed(seed))
+
     ids = draw(0)
     assert [tuple(x.shape) for x in ids] == [(2, pn, pn) for pn in (1, 2, 3, 4)]
     assert all(torch.equal(a, b) for a, b in zip(ids, draw(0)))

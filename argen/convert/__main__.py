@@ -5,6 +5,7 @@ python -m argen.convert llamagen-gpt t2i_XL_stage2_512.pt runs/llamagen-t2i --im
 python -m argen.convert llamagen-vq vq_ds16_c2i.pt runs/llamagen-vq16 --image-size 256
 python -m argen.convert var-vae vae_ch160v4096z32.pth runs/var-vae
 python -m argen.convert var var_d16.pth runs/var-d16 --vae vae_ch160v4096z32.pth   # + runs/var-d16/tokenizer
+python -m argen.convert diffusers-vae stabilityai/sd-vae-ft-ema runs/sd-vae --image-size 256 --patch-size 2
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from argen.convert.llamagen import (
     vq_from_llamagen,
 )
 from argen.convert.var import VAR_PATCH_NUMS, vae_from_var, var_from_official
+from argen.tokenizers.continuous import ContinuousTokenizer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,12 +47,21 @@ def main(argv: list[str] | None = None) -> int:
     var.add_argument("--vae", required=True, help="the VQVAE file (vae_ch160v4096z32.pth)")
     for parser in (var_vae, var):
         parser.add_argument("--patch-nums", type=int, nargs="+", default=list(VAR_PATCH_NUMS))
-    for parser in (gpt, vq, var_vae, var):
+    kl = sub.add_parser("diffusers-vae", help="a diffusers AutoencoderKL (local directory or hub id)")
+    kl.add_argument("--patch-size", type=int, default=1, help="tokens are patch x patch latent patches")
+    kl.add_argument("--patch-nums", type=int, nargs="*", default=[], help="FlowAR scales (tokens per side)")
+    for parser in (gpt, vq, var_vae, var, kl):
         parser.add_argument("src")
         parser.add_argument("out")
         parser.add_argument("--image-size", type=int, default=256)
     args = p.parse_args(argv)
     try:
+        if args.kind == "diffusers-vae":
+            model = ContinuousTokenizer.from_pretrained(
+                args.src, args.image_size, args.patch_size, tuple(args.patch_nums)
+            )
+            print(f"wrote {save_model(model, args.out)}")
+            return 0
         state = load_official_state(args.src)
         if args.kind == "llamagen-gpt":
             model = gpt_from_llamagen(state, args.model, args.image_size, args.downsample, args.text_encoder)
@@ -61,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             vae = vae_from_var(load_official_state(args.vae), args.image_size, tuple(args.patch_nums))
         else:
             model = vq_from_llamagen(state, args.image_size)
-    except (CheckpointError, ValueError) as err:
+    except (CheckpointError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {save_model(model, args.out)}")
