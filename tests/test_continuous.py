@@ -43,6 +43,14 @@ def test_tokens_patchify_and_round_trip_the_latent():
     torch.testing.assert_close(tokens[:, 0].view(3, 2, 2, 2)[:, 0], ((latent - 0.1) * 0.5)[:, 0, :2, :2])
     expected = tok.vae.decode(latent).sample.clamp(-1, 1)
     torch.testing.assert_close(tok.decode(tokens), expected, atol=1e-5, rtol=1e-5)
+    auto = tiny_tokenizer(scaling_factor=0.0).train()  # scale by the latents' running std
+    auto(pixels)
+    std = auto.vae.encode(pixels).latent_dist.mean.std()
+    torch.testing.assert_close(auto.latent_std, 0.99 + 0.01 * std)
+    auto.latent_std.fill_(2.0)
+    torch.testing.assert_close(
+        auto.eval().encode(pixels), auto.vae.encode(pixels).latent_dist.mean.flatten(2).transpose(1, 2) / 2
+    )
 
 
 def test_diffusers_directory_loads_with_its_scaling(tmp_path):
@@ -210,18 +218,15 @@ def test_continuous_pipeline_through_train_and_sample(tmp_path):
     )
     kl = train(recipe_from_dict(recipe))
     assert isinstance(tokenizers.load(kl / "model"), ContinuousTokenizer)
-    for name, extra in [("mar", {}), ("flowar", {"patch_nums": [1, 2, 4]})]:
-        tok_dir = kl / "model"
-        if extra:
-            tok = tokenizers.load(kl / "model")
-            tok.config.patch_nums = tuple(extra["patch_nums"])
-            tok_dir = save_model(tok, tmp_path / "kl_scales")
-        gen = gpt_recipe(tmp_path / name, tok_dir)
-        gen["data"]["token_cache"] = str(tmp_path / f"{name}_tokens")
-        gen["head"] = dict(width=16, depth=1, noise_draws=2, attention=bool(extra), heads=2)
+    for name, scales in [("mar", []), ("flowar", [1, 2, 4])]:
+        gen = gpt_recipe(tmp_path / name, kl / "model")
+        gen["data"]["token_cache"] = str(tmp_path / "kl_tokens")  # one cache for both layouts
+        gen["head"] = dict(width=16, depth=1, noise_draws=2, attention=bool(scales), heads=2)
+        gen["token_scales"] = scales
         run = train(recipe_from_dict(gen))
         model = models.load(run / "ema")
-        assert isinstance(model, ContinuousNextScaleLlama if extra else ContinuousLlama)
+        assert isinstance(model, ContinuousNextScaleLlama if scales else ContinuousLlama)
+        assert tokenizers.load(run / "tokenizer").layout.scales == tuple(scales)
         out = tmp_path / f"{name}_samples"
         args = [
             "--ckpt",

@@ -2,10 +2,14 @@
 optionally patchified, are the tokens. Trainable from scratch or loaded from a diffusers
 directory / hub id (e.g. ``stabilityai/sd-vae-ft-ema``) with its latent scaling.
 
-Tokens are ``(latent - shift) * scaling_factor`` cut into ``patch_size`` x ``patch_size``
+Tokens are ``(latent - shift) * scale`` cut into ``patch_size`` x ``patch_size``
 patches: a grid (B, L, d) with d = channels * patch_size**2. With ``patch_nums`` they are
 also read as FlowAR scales: the grid area-downsampled to each side, coarse to fine; the
 generator's input for scale k+1 is scale k upsampled (bilinear) to that side.
+
+``scale`` is the config's ``scaling_factor``, or with ``scaling_factor: 0`` one over the
+latents' standard deviation, tracked while the tokenizer trains (LDM's scale-by-std), so
+tokens have unit variance.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ class ContinuousConfig:
     latent_channels: int = 4
     norm_groups: int = 32
     mid_attention: bool = True
-    scaling_factor: float = 0.18215
+    scaling_factor: float = 0.18215  # 0: one over the latents' std, measured in training
     shift_factor: float = 0.0
     patch_size: int = 1
     patch_nums: tuple[int, ...] = ()  # FlowAR scales in tokens per side, ending at the grid side
@@ -74,6 +78,12 @@ class ContinuousTokenizer(nn.Module):
             sample_size=c.resolution,
             mid_block_add_attention=c.mid_attention,
         )
+        self.register_buffer("latent_std", torch.ones(()))  # running std of the latents (training)
+
+    @property
+    def scale(self) -> float:
+        """The factor that turns latents into tokens."""
+        return self.config.scaling_factor or 1.0 / float(self.latent_std)
 
     @classmethod
     def from_pretrained(
@@ -102,7 +112,7 @@ class ContinuousTokenizer(nn.Module):
         )
         model = cls(config)
         model.vae.load_state_dict(vae.state_dict())
-        return model
+        return model.eval()
 
     @property
     def layout(self) -> ContinuousLayout:
@@ -113,6 +123,8 @@ class ContinuousTokenizer(nn.Module):
         """Reconstruct ``pixels`` through a posterior sample -> (reconstruction, {"kl_loss"}),
         the KL to N(0, I) summed over latent elements and averaged over images."""
         posterior = self.vae.encode(pixels).latent_dist
+        if self.training:
+            self.latent_std.lerp_(posterior.mean.detach().float().std(), 0.01)
         recon = self.vae.decode(posterior.sample()).sample
         return recon, {"kl_loss": posterior.kl().mean()}
 
@@ -124,7 +136,7 @@ class ContinuousTokenizer(nn.Module):
             expected = (c.in_channels, c.resolution, c.resolution)
             raise ValueError(f"expected pixels (B, *{expected}), got {tuple(pixels.shape)}")
         latent = self.vae.encode(pixels).latent_dist.mean
-        scaled = (latent - c.shift_factor) * c.scaling_factor
+        scaled = (latent - c.shift_factor) * self.scale
         p = c.patch_size
         return rearrange(scaled, "b c (h p) (w q) -> b (h w) (c p q)", p=p, q=p)
 
@@ -136,7 +148,7 @@ class ContinuousTokenizer(nn.Module):
             raise ValueError(f"expected tokens (B, {layout.height * layout.width}, {layout.token_dim})")
         p = c.patch_size
         scaled = rearrange(tokens, "b (h w) (c p q) -> b c (h p) (w q)", h=c.side, p=p, q=p)
-        latent = scaled.to(self.vae.dtype) / c.scaling_factor + c.shift_factor
+        latent = scaled.to(self.vae.dtype) / self.scale + c.shift_factor
         return self.vae.decode(latent).sample.clamp(-1, 1)
 
     # --- FlowAR scales ---------------------------------------------------------------------

@@ -107,6 +107,9 @@ class GeneratorRecipe:
     coarse_clusters: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: LlamaConfig = field(default_factory=LlamaConfig)
+    # continuous tokenizers: generate these scales (FlowAR; tokens per side, ending at the grid
+    # side) instead of the raster grid; the run's tokenizer/ records them
+    token_scales: tuple[int, ...] = ()
     # continuous tokenizers: the flow-matching head (default: MAR's MLP for a grid, FlowAR's
     # per-scale transformer for scales)
     head: FlowHeadConfig | None = None

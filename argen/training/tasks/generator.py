@@ -28,6 +28,7 @@ from argen.models.next_scale import NextScaleConfig, NextScaleLlama, split_scale
 from argen.models.refiner import FineLabelConfig, FineLabelTransformer
 from argen.text import TextEncoder, TextFeatures, build_text_features, text_feature_key
 from argen.tokenizers.coarse_to_fine import CoarseToFineVQModel
+from argen.tokenizers.continuous import ContinuousTokenizer
 from argen.tokenizers.layout import CoarseToFineLayout, ContinuousLayout, ScaleLayout
 from argen.training.recipes import GeneratorRecipe
 from argen.training.tasks.base import Task
@@ -46,6 +47,10 @@ class GeneratorTask(Task):
                     "coarse_clusters is for stage 1; a refiner reads the labels of its tokenizer"
                 )
             self.tokenizer = CoarseToFineVQModel.from_vq(self.tokenizer, recipe.coarse_clusters, recipe.seed)
+        if recipe.token_scales:
+            if not isinstance(self.tokenizer, ContinuousTokenizer):
+                raise ValueError("token_scales is for continuous tokenizers")
+            self.tokenizer.config = replace(self.tokenizer.config, patch_nums=tuple(recipe.token_scales))
         layout = self.tokenizer.layout
         if recipe.task == "refiner" and not isinstance(layout, CoarseToFineLayout):
             raise ValueError(
