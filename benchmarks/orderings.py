@@ -1,7 +1,8 @@
 """Token orderings side by side, in one run: raster next-token, next-scale (VAR pyramid or
-NFIG frequency bands) and coarse-to-fine (CTF) runs sample the same classes with the same seeds;
-for each: tokens per image, generator passes per image, sampling wall time, classifier-feature
-FID against the dataset and class-consistency.
+NFIG frequency bands), coarse-to-fine (CTF) and continuous (MAR-style raster, FlowAR-style
+scales) runs sample the same classes with the same seeds; for each: tokens per image,
+generator passes per image, sampling wall time, classifier-feature FID against the dataset
+and class-consistency.
 
     python -m benchmarks.orderings --runs runs/digits/gpt runs/digits/var runs/digits/nfig \\
         runs/digits/ctf+runs/digits/ctf_refiner
@@ -25,7 +26,6 @@ from argen.eval import class_consistency, classifier_metric, frechet_distance, f
 from argen.sampling.coarse_to_fine import Refinement
 from argen.sampling.generate import batch_seed, generate_batch
 from argen.sampling.next_token import SamplingConfig
-from argen.tokenizers.layout import ScaleLayout
 
 
 def draw(model, tokenizer, labels: torch.Tensor, config: SamplingConfig, sampler, batch: int) -> np.ndarray:
@@ -54,6 +54,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--cfg-scale", type=float, default=2.0)
     p.add_argument("--cfg-schedule", choices=["auto", "constant", "linear"], default="auto")
+    p.add_argument("--flow-steps", type=int, default=25, help="continuous runs: ODE steps per token / scale")
+    p.add_argument("--flow-solver", choices=["euler", "heun"], default="euler")
     p.add_argument("--repeats", type=int, default=2, help="timed passes per run (best is kept)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
@@ -71,11 +73,16 @@ def main() -> None:
         layout, sampler = tokenizer.layout, None
         if refiner_run:
             sampler = Refinement(models.load(weights_of(Path(refiner_run), None)).to(args.device).eval())
-        scales = isinstance(layout, ScaleLayout)
+        scales = tuple(getattr(layout, "scales", ()))
         schedule = args.cfg_schedule if args.cfg_schedule != "auto" else ("linear" if scales else "constant")
-        config = SamplingConfig(cfg_scale=args.cfg_scale, cfg_schedule=schedule)
-        tokens = layout.num_tokens if scales else layout.height * layout.width
-        passes = len(layout.scales) if scales else tokens + (1 if refiner_run else 0)
+        config = SamplingConfig(
+            cfg_scale=args.cfg_scale,
+            cfg_schedule=schedule,
+            flow_steps=args.flow_steps,
+            flow_solver=args.flow_solver,
+        )
+        tokens = sum(pn * pn for pn in scales) if scales else layout.height * layout.width
+        passes = len(scales) if scales else tokens + (1 if refiner_run else 0)
         if real is None:
             real = reference_images(args.reference, tokenizer.config.resolution)
         labels = torch.arange(args.num_samples) % model.config.num_classes
@@ -93,7 +100,10 @@ def main() -> None:
             f"{spec:44s} {tokens:7d} {passes:7d} {seconds:7.2f} {args.num_samples / seconds:7.1f} "
             f"{fid:7.3f} {consistency['overall']:10.3f}"
         )
-    print("passes: generator forward passes per image (next-scale: one per scale; CTF: + 1 refiner pass)")
+    print(
+        "passes: generator forward passes per image (next-scale: one per scale; CTF: + 1 refiner pass); "
+        "continuous runs add flow-steps head evaluations (x2 with heun) per pass"
+    )
 
 
 if __name__ == "__main__":
