@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Subset
 
 from argen import tokenizers
 from argen.data import build_dataset
+from argen.tokenizers.layout import ContinuousLayout
 
 
 def main() -> None:
@@ -36,10 +37,16 @@ def main() -> None:
             mse = ((recon - images) / 2).pow(2).flatten(1).mean(1)  # pixels in [0, 1]
             psnrs.append(10 * torch.log10(1 / mse.clamp_min(1e-10)))
         layout = tok.layout
-        tokens = getattr(layout, "num_tokens", layout.height * layout.width)
+        if isinstance(layout, ContinuousLayout):  # decoded from the grid alone
+            tokens, kind = layout.height * layout.width, f"continuous, {layout.token_dim}-d"
+        else:
+            tokens, kind = (
+                getattr(layout, "num_tokens", layout.height * layout.width),
+                f"codebook {layout.vocab_size}",
+            )
         print(
             f"{path}: PSNR {torch.cat(psnrs).mean():.2f} dB over {len(data)} {args.dataset} images, "
-            f"{tokens} tokens per image, codebook {layout.vocab_size}"
+            f"{tokens} tokens per image, {kind}"
         )
 
 
