@@ -55,3 +55,22 @@ class ContinuousLayout:
     @property
     def num_tokens(self) -> int:
         return sum(pn * pn for pn in self.scales) if self.scales else self.height * self.width
+
+
+@dataclass(frozen=True)
+class ByteLayout:
+    """A 1-D stream of up to ``max_len`` ids (bytes or byte-pair merges, then EOS, then PAD),
+    generated token by token until EOS."""
+
+    max_len: int
+    vocab_size: int
+    eos: int
+    pad: int
+
+    @property
+    def height(self) -> int:
+        return 1
+
+    @property
+    def width(self) -> int:
+        return self.max_len

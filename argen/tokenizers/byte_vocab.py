@@ -1,0 +1,66 @@
+"""Byte streams as token ids: the 256 byte values (or a byte-level BPE over them) plus
+BOS, EOS and PAD, and the fixed-header bookkeeping shared by the codec tokenizers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from tokenizers import Tokenizer, models, trainers
+
+
+def train_bpe(streams: Iterable[bytes], vocab_size: int) -> str:
+    """A byte-level BPE (Hugging Face ``tokenizers``) fitted on ``streams`` -> its JSON. Every
+    byte stays a token (the 256 base symbols are the initial alphabet), so any stream encodes."""
+    if vocab_size <= 256:
+        raise ValueError(f"a BPE needs more than the 256 byte symbols, got vocab_size {vocab_size}")
+    bpe = Tokenizer(models.BPE())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, initial_alphabet=[chr(b) for b in range(256)], show_progress=False
+    )
+    bpe.train_from_iterator((s.decode("latin-1") for s in streams), trainer)  # one symbol per byte
+    return bpe.to_str()
+
+
+class ByteVocabulary:
+    """ids <-> bytes: bytes (or BPE merges) first, then BOS, EOS, PAD."""
+
+    def __init__(self, bpe_json: str = ""):
+        self.bpe = Tokenizer.from_str(bpe_json) if bpe_json else None
+        base = self.bpe.get_vocab_size() if self.bpe else 256
+        self.bos, self.eos, self.pad = base, base + 1, base + 2
+        self.size = base + 3
+
+    def encode(self, stream: bytes) -> list[int]:
+        if self.bpe is None:
+            return list(stream)
+        return self.bpe.encode(stream.decode("latin-1")).ids
+
+    def decode(self, ids: Iterable[int]) -> bytes:
+        """ids up to the first EOS -> bytes; BOS, PAD and out-of-range ids are dropped."""
+        kept = []
+        for i in ids:
+            if i == self.eos:
+                break
+            if 0 <= i < self.bos:
+                kept.append(i)
+        if self.bpe is None:
+            return bytes(kept)
+        return "".join(self.bpe.id_to_token(i) for i in kept).encode("latin-1")
+
+    def pack(self, streams: list[bytes], max_len: int) -> torch.Tensor:
+        """Streams -> ids (B, max_len): each stream's ids, EOS, then PAD. A stream that does
+        not fit is an error naming its length."""
+        rows = [self.encode(s) + [self.eos] for s in streams]
+        longest = max(len(r) for r in rows)
+        if longest > max_len:
+            raise ValueError(f"a stream takes {longest} tokens with EOS; max_len is {max_len}: raise it")
+        return torch.tensor([r + [self.pad] * (max_len - len(r)) for r in rows])
+
+
+def split_header(stream: bytes, header: bytes, what: str) -> bytes:
+    """The part of ``stream`` after the fixed ``header`` (which it must start with)."""
+    if not stream.startswith(header):
+        raise ValueError(f"this {what} stream does not start with the tokenizer's fixed header")
+    return stream[len(header) :]
