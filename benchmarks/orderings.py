@@ -39,7 +39,7 @@ def draw(model, tokenizer, labels: torch.Tensor, config: SamplingConfig, sampler
                 config,
                 batch_seed(0, b // batch),
                 grid_sampler=sampler,
-            )
+            )[0]
             for b in range(0, len(labels), batch)
         ]
     )

@@ -84,7 +84,7 @@ def main() -> None:
                         config,
                         batch_seed(0, b // args.batch_size),
                         grid_sampler=speculation,
-                    )
+                    )[0]
                     for b in batches
                 ]
             )

@@ -41,7 +41,7 @@ from argen.sampling.next_scale import keep_masks
 from argen.sampling.next_token import SamplingConfig
 from argen.sampling.speculative import Speculation, SpeculativeConfig
 from argen.text import TextEncoder, check_prompts, read_prompts_file, warn_truncated
-from argen.tokenizers.layout import CoarseToFineLayout, ContinuousLayout, GridLayout, ScaleLayout
+from argen.tokenizers.layout import ByteLayout, CoarseToFineLayout, ContinuousLayout, GridLayout, ScaleLayout
 from argen.training.trainer import TrainingError, check_world
 
 # options that do not change the samples drawn
@@ -343,22 +343,23 @@ def main(argv: list[str] | None = None) -> int:
     for b in tqdm(todo, desc="sampling", disable=not accelerator.is_main_process):
         rows = conditions[labels[b * args.batch_size : (b + 1) * args.batch_size]]
         seed = batch_seed(args.seed, b)
-        images = generate_batch(
+        images, valid = generate_batch(
             model, tokenizer, rows, config, seed, args.compile, args.resize, speculation or refinement, edit
         )
-        store.put(b, images)
+        store.put(b, images, valid)
     seconds = time.perf_counter() - start
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return 0
 
-    images = store.gather(num_batches)  # (N, H, W, C)
+    images, valid = store.gather(num_batches)  # (N, H, W, C), (N,)
     text = model.config.condition == "text"
     class_ids = None if text else torch.tensor(names)[labels].numpy()
+    extra = {"valid": valid} if isinstance(tokenizer.layout, ByteLayout) else {}
     if text:
-        save_npz(out / "samples.npz", images, prompt_ids=labels.numpy())
+        save_npz(out / "samples.npz", images, prompt_ids=labels.numpy(), **extra)
     else:
-        save_npz(out / "samples.npz", images, labels=class_ids)
+        save_npz(out / "samples.npz", images, labels=class_ids, **extra)
     if text:  # prompt_ids index this list
         (out / "prompts.json").write_text(json.dumps(names, indent=1, ensure_ascii=False) + "\n")
     store.clear()
@@ -370,8 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     Image.fromarray(grid.permute(1, 2, 0).numpy()).save(out / "grid.png")
     print(f"wrote {len(images)} samples to {out}/samples.npz and {out}/grid.png")
 
-    if evaluation.wanted or speculation is not None:
+    streams = isinstance(tokenizer.layout, ByteLayout)
+    if evaluation.wanted or speculation is not None or streams:
         metrics = evaluation(images, class_ids) if evaluation.wanted else {}
+        if streams:  # byte tokenizers: how many generated streams were well formed
+            metrics["streams"] = {"valid": int(valid.sum()), "invalid": int((~valid).sum())}
         metrics.update(
             num_samples=len(images),
             sampling=vars(config) | {"seed": args.seed, "weights": str(model_dir)},

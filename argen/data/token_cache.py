@@ -19,23 +19,28 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from argen.checkpoint import WEIGHTS_NAME
+from argen.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 
 META_NAME = "meta.json"
 
 
-def file_digest(path: str | Path) -> str:
+def file_digest(*paths: str | Path) -> str:
+    """sha256 of the files' bytes, one after the other."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    for path in paths:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()
 
 
 def cache_key(tokenizer_dir: str | Path, dataset: str, resolution: int, flip: bool) -> dict:
     """What a cache was built from; a cache is only reused when this matches."""
     return {
-        "tokenizer_sha256": file_digest(Path(tokenizer_dir) / WEIGHTS_NAME),
+        # weights and config: codec tokenizers (JPEG) are all config
+        "tokenizer_sha256": file_digest(
+            Path(tokenizer_dir) / CONFIG_NAME, Path(tokenizer_dir) / WEIGHTS_NAME
+        ),
         "dataset": dataset,
         "resolution": resolution,
         "flip": flip,

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from argen.models.caption import Caption, CaptionEmbedder
-from argen.models.rope import apply_rope, rope_2d
+from argen.models.rope import apply_rope, rope_1d, rope_2d
 
 Condition = torch.Tensor | Caption  # class ids (B,) or encoded prompts
 
@@ -44,6 +44,7 @@ class LlamaConfig:
     norm_eps: float = 1e-5
     rope_base: float = 10000.0
     rope_condition: Literal["identity", "zero"] = "identity"  # "zero": LlamaGen's official models
+    rope: Literal["2d", "1d"] = "2d"  # 1d: positions along a stream (byte tokenizers)
     condition: Literal["class", "text"] = "class"
     caption_dim: int = 384  # text: width of the text encoder's features
     caption_len: int = 120  # text: prefix length; prompts are padded or truncated to it
@@ -193,7 +194,10 @@ class Llama(nn.Module):
         self.norm = RMSNorm(c.dim, c.norm_eps)
         self.output = self.output_head()
         head_dim = c.dim // c.n_head
-        table = rope_2d(*c.grid_size, head_dim, c.rope_base, self.prefix_len, c.rope_condition == "zero")
+        if c.rope == "1d":
+            table = rope_1d(c.num_tokens, head_dim, c.rope_base, self.prefix_len)
+        else:
+            table = rope_2d(*c.grid_size, head_dim, c.rope_base, self.prefix_len, c.rope_condition == "zero")
         self.register_buffer("rope", table, persistent=False)
         self.apply(self._init_weights)
         nn.init.zeros_(self.output.weight)

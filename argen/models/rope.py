@@ -24,7 +24,21 @@ def rope_2d(
     angles = torch.cat(
         [rows[:, None].expand(-1, width, -1), cols[None, :].expand(height, -1, -1)], dim=-1
     ).reshape(height * width, head_dim // 2)  # (H*W, Dh/2)
-    angles = torch.cat([angles.new_zeros(prefix_len, head_dim // 2), angles])
+    return rotation_table(angles, prefix_len, zero_prefix)
+
+
+def rope_1d(length: int, head_dim: int, base: float, prefix_len: int) -> torch.Tensor:
+    """Rotation table (prefix_len + length, head_dim // 2, 2) for a 1-D sequence (byte
+    streams): every head-dim pair rotates with the position; the prefix is not rotated."""
+    half = head_dim // 2
+    inv_freq = 1.0 / base ** (torch.arange(half, dtype=torch.float64) / half)  # (Dh/2,)
+    return rotation_table(torch.outer(torch.arange(length, dtype=torch.float64), inv_freq), prefix_len)
+
+
+def rotation_table(angles: torch.Tensor, prefix_len: int, zero_prefix: bool = False) -> torch.Tensor:
+    """Angles (L, Dh/2) -> (cos, sin) table (prefix_len + L, Dh/2, 2); prefix rows identity, or
+    all zero with ``zero_prefix``."""
+    angles = torch.cat([angles.new_zeros(prefix_len, angles.shape[1]), angles])
     table = torch.stack([angles.cos(), angles.sin()], dim=-1).float()
     if zero_prefix:
         table[:prefix_len] = 0

@@ -17,7 +17,7 @@ from argen.models.llama import Condition
 from argen.sampling.continuous import sample_continuous_next_scale, sample_continuous_next_token
 from argen.sampling.next_scale import sample_next_scale
 from argen.sampling.next_token import GridSampler, SamplingConfig, sample_next_token
-from argen.tokenizers.layout import ContinuousLayout, ScaleLayout
+from argen.tokenizers.layout import ByteLayout, ContinuousLayout, ScaleLayout
 
 
 def batch_seed(seed: int, batch_index: int) -> int:
@@ -36,8 +36,9 @@ def generate_batch(
     resize: int | None = None,
     grid_sampler: GridSampler | None = None,
     edit: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None,
-) -> np.ndarray:
-    """Sample one image per condition row (class ids (b,) or a Caption) -> uint8 (b, H, W, C).
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sample one image per condition row (class ids (b,) or a Caption) -> (uint8 (b, H, W, C),
+    valid (b,) bool: whether each byte stream was well formed; always true for other tokens).
 
     ``resize`` resamples the decoded images (plain bicubic, as LlamaGen does before evaluating
     its 384 px models at 256 px). ``grid_sampler`` replaces next-token sampling on raster grids
@@ -47,7 +48,13 @@ def generate_batch(
     layout = tokenizer.layout
     generator = torch.Generator(device=device).manual_seed(seed)
     condition = condition.to(device)
-    if isinstance(layout, ContinuousLayout):
+    valid = torch.ones(len(condition), dtype=torch.bool)
+    if isinstance(layout, ByteLayout):  # byte streams: each row stops at its EOS
+        ids = sample_next_token(
+            model, condition, config, generator, compile=compile, stop_token=layout.eos, pad_token=layout.pad
+        )
+        images, valid = tokenizer.decode_checked(ids)
+    elif isinstance(layout, ContinuousLayout):
         if layout.scales:
             tokens = sample_continuous_next_scale(model, tokenizer, condition, config, generator)
         else:
@@ -63,12 +70,13 @@ def generate_batch(
         images = tokenizer.decode(ids.view(-1, layout.height, layout.width))  # (b, C, H, W)
     if resize is not None:
         images = F.interpolate(images, size=(resize, resize), mode="bicubic", align_corners=False)
-    return to_uint8(images)
+    return to_uint8(images), valid.cpu().numpy()
 
 
 class BatchStore:
-    """Finished batches on disk (``<out>/.parts/batch-NNNNNN.npy``), so an interrupted run
-    continues where it stopped. Parts drawn with other settings are discarded."""
+    """Finished batches on disk (``<out>/.parts/batch-NNNNNN.npy`` and the validity flags in
+    ``valid-NNNNNN.npy``), so an interrupted run continues where it stopped. Parts drawn with
+    other settings are discarded."""
 
     def __init__(self, out: Path, settings: dict):
         self.dir = out / ".parts"
@@ -82,19 +90,23 @@ class BatchStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         stamp.write_text(json.dumps(self.settings, indent=2))
 
-    def path(self, index: int) -> Path:
-        return self.dir / f"batch-{index:06d}.npy"
+    def path(self, index: int, kind: str = "batch") -> Path:
+        return self.dir / f"{kind}-{index:06d}.npy"
 
     def has(self, index: int) -> bool:
         return self.path(index).is_file()
 
-    def put(self, index: int, images: np.ndarray) -> None:
-        tmp = self.dir / f".batch-{index:06d}.tmp.npy"
-        np.save(tmp, images)
-        os.replace(tmp, self.path(index))
+    def put(self, index: int, images: np.ndarray, valid: np.ndarray) -> None:
+        """Write the flags, then the images: a batch counts as drawn once its images exist."""
+        for kind, array in (("valid", valid), ("batch", images)):
+            tmp = self.dir / f".{kind}-{index:06d}.tmp.npy"
+            np.save(tmp, array)
+            os.replace(tmp, self.path(index, kind))
 
-    def gather(self, num_batches: int) -> np.ndarray:
-        return np.concatenate([np.load(self.path(b)) for b in range(num_batches)])
+    def gather(self, num_batches: int) -> tuple[np.ndarray, np.ndarray]:
+        """All images (N, H, W, C) and validity flags (N,), in batch order."""
+        images = np.concatenate([np.load(self.path(b)) for b in range(num_batches)])
+        return images, np.concatenate([np.load(self.path(b, "valid")) for b in range(num_batches)])
 
     def clear(self) -> None:
         shutil.rmtree(self.dir)

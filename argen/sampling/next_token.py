@@ -89,6 +89,8 @@ def sample_next_token(
     generator: torch.Generator | None = None,
     use_cache: bool = True,
     compile: bool = False,
+    stop_token: int | None = None,
+    pad_token: int = 0,
 ) -> torch.Tensor:
     """Generate ``model.config.num_tokens`` ids per condition row (class ids (B,) or a
     :class:`Caption`) -> (B, L).
@@ -96,12 +98,15 @@ def sample_next_token(
     With guidance the conditional and unconditional rows run as one batch of 2B. Without
     ``use_cache`` every step recomputes the whole prefix (the reference for tests and
     benchmarks). ``compile`` runs the one-token step through ``torch.compile`` (static shapes;
-    CUDA graphs on GPU, gpt-fast style). The loop never waits on the device.
+    CUDA graphs on GPU, gpt-fast style). With ``stop_token`` (byte streams' EOS) a row that
+    has emitted it continues with ``pad_token``, and the loop ends once every row has; else
+    it never waits on the device.
     """
     num_tokens = model.config.num_tokens
     rows = model.with_null(condition) if config.guided else condition
     x = model.embed_condition(rows)  # (B', prefix, D)
-    out = torch.empty(len(condition), num_tokens, dtype=torch.long, device=x.device)
+    out = torch.full((len(condition), num_tokens), pad_token, dtype=torch.long, device=x.device)
+    done = torch.zeros(len(condition), dtype=torch.bool, device=x.device)
     if use_cache:
         model.setup_cache(rows)
     step = compiled_step(model, x.is_cuda) if compile else model.forward_cached
@@ -117,7 +122,12 @@ def sample_next_token(
             if config.guided:
                 logits = guide(logits, config.scale_at(i, num_tokens))
             token = sample_logits(logits, config.temperature, config.top_k, config.top_p, generator)
+            if stop_token is not None:
+                token = token.masked_fill(done, pad_token)
+                done |= token == stop_token
             out[:, i] = token
+            if stop_token is not None and bool(done.all()):
+                break
             x = model.embed_tokens(token.repeat(2) if config.guided else token)[:, None]
             pos = pos[-1:] + 1
     finally:

@@ -11,7 +11,8 @@ from argen.checkpoint import load_model
 from argen.tokenizers.coarse_to_fine import CoarseToFineConfig, CoarseToFineVQModel
 from argen.tokenizers.continuous import ContinuousConfig, ContinuousTokenizer
 from argen.tokenizers.frequency import FrequencyVQConfig, FrequencyVQModel
-from argen.tokenizers.layout import CoarseToFineLayout, ContinuousLayout, GridLayout, ScaleLayout
+from argen.tokenizers.jpeg import JPEGConfig, JPEGTokenizer
+from argen.tokenizers.layout import ByteLayout, CoarseToFineLayout, ContinuousLayout, GridLayout, ScaleLayout
 from argen.tokenizers.multiscale import MultiScaleVQConfig, MultiScaleVQModel, PyramidVQModel
 from argen.tokenizers.vq import VQConfig, VQModel
 
@@ -21,6 +22,7 @@ TOKENIZERS: dict[str, type[nn.Module]] = {
     "FrequencyVQModel": FrequencyVQModel,
     "CoarseToFineVQModel": CoarseToFineVQModel,
     "ContinuousTokenizer": ContinuousTokenizer,
+    "JPEGTokenizer": JPEGTokenizer,
 }
 
 
@@ -48,6 +50,9 @@ def is_diffusers_vae(path: str | Path) -> bool:
 
 
 __all__ = [
+    "ByteLayout",
+    "JPEGConfig",
+    "JPEGTokenizer",
     "ContinuousConfig",
     "ContinuousLayout",
     "ContinuousTokenizer",

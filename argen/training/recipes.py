@@ -12,6 +12,7 @@ from argen.models.heads import FlowHeadConfig
 from argen.models.llama import LlamaConfig
 from argen.tokenizers.continuous import ContinuousConfig
 from argen.tokenizers.frequency import FrequencyVQConfig
+from argen.tokenizers.jpeg import JPEGConfig
 from argen.tokenizers.multiscale import MultiScaleVQConfig
 from argen.tokenizers.vq import VQConfig
 
@@ -65,8 +66,9 @@ class TokenizerRecipe:
     output_dir: str
     task: Literal["tokenizer"] = "tokenizer"
     # multiscale: VAR's residual pyramid; frequency: NFIG's frequency bands; continuous: a KL
-    # autoencoder (diffusers AutoencoderKL) whose latents are the tokens
-    tokenizer: Literal["vq", "multiscale", "frequency", "continuous"] = "vq"
+    # autoencoder (diffusers AutoencoderKL) whose latents are the tokens; jpeg: JPEG bytes
+    # (nothing to train: the run writes the tokenizer, with its BPE when asked)
+    tokenizer: Literal["vq", "multiscale", "frequency", "continuous", "jpeg"] = "vq"
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: VQConfig = field(default_factory=VQConfig)
@@ -89,7 +91,15 @@ class ContinuousTokenizerRecipe(TokenizerRecipe):
     model: ContinuousConfig = field(default_factory=ContinuousConfig)
 
 
+@dataclass
+class JPEGTokenizerRecipe(TokenizerRecipe):
+    model: JPEGConfig = field(default_factory=JPEGConfig)
+    bpe_vocab_size: int = 0  # > 256: fit a byte-level BPE of this size on the dataset's streams
+    bpe_images: int = 2000  # images (evenly spaced over the dataset) the BPE is fitted on
+
+
 TOKENIZER_RECIPES = {
+    "jpeg": JPEGTokenizerRecipe,
     "multiscale": MultiScaleTokenizerRecipe,
     "frequency": FrequencyTokenizerRecipe,
     "continuous": ContinuousTokenizerRecipe,

@@ -25,8 +25,9 @@ from tqdm import tqdm
 from argen.checkpoint import save_model
 from argen.config import to_dict
 from argen.data.batches import ShardedBatches
+from argen.training.codec import build_codec_tokenizer
 from argen.training.optim import build_optimizer, warmup_cosine
-from argen.training.recipes import Recipe
+from argen.training.recipes import JPEGTokenizerRecipe, Recipe
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,11 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / RECIPE_FILE).write_text(json.dumps(to_dict(recipe), indent=2) + "\n")
+    if isinstance(recipe, JPEGTokenizerRecipe):  # a codec: nothing to optimise
+        if accelerator.is_main_process:
+            build_codec_tokenizer(recipe, out)
+        accelerator.wait_for_everyone()
+        return out
 
     set_seed(recipe.seed)  # identical initial weights on every process
     task = build_task(recipe, accelerator)

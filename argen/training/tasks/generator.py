@@ -29,7 +29,7 @@ from argen.models.refiner import FineLabelConfig, FineLabelTransformer
 from argen.text import TextEncoder, TextFeatures, build_text_features, text_feature_key
 from argen.tokenizers.coarse_to_fine import CoarseToFineVQModel
 from argen.tokenizers.continuous import ContinuousTokenizer
-from argen.tokenizers.layout import CoarseToFineLayout, ContinuousLayout, ScaleLayout
+from argen.tokenizers.layout import ByteLayout, CoarseToFineLayout, ContinuousLayout, ScaleLayout
 from argen.training.recipes import GeneratorRecipe
 from argen.training.tasks.base import Task
 
@@ -83,6 +83,8 @@ class GeneratorTask(Task):
             )
         self.dataset = TokenCacheDataset(cache_dir)
         sizes = dict(vocab_size=getattr(layout, "vocab_size", 0), grid_size=(layout.height, layout.width))
+        if isinstance(layout, ByteLayout):
+            sizes["rope"] = "1d"
         if recipe.model.condition == "text":
             features = self.caption_features(recipe, accelerator)
             self.dataset = CaptionedTokens(self.dataset, features)
@@ -126,7 +128,9 @@ class GeneratorTask(Task):
             if isinstance(self.tokenizer.layout, CoarseToFineLayout):
                 tokens = self.tokenizer.coarse(tokens)
             logits = modules["model"](tokens, condition)  # (B, L, V)
-        loss = F.cross_entropy(logits.flatten(0, 1), tokens.flatten())
+        layout = self.tokenizer.layout
+        ignore = layout.pad if isinstance(layout, ByteLayout) else -100  # padding after EOS: no loss
+        loss = F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), ignore_index=ignore)
         return {"model": loss}, {"loss": loss.item()}
 
     def continuous_loss(self, model, tokens: torch.Tensor, condition):
