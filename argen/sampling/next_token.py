@@ -98,9 +98,9 @@ def sample_next_token(
     With guidance the conditional and unconditional rows run as one batch of 2B. Without
     ``use_cache`` every step recomputes the whole prefix (the reference for tests and
     benchmarks). ``compile`` runs the one-token step through ``torch.compile`` (static shapes;
-    CUDA graphs on GPU, gpt-fast style). With ``stop_token`` (byte streams' EOS) a row that
-    has emitted it continues with ``pad_token``, and the loop ends once every row has; else
-    it never waits on the device.
+    CUDA graphs on GPU, gpt-fast style). With ``stop_token`` (byte streams' EOS) ``pad_token``
+    is never drawn, a row that has emitted the stop token continues with padding, and the
+    loop ends once every row has; else it never waits on the device.
     """
     num_tokens = model.config.num_tokens
     rows = model.with_null(condition) if config.guided else condition
@@ -121,6 +121,8 @@ def sample_next_token(
                 logits = model(padded.repeat(2, 1) if config.guided else padded, rows)[:, i]
             if config.guided:
                 logits = guide(logits, config.scale_at(i, num_tokens))
+            if stop_token is not None:
+                logits[:, pad_token] = float("-inf")  # padding is never drawn, only filled in
             token = sample_logits(logits, config.temperature, config.top_k, config.top_p, generator)
             if stop_token is not None:
                 token = token.masked_fill(done, pad_token)

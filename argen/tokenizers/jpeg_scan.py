@@ -85,7 +85,8 @@ class Bits:
         raise ValueError("no Huffman code matches")
 
     def only_padding(self) -> bool:
-        return self.left < 8 and self.value & ((1 << self.left) - 1) == (1 << self.left) - 1
+        ones = (1 << self.left) - 1
+        return self.left < 8 and (self.value & ones) == ones
 
 
 def decode_interval(bits: Bits, scan: ScanFormat, mcus: int) -> None:
