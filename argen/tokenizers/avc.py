@@ -82,10 +82,9 @@ class AVCTokenizer(nn.Module):
         blank = self.stream_bytes(np.zeros((config.frames, side, side, 3), np.uint8))
         first = FIRST_PICTURE[self.codec].search(blank)
         self.header = blank[: first.start()]
-        # SPS + PPS, which the encoder repeats before every later key frame
-        self.repeated = (
-            self.header[: self.header.find(b"\x00\x00\x01\x06")] if self.codec == "libx264" else b""
-        )
+        # SPS + PPS (all before the SEI), which the encoder repeats before every later key frame
+        sei = self.header.find(b"\x00\x00\x01\x06")
+        self.repeated = b"" if self.codec != "libx264" else self.header[:sei] if sei > 0 else self.header
 
     @property
     def layout(self) -> ByteLayout:
