@@ -322,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         speculation = load_speculation(args, model, tokenizer, accelerator.device, dtype)
         refinement = load_refinement(args, model, tokenizer, accelerator.device, dtype)
         edit = load_edit(args, tokenizer, accelerator.device)
+        if hasattr(tokenizer.config, "frames") and (args.fid or args.classifier or args.resize):
+            raise ValueError("video samples: --fid, --classifier and --resize take images")
         evaluation = Evaluation(args, args.resize or tokenizer.config.resolution, accelerator.device)
     except (CheckpointError, ValueError, TrainingError, FeaturesUnavailable, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -363,11 +365,15 @@ def main(argv: list[str] | None = None) -> int:
     if text:  # prompt_ids index this list
         (out / "prompts.json").write_text(json.dumps(names, indent=1, ensure_ascii=False) + "\n")
     store.clear()
-    grid = make_grid(
-        torch.from_numpy(images[: len(names) * 10]).permute(0, 3, 1, 2),
-        nrow=len(names),
-        padding=1,
-    )
+    if images.ndim == 5:  # videos: one row of frames per sample, the first ten samples
+        first = images[:10]
+        grid = make_grid(
+            torch.from_numpy(first.reshape(-1, *first.shape[2:])).permute(0, 3, 1, 2), nrow=first.shape[1]
+        )
+    else:
+        grid = make_grid(
+            torch.from_numpy(images[: len(names) * 10]).permute(0, 3, 1, 2), nrow=len(names), padding=1
+        )
     Image.fromarray(grid.permute(1, 2, 0).numpy()).save(out / "grid.png")
     print(f"wrote {len(images)} samples to {out}/samples.npz and {out}/grid.png")
 

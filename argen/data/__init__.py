@@ -12,23 +12,31 @@ from argen.data.digits import DigitsDataset
 from argen.data.images import DatasetError, ImageFolderDataset
 from argen.data.samples import SamplesDataset
 from argen.data.token_cache import TokenCacheDataset, build_token_cache
+from argen.data.videos import MovingDigitsDataset, VideoFolderDataset, is_video_folder
 
 EMBEDDED = {"digits": DigitsDataset}
+EMBEDDED_VIDEOS = {"moving_digits": MovingDigitsDataset}
 
 
-def build_dataset(spec: str, resolution: int) -> Dataset:
-    """``spec`` is an embedded dataset name (``digits``), a ``samples.npz`` of generated images,
-    a caption folder or an ImageFolder directory."""
+def build_dataset(spec: str, resolution: int, frames: int = 16, frame_stride: int = 1) -> Dataset:
+    """``spec`` is an embedded dataset name (``digits``, or the video set ``moving_digits``), a
+    ``samples.npz`` of generated images, a caption folder, a folder of videos (clips of
+    ``frames`` frames, every ``frame_stride``-th) or an ImageFolder directory."""
     if spec in EMBEDDED:
         return EMBEDDED[spec](resolution)
+    if spec in EMBEDDED_VIDEOS:
+        return EMBEDDED_VIDEOS[spec](resolution, frames)
     if spec.endswith(".npz") and Path(spec).is_file():
         return SamplesDataset(spec, resolution)
     if not Path(spec).exists():
         raise DatasetError(
-            f"dataset {spec!r} is neither an embedded dataset {sorted(EMBEDDED)} nor an existing folder"
+            f"dataset {spec!r} is neither an embedded dataset {sorted(EMBEDDED | EMBEDDED_VIDEOS)} "
+            "nor an existing folder"
         )
     if is_caption_folder(spec):
         return CaptionFolderDataset(spec, resolution)
+    if is_video_folder(spec):
+        return VideoFolderDataset(spec, resolution, frames, frame_stride)
     return ImageFolderDataset(spec, resolution)
 
 
@@ -37,6 +45,8 @@ __all__ = [
     "DatasetError",
     "DigitsDataset",
     "ImageFolderDataset",
+    "MovingDigitsDataset",
+    "VideoFolderDataset",
     "SamplesDataset",
     "ShardedBatches",
     "TokenCacheDataset",

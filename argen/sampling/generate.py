@@ -38,7 +38,8 @@ def generate_batch(
     edit: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sample one image per condition row (class ids (b,) or a Caption) -> (uint8 (b, H, W, C),
-    valid (b,) bool: whether each byte stream was well formed; always true for other tokens).
+    or (b, T, H, W, C) for video tokenizers; valid (b,) bool: whether each byte stream was well
+    formed, always true for other tokens).
 
     ``resize`` resamples the decoded images (plain bicubic, as LlamaGen does before evaluating
     its 384 px models at 256 px). ``grid_sampler`` replaces next-token sampling on raster grids
@@ -70,6 +71,9 @@ def generate_batch(
         images = tokenizer.decode(ids.view(-1, layout.height, layout.width))  # (b, C, H, W)
     if resize is not None:
         images = F.interpolate(images, size=(resize, resize), mode="bicubic", align_corners=False)
+    if images.ndim == 5:  # video clips (b, T, C, H, W) -> uint8 (b, T, H, W, C)
+        frames = to_uint8(images.flatten(0, 1))
+        return frames.reshape(len(images), -1, *frames.shape[1:]), valid.cpu().numpy()
     return to_uint8(images), valid.cpu().numpy()
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from argen.checkpoint import load_model
+from argen.tokenizers.avc import AVCConfig, AVCTokenizer
 from argen.tokenizers.coarse_to_fine import CoarseToFineConfig, CoarseToFineVQModel
 from argen.tokenizers.continuous import ContinuousConfig, ContinuousTokenizer
 from argen.tokenizers.frequency import FrequencyVQConfig, FrequencyVQModel
@@ -23,6 +24,7 @@ TOKENIZERS: dict[str, type[nn.Module]] = {
     "CoarseToFineVQModel": CoarseToFineVQModel,
     "ContinuousTokenizer": ContinuousTokenizer,
     "JPEGTokenizer": JPEGTokenizer,
+    "AVCTokenizer": AVCTokenizer,
 }
 
 
@@ -50,6 +52,8 @@ def is_diffusers_vae(path: str | Path) -> bool:
 
 
 __all__ = [
+    "AVCConfig",
+    "AVCTokenizer",
     "ByteLayout",
     "JPEGConfig",
     "JPEGTokenizer",

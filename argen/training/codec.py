@@ -1,5 +1,5 @@
-"""Codec tokenizers have no weights: "training" one writes its checkpoint, fitting the
-optional byte-level BPE on a sample of the dataset's streams first."""
+"""Codec tokenizers (JPEG, AVC) have no weights: "training" one writes its checkpoint, fitting
+the optional byte-level BPE on a sample of the dataset's streams first."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 
 from argen.checkpoint import save_model
 from argen.data import build_dataset
+from argen.tokenizers.avc import AVCConfig, AVCTokenizer
 from argen.tokenizers.byte_vocab import train_bpe
 from argen.tokenizers.jpeg import JPEGTokenizer
 
@@ -18,22 +19,25 @@ logger = logging.getLogger(__name__)
 
 
 def build_codec_tokenizer(recipe, out: Path) -> Path:
-    """Write ``out/model`` for a ``tokenizer: jpeg`` recipe; logs the stream lengths."""
+    """Write ``out/model`` for a ``tokenizer: jpeg`` or ``avc`` recipe; logs the stream lengths."""
     config, data = recipe.model, recipe.data
+    codec = AVCTokenizer if isinstance(config, AVCConfig) else JPEGTokenizer
     if config.resolution != data.resolution:
         raise ValueError(
             f"model.resolution ({config.resolution}) must equal data.resolution ({data.resolution})"
         )
-    dataset = build_dataset(data.dataset, data.resolution)
+    if codec is AVCTokenizer and config.frames != data.frames:
+        raise ValueError(f"model.frames ({config.frames}) must equal data.frames ({data.frames})")
+    dataset = build_dataset(data.dataset, data.resolution, data.frames, data.frame_stride)
     picks = torch.linspace(0, len(dataset) - 1, min(recipe.bpe_images, len(dataset))).long().tolist()
     pixels = torch.stack([dataset[i][0] for i in picks])
-    streams = JPEGTokenizer(replace(config, bpe="")).streams(pixels)
+    streams = codec(replace(config, bpe="")).streams(pixels)
     if recipe.bpe_vocab_size:
         config = replace(config, bpe=train_bpe(streams, recipe.bpe_vocab_size))
-    tokenizer = JPEGTokenizer(config)
+    tokenizer = codec(config)
     lengths = torch.tensor([len(tokenizer.vocab.encode(s)) + 1 for s in streams]).float()
     logger.info(
-        "%d sample images: %.1f tokens per image on average (max %d, EOS included); max_len %d",
+        "%d samples: %.1f tokens per sample on average (max %d, EOS included); max_len %d",
         len(streams),
         lengths.mean(),
         lengths.max(),

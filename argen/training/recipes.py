@@ -10,6 +10,7 @@ from argen.config import ConfigError, from_dict, load_yaml, merge, parse_overrid
 from argen.eval.classifier import ClassifierConfig
 from argen.models.heads import FlowHeadConfig
 from argen.models.llama import LlamaConfig
+from argen.tokenizers.avc import AVCConfig
 from argen.tokenizers.continuous import ContinuousConfig
 from argen.tokenizers.frequency import FrequencyVQConfig
 from argen.tokenizers.jpeg import JPEGConfig
@@ -28,6 +29,8 @@ class DataConfig:
     text_cache: str | None = None  # text generator only; default <output_dir>/text_features
     caption_template: str | None = None  # text generator on a class dataset; default: the dataset's
     holdout_every: int = 10  # classifier only: every n-th item is held out for accuracy
+    frames: int = 16  # video datasets: frames per clip
+    frame_stride: int = 1  # video folders: take every n-th frame
 
 
 @dataclass
@@ -66,9 +69,9 @@ class TokenizerRecipe:
     output_dir: str
     task: Literal["tokenizer"] = "tokenizer"
     # multiscale: VAR's residual pyramid; frequency: NFIG's frequency bands; continuous: a KL
-    # autoencoder (diffusers AutoencoderKL) whose latents are the tokens; jpeg: JPEG bytes
-    # (nothing to train: the run writes the tokenizer, with its BPE when asked)
-    tokenizer: Literal["vq", "multiscale", "frequency", "continuous", "jpeg"] = "vq"
+    # autoencoder (diffusers AutoencoderKL) whose latents are the tokens; jpeg / avc: JPEG or
+    # H.264 bytes (nothing to train: the run writes the tokenizer, with its BPE when asked)
+    tokenizer: Literal["vq", "multiscale", "frequency", "continuous", "jpeg", "avc"] = "vq"
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: VQConfig = field(default_factory=VQConfig)
@@ -95,11 +98,17 @@ class ContinuousTokenizerRecipe(TokenizerRecipe):
 class JPEGTokenizerRecipe(TokenizerRecipe):
     model: JPEGConfig = field(default_factory=JPEGConfig)
     bpe_vocab_size: int = 0  # > 256: fit a byte-level BPE of this size on the dataset's streams
-    bpe_images: int = 2000  # images (evenly spaced over the dataset) the BPE is fitted on
+    bpe_images: int = 2000  # images or clips (evenly spaced over the dataset) the BPE is fitted on
+
+
+@dataclass
+class AVCTokenizerRecipe(JPEGTokenizerRecipe):
+    model: AVCConfig = field(default_factory=AVCConfig)
 
 
 TOKENIZER_RECIPES = {
     "jpeg": JPEGTokenizerRecipe,
+    "avc": AVCTokenizerRecipe,
     "multiscale": MultiScaleTokenizerRecipe,
     "frequency": FrequencyTokenizerRecipe,
     "continuous": ContinuousTokenizerRecipe,

@@ -118,7 +118,7 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / RECIPE_FILE).write_text(json.dumps(to_dict(recipe), indent=2) + "\n")
-    if isinstance(recipe, JPEGTokenizerRecipe):  # a codec: nothing to optimise
+    if isinstance(recipe, JPEGTokenizerRecipe):  # a codec (JPEG, AVC): nothing to optimise
         if accelerator.is_main_process:
             build_codec_tokenizer(recipe, out)
         accelerator.wait_for_everyone()

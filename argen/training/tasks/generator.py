@@ -72,7 +72,7 @@ class GeneratorTask(Task):
                 )
             build_token_cache(
                 self.tokenizer,
-                build_dataset(data.dataset, data.resolution),
+                build_dataset(data.dataset, data.resolution, data.frames, data.frame_stride),
                 cache_dir,
                 key,
                 data.flip,
@@ -101,7 +101,10 @@ class GeneratorTask(Task):
     def caption_features(recipe: GeneratorRecipe, accelerator) -> TextFeatures:
         """The dataset's captions encoded once (by the main process) and reused while they match."""
         data, model = recipe.data, recipe.model
-        captions = captions_of(build_dataset(data.dataset, data.resolution), data.caption_template)
+        captions = captions_of(
+            build_dataset(data.dataset, data.resolution, data.frames, data.frame_stride),
+            data.caption_template,
+        )
         directory = Path(data.text_cache or Path(recipe.output_dir) / "text_features")
         key = text_feature_key(model.text_encoder, model.caption_len, captions)
         if accelerator.is_main_process and not cache_matches(directory, key):
