@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,13 @@ def generate_batch(
         ids = sample_next_token(
             model, condition, config, generator, compile=compile, stop_token=layout.eos, pad_token=layout.pad
         )
+        unfinished = int((~(ids == layout.eos).any(1)).sum())
+        if unfinished:
+            warnings.warn(
+                f"{unfinished} of {len(ids)} streams reached max_len ({layout.max_len}) without EOS; "
+                "they are decoded as they are",
+                stacklevel=2,
+            )
         images, valid = tokenizer.decode_checked(ids)
     elif isinstance(layout, ContinuousLayout):
         if layout.scales:
