@@ -51,6 +51,15 @@ def test_bad_streams_decode_to_grey_and_report_invalid():
     torch.testing.assert_close(clips, torch.full_like(clips, 128 / 127.5 - 1))  # nothing decodable: grey
 
 
+def test_constant_quantiser_sets_the_rate():
+    clips = moving()
+    sizes = [
+        sum(len(s) for s in AVCTokenizer(AVCConfig(resolution=16, frames=8, qp=qp)).streams(clips))
+        for qp in (10, 40)
+    ]
+    assert sizes[0] > 2 * sizes[1]
+
+
 def test_even_sizes_and_codec_names_are_checked():
     with pytest.raises(ValueError, match="even resolution"):
         AVCConfig(resolution=15)

@@ -1,7 +1,7 @@
 """AVC-LM's tokenizer: a video clip's H.264 bytes are its tokens.
 
-Clips (B, T, C, H, W) are encoded in memory by PyAV's libx264 (yuv420p, ``crf``, ``gop``,
-``preset``, no B-frames) as an Annex-B stream. The stream headers that every clip of one
+Clips (B, T, C, H, W) are encoded in memory by PyAV's libx264 (yuv420p, ``crf`` or ``qp``,
+``gop``, ``preset``, no B-frames) as an Annex-B stream. The stream headers that every clip of one
 configuration shares (SPS, PPS and the encoder's SEI before the first slice) are stripped,
 as are the SPS/PPS repeated before later key frames; decode restores both. Where libx264 is
 missing, ``codec: auto`` falls back to ``mpeg4`` (MPEG-4 Part 2, its VOL header stripped)
@@ -43,6 +43,7 @@ class AVCConfig:
     frames: int = 16
     fps: int = 8
     crf: int = 30
+    qp: int | None = None  # a constant quantiser instead of crf
     gop: int = 16  # frames between key frames
     preset: str = "veryfast"
     codec: str = "auto"  # auto: libx264 where available, else mpeg4 (with a warning)
@@ -98,9 +99,11 @@ class AVCTokenizer(nn.Module):
         stream.width = stream.height = c.resolution
         stream.pix_fmt = "yuv420p"
         if self.codec == "libx264":
-            stream.options = {"crf": str(c.crf), "preset": c.preset, "g": str(c.gop), "bf": "0"}
-        else:
-            stream.options = {"qscale": str(max(2, c.crf // 3)), "g": str(c.gop), "bf": "0"}
+            rate = {"qp": str(c.qp)} if c.qp is not None else {"crf": str(c.crf)}
+            stream.options = {**rate, "preset": c.preset, "g": str(c.gop), "bf": "0"}
+        else:  # MPEG-4 Part 2 has a fixed quantiser scale (2-31)
+            scale = c.qp if c.qp is not None else c.crf // 3
+            stream.options = {"qscale": str(min(31, max(2, scale))), "g": str(c.gop), "bf": "0"}
         for frame in clip:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode(None))
