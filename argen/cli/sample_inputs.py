@@ -13,6 +13,7 @@ from argen import models
 from argen.checkpoint import CheckpointError
 from argen.data import ImageFolderDataset
 from argen.data.images import load_rgb
+from argen.models.continuous import ContinuousLlama, ContinuousNextScaleLlama
 from argen.models.refiner import FineLabelTransformer
 from argen.sampling.coarse_to_fine import Refinement
 from argen.sampling.next_scale import keep_masks
@@ -47,7 +48,7 @@ def check_pair(model: torch.nn.Module, layout, model_dir: Path, tokenizer_dir: P
     """Refuse a tokenizer whose tokens the generator was not trained on."""
     c = model.config
     continuous = isinstance(layout, ContinuousLayout)
-    if continuous != hasattr(model, "head"):
+    if continuous != isinstance(model, (ContinuousLlama, ContinuousNextScaleLlama)):
         raise CheckpointError(
             f"tokenizer {tokenizer_dir} ({layout}) and generator {model_dir} disagree on continuous tokens"
         )
