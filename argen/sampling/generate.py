@@ -60,7 +60,7 @@ def generate_batch(
             warnings.warn(
                 f"{unfinished} of {len(ids)} streams reached max_len ({layout.max_len}) without EOS; "
                 "they are decoded as they are",
-                stacklevel=2,
+                stacklevel=3,  # the caller of the no_grad-wrapped generate_batch
             )
         images, valid = tokenizer.decode_checked(ids)
     elif isinstance(layout, ContinuousLayout):
