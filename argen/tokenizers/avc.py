@@ -23,11 +23,9 @@ import av
 import av.logging
 import numpy as np
 import torch
-from torch import nn
 
-from argen.eval.npz import from_uint8, to_uint8
-from argen.tokenizers.byte_vocab import ByteVocabulary, split_header
-from argen.tokenizers.layout import ByteLayout
+from argen.eval.npz import to_uint8
+from argen.tokenizers.byte_vocab import ByteStreamTokenizer, split_header
 
 FORMATS = {"libx264": "h264", "mpeg4": "m4v"}
 FIRST_PICTURE = {  # where the shared header ends: the first slice NAL / the first VOP
@@ -69,16 +67,14 @@ def resolve_codec(name: str) -> str:
     return "mpeg4"
 
 
-class AVCTokenizer(nn.Module):
-    """clips <-> H.264 (or MPEG-4) bytes as ids. No weights; the config is the tokenizer."""
+class AVCTokenizer(ByteStreamTokenizer):
+    """clips (B, T, 3, H, W) <-> H.264 (or MPEG-4) bytes as ids."""
 
     Config = AVCConfig
 
     def __init__(self, config: AVCConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.codec = resolve_codec(config.codec)
-        self.vocab = ByteVocabulary(config.bpe)
         side = config.resolution
         blank = self.stream_bytes(np.zeros((config.frames, side, side, 3), np.uint8))
         first = FIRST_PICTURE[self.codec].search(blank)
@@ -86,10 +82,6 @@ class AVCTokenizer(nn.Module):
         # SPS + PPS (all before the SEI), which the encoder repeats before every later key frame
         sei = self.header.find(b"\x00\x00\x01\x06")
         self.repeated = b"" if self.codec != "libx264" else self.header[:sei] if sei > 0 else self.header
-
-    @property
-    def layout(self) -> ByteLayout:
-        return ByteLayout(self.config.max_len, self.vocab.size, self.vocab.eos, self.vocab.pad)
 
     def stream_bytes(self, clip: np.ndarray) -> bytes:
         """uint8 frames (T, H, W, 3) -> the encoded elementary stream."""
@@ -134,31 +126,9 @@ class AVCTokenizer(nn.Module):
             body = (b"" if first is None else first.group(0)) + body
         return self.header + body
 
-    @torch.no_grad()
-    def encode(self, clips: torch.Tensor) -> torch.Tensor:
-        """clips (B, T, 3, H, W) -> ids (B, max_len): stream tokens, EOS, PAD."""
-        return self.vocab.pack(self.streams(clips), self.config.max_len)
-
-    @torch.no_grad()
-    def decode(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.decode_checked(ids)[0]
-
-    @torch.no_grad()
-    def decode_checked(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """ids (B, L) -> (clips (B, T, 3, H, W) in [-1, 1], valid (B,) bool). Never raises."""
-        clips, valid = [], []
-        for row in ids.tolist():
-            frames, ok = self.render(self.restore(self.vocab.decode(row)))
-            clips.append(frames)
-            valid.append(ok)
-        pixels = from_uint8(np.concatenate(clips))  # (B*T, 3, H, W)
-        return pixels.view(len(clips), self.config.frames, *pixels.shape[1:]).to(ids.device), torch.tensor(
-            valid
-        )
-
-    def render(self, data: bytes) -> tuple[np.ndarray, bool]:
-        """A stream -> (uint8 frames (T, H, W, 3), grey where missing; valid)."""
-        c = self.config
+    def render(self, stream: bytes) -> tuple[np.ndarray, bool]:
+        """A stripped stream -> (uint8 frames (T, H, W, 3), grey where missing; valid)."""
+        c, data = self.config, self.restore(stream)
         frames, errors = [], True
         previous = av.logging.get_level()
         av.logging.set_level(av.logging.ERROR)

@@ -1,12 +1,16 @@
 """Byte streams as token ids: the 256 byte values (or a byte-level BPE over them) plus
-BOS, EOS and PAD, and the fixed-header bookkeeping shared by the codec tokenizers."""
+BOS, EOS and PAD, and what the codec tokenizers (JPEG, AVC) share."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import torch
+from torch import nn
 
+from argen.eval.npz import from_uint8
+from argen.tokenizers.layout import ByteLayout
 from tokenizers import Tokenizer, models, trainers
 
 
@@ -64,3 +68,44 @@ def split_header(stream: bytes, header: bytes, what: str) -> bytes:
     if not stream.startswith(header):
         raise ValueError(f"this {what} stream does not start with the tokenizer's fixed header")
     return stream[len(header) :]
+
+
+class ByteStreamTokenizer(nn.Module):
+    """pixels <-> a codec's bytes as ids. No weights: the config (with its BPE) is the
+    tokenizer. Subclasses turn pixels into header-less ``streams`` and ``render`` a stream."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.vocab = ByteVocabulary(config.bpe)
+
+    @property
+    def layout(self) -> ByteLayout:
+        return ByteLayout(self.config.max_len, self.vocab.size, self.vocab.eos, self.vocab.pad)
+
+    def streams(self, pixels: torch.Tensor) -> list[bytes]:
+        raise NotImplementedError
+
+    def render(self, stream: bytes) -> tuple[np.ndarray, bool]:
+        """One header-less stream -> (uint8 (..., H, W, 3), whether it is valid). Never raises."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels -> ids (B, max_len): stream tokens, EOS, PAD."""
+        return self.vocab.pack(self.streams(pixels), self.config.max_len)
+
+    @torch.no_grad()
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, L) -> pixels in [-1, 1]; see :meth:`decode_checked`."""
+        return self.decode_checked(ids)[0]
+
+    @torch.no_grad()
+    def decode_checked(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids (B, L) -> (pixels (B, [T,] 3, H, W) in [-1, 1], valid (B,) bool). Never raises
+        on model output: ids are cut at EOS and specials dropped before rendering."""
+        rendered = [self.render(self.vocab.decode(row)) for row in ids.tolist()]
+        arrays = np.stack([array for array, _ in rendered])  # (B, [T,] H, W, 3)
+        pixels = from_uint8(arrays.reshape(-1, *arrays.shape[-3:]))  # (B*[T], 3, H, W)
+        pixels = pixels.view(*arrays.shape[:-3], *pixels.shape[1:])
+        return pixels.to(ids.device), torch.tensor([ok for _, ok in rendered], device=ids.device)

@@ -21,12 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image, ImageFile
-from torch import nn
 
-from argen.eval.npz import from_uint8, to_uint8
-from argen.tokenizers.byte_vocab import ByteVocabulary, split_header
+from argen.eval.npz import to_uint8
+from argen.tokenizers.byte_vocab import ByteStreamTokenizer, split_header
 from argen.tokenizers.jpeg_scan import parse_header, scan_is_valid
-from argen.tokenizers.layout import ByteLayout
 
 SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 EOI = b"\xff\xd9"
@@ -51,22 +49,16 @@ class JPEGConfig:
             raise ValueError("JPEG tokens need RGB images, restart_interval >= 0 and max_len >= 2")
 
 
-class JPEGTokenizer(nn.Module):
-    """pixels <-> JPEG scan bytes as ids. No weights; the config (with its BPE) is the tokenizer."""
+class JPEGTokenizer(ByteStreamTokenizer):
+    """pixels (B, 3, H, W) <-> JPEG scan bytes as ids."""
 
     Config = JPEGConfig
 
     def __init__(self, config: JPEGConfig):
-        super().__init__()
-        self.config = config
-        self.vocab = ByteVocabulary(config.bpe)
+        super().__init__(config)
         blank = self.jpeg_bytes(np.zeros((config.resolution, config.resolution, 3), np.uint8))
         self.header = blank[: scan_start(blank)]
         self.scan_format = parse_header(self.header)
-
-    @property
-    def layout(self) -> ByteLayout:
-        return ByteLayout(self.config.max_len, self.vocab.size, self.vocab.eos, self.vocab.pad)
 
     def jpeg_bytes(self, image: np.ndarray) -> bytes:
         """One uint8 image (H, W, 3) -> its whole JPEG file."""
@@ -87,25 +79,9 @@ class JPEGTokenizer(nn.Module):
         files = [self.jpeg_bytes(image) for image in to_uint8(pixels)]
         return [split_header(f, self.header, "JPEG").removesuffix(EOI) for f in files]
 
-    @torch.no_grad()
-    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        """pixels (B, 3, H, W) -> ids (B, max_len): scan tokens, EOS, PAD."""
-        return self.vocab.pack(self.streams(pixels), self.config.max_len)
-
-    @torch.no_grad()
-    def decode(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids (B, L) -> pixels (B, 3, H, W) in [-1, 1]; see :meth:`decode_checked`."""
-        return self.decode_checked(ids)[0]
-
-    @torch.no_grad()
-    def decode_checked(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """ids (B, L) -> (pixels (B, 3, H, W), valid (B,) bool). Never raises on bad streams."""
-        images, valid = [], []
-        for row in ids.tolist():
-            scan = self.vocab.decode(row)
-            images.append(render_jpeg(self.header + scan + EOI, self.config.resolution))
-            valid.append(scan_is_valid(scan, self.scan_format))
-        return from_uint8(np.stack(images)).to(ids.device), torch.tensor(valid, device=ids.device)
+    def render(self, stream: bytes) -> tuple[np.ndarray, bool]:
+        image = render_jpeg(self.header + stream + EOI, self.config.resolution)
+        return image, scan_is_valid(stream, self.scan_format)
 
 
 def render_jpeg(data: bytes, side: int) -> np.ndarray:
