@@ -1,7 +1,9 @@
 """``sample.py --ckpt RUN_DIR``: class- or text-conditional samples as ``grid.png`` and
 ``samples.npz`` (ADM evaluator format), and with ``--fid REF`` a ``metrics.json``. Text models
-take ``--prompt "..."`` (repeatable) or ``--prompts-file FILE``. Under ``accelerate launch``
-the batches are shared across processes and gathered on the main one."""
+take ``--prompt "..."`` (repeatable) or ``--prompts-file FILE``. Video generators also write
+``videos/NNNNNN.mp4`` per sample, take ``--given-frames N --given-from DATASET`` (frame
+prediction) and measure FVD. Under ``accelerate launch`` the batches are shared across
+processes and gathered on the main one."""
 
 from __future__ import annotations
 
@@ -23,12 +25,14 @@ from argen.cli.sample_inputs import (
     check_pair,
     conditions_for,
     load_edit,
+    load_frame_prompts,
     load_refinement,
     load_speculation,
     resolve_dirs,
     weights_of,
 )
 from argen.data import DatasetError
+from argen.data.video_io import write_mp4
 from argen.eval import FeaturesUnavailable, save_npz
 from argen.eval.evaluation import Evaluation, reference_images
 from argen.sampling.generate import BatchStore, batch_seed, generate_batch
@@ -39,7 +43,16 @@ from argen.training.trainer import TrainingError, check_world
 __all__ = ["main", "reference_images", "weights_of"]
 
 # options that do not change the samples drawn
-DISPLAY_ONLY = {"out", "fid", "fid_features", "inception_weights", "classifier", "compile"}
+DISPLAY_ONLY = {
+    "out",
+    "fid",
+    "fid_features",
+    "inception_weights",
+    "i3d_weights",
+    "classifier",
+    "compile",
+    "fps",
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -88,11 +101,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--precision", choices=["fp32", "bf16"], help="generator weights (default: bf16 on GPU)")
     p.add_argument("--edit", metavar="IMAGE", help="next-scale models: edit this image (needs --mask)")
     p.add_argument("--mask", metavar="MASK", help="--edit: a grayscale image, white where it is regenerated")
+    p.add_argument("--given-frames", type=int, help="video: keep the first N frames of real clips")
+    p.add_argument("--given-from", metavar="DATASET", help="video: the clips --given-frames come from")
+    p.add_argument("--fps", type=int, default=8, help="video: frame rate of the mp4 files")
     p.add_argument("--resize", type=int, help="bicubic resize of the samples, e.g. 384 -> 256 for FID")
     p.add_argument("--out", help="output directory (default: <ckpt>/samples)")
     p.add_argument("--fid", metavar="REF", help="reference: an .npz, an image folder or an embedded dataset")
-    p.add_argument("--fid-features", choices=["inception", "classifier"], default="inception")
+    p.add_argument(
+        "--fid-features",
+        choices=["inception", "i3d", "classifier"],
+        help="default: inception for images, i3d (FVD) for video",
+    )
     p.add_argument("--inception-weights", help="local copy of the Inception weights for FID")
+    p.add_argument("--i3d-weights", help="video: local i3d_torchscript.pt for FVD")
     p.add_argument("--classifier", help="classifier directory: class-consistency (and its FID features)")
     return p.parse_args(argv)
 
@@ -126,9 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         speculation = load_speculation(args, model, tokenizer, accelerator.device, dtype)
         refinement = load_refinement(args, model, tokenizer, accelerator.device, dtype)
         edit = load_edit(args, tokenizer, accelerator.device)
-        if hasattr(tokenizer.config, "frames") and (args.fid or args.classifier or args.resize):
-            raise ValueError("video samples: --fid, --classifier and --resize take images")
-        evaluation = Evaluation(args, args.resize or tokenizer.config.resolution, accelerator.device)
+        frames = getattr(tokenizer.config, "frames", None)  # video: frames per clip
+        if frames is not None and args.resize:
+            raise ValueError("--resize takes images, not video")
+        prompts = load_frame_prompts(args, model, tokenizer, accelerator.device)
+        evaluation = Evaluation(args, args.resize or tokenizer.config.resolution, accelerator.device, frames)
     except (CheckpointError, ValueError, TrainingError, FeaturesUnavailable, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -136,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = Path(args.ckpt)
     out = Path(args.out or (ckpt.with_name(f"{ckpt.stem}_samples") if ckpt.is_file() else ckpt / "samples"))
     labels = torch.arange(args.num_samples) % len(names)  # (N,) index into the classes or prompts
+    if prompts is not None:  # frame prediction: each clip's class (names are all class ids)
+        labels = prompts.labels(args.num_samples)
     num_batches = -(-args.num_samples // args.batch_size)
     settings = {k: v for k, v in vars(args).items() if k not in DISPLAY_ONLY}
     settings.update(model=str(model_dir), tokenizer=str(tokenizer_dir), conditions=names)
@@ -147,10 +172,20 @@ def main(argv: list[str] | None = None) -> int:
     todo = [b for b in mine if not store.has(b)]
     start = time.perf_counter()
     for b in tqdm(todo, desc="sampling", disable=not accelerator.is_main_process):
-        rows = conditions[labels[b * args.batch_size : (b + 1) * args.batch_size]]
-        seed = batch_seed(args.seed, b)
+        indices = range(b * args.batch_size, min((b + 1) * args.batch_size, args.num_samples))
+        rows = conditions[labels[indices.start : indices.stop]]
+        given = None if prompts is None else prompts.tokens(indices)
         images, valid = generate_batch(
-            model, tokenizer, rows, config, seed, args.compile, args.resize, speculation or refinement, edit
+            model,
+            tokenizer,
+            rows,
+            config,
+            batch_seed(args.seed, b),
+            args.compile,
+            args.resize,
+            speculation or refinement,
+            edit,
+            given,
         )
         store.put(b, images, valid)
     seconds = time.perf_counter() - start
@@ -169,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     if text:  # prompt_ids index this list
         (out / "prompts.json").write_text(json.dumps(names, indent=1, ensure_ascii=False) + "\n")
     store.clear()
-    if images.ndim == 5:  # videos: one row of frames per sample, the first ten samples
+    if images.ndim == 5:  # videos: an mp4 each; the grid has one row of frames per sample, ten samples
+        (out / "videos").mkdir(exist_ok=True)
+        for i, clip in enumerate(images):
+            write_mp4(out / "videos" / f"{i:06d}.mp4", clip, fps=args.fps)
         first = images[:10]
         grid = make_grid(
             torch.from_numpy(first.reshape(-1, *first.shape[2:])).permute(0, 3, 1, 2), nrow=first.shape[1]
@@ -179,10 +217,11 @@ def main(argv: list[str] | None = None) -> int:
             torch.from_numpy(images[: len(names) * 10]).permute(0, 3, 1, 2), nrow=len(names), padding=1
         )
     Image.fromarray(grid.permute(1, 2, 0).numpy()).save(out / "grid.png")
-    print(f"wrote {len(images)} samples to {out}/samples.npz and {out}/grid.png")
+    videos = f", {out}/videos/*.mp4" if images.ndim == 5 else ""
+    print(f"wrote {len(images)} samples to {out}/samples.npz{videos} and {out}/grid.png")
 
     streams = isinstance(tokenizer.layout, ByteLayout)
-    if evaluation.wanted or speculation is not None or streams:
+    if evaluation.wanted or speculation is not None or streams or prompts is not None:
         metrics = evaluation(images, class_ids) if evaluation.wanted else {}
         if streams:  # byte tokenizers: how many generated streams were well formed
             metrics["streams"] = {"valid": int(valid.sum()), "invalid": int((~valid).sum())}
@@ -196,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                 "tokens_per_target_call": speculation.tokens_per_call,  # main process's batches
                 "draft": args.speculative,
             }
+        if prompts is not None:
+            metrics["frame_prediction"] = {"given_frames": args.given_frames, "given_from": args.given_from}
         if refinement is not None:
             metrics["coarse_to_fine"] = {"refiner": args.refiner, "fine_temperature": args.fine_temperature}
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

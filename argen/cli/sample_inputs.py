@@ -11,7 +11,7 @@ import torch
 
 from argen import models
 from argen.checkpoint import CheckpointError
-from argen.data import ImageFolderDataset
+from argen.data import ImageFolderDataset, build_dataset
 from argen.data.images import load_rgb
 from argen.models.continuous import ContinuousLlama, ContinuousNextScaleLlama
 from argen.models.refiner import FineLabelTransformer
@@ -19,7 +19,7 @@ from argen.sampling.coarse_to_fine import Refinement
 from argen.sampling.next_scale import keep_masks
 from argen.sampling.speculative import Speculation, SpeculativeConfig
 from argen.text import TextEncoder, check_prompts, read_prompts_file, warn_truncated
-from argen.tokenizers.layout import CoarseToFineLayout, ContinuousLayout, GridLayout, ScaleLayout
+from argen.tokenizers.layout import CoarseToFineLayout, ContinuousLayout, GridLayout, ScaleLayout, VideoLayout
 
 
 def is_run(path: Path) -> bool:
@@ -60,6 +60,11 @@ def check_pair(model: torch.nn.Module, layout, model_dir: Path, tokenizer_dir: P
         raise CheckpointError(
             f"tokenizer {tokenizer_dir} ({layout}) does not match generator {model_dir} "
             f"(vocab {c.vocab_size}, grid {c.grid_size})"
+        )
+    if getattr(layout, "frames", 1) != getattr(c, "frames", 1):
+        raise CheckpointError(
+            f"tokenizer {tokenizer_dir} ({layout}) and generator {model_dir} ({c.frames} frames) "
+            "disagree on frames"
         )
     scales = tuple(getattr(c, "patch_nums", ()))
     if scales != tuple(getattr(layout, "scales", ())):
@@ -166,3 +171,46 @@ def conditions_for(args: argparse.Namespace, model: torch.nn.Module, device: tor
         )
     warn_truncated(prompts, encoder.token_counts(prompts), model.config.caption_len)
     return prompts, encoder(prompts)
+
+
+class FramePrompts:
+    """Frame prediction: sample i continues the first ``frames`` frames of clip i (modulo the
+    dataset's size) and is conditioned on that clip's class."""
+
+    def __init__(self, dataset, tokenizer: torch.nn.Module, frames: int, device: torch.device):
+        self.dataset, self.tokenizer, self.device = dataset, tokenizer, device
+        self.latent = tokenizer.latent_frames(frames)
+
+    def labels(self, count: int) -> torch.Tensor:
+        return torch.tensor([self.dataset.label(i % len(self.dataset)) for i in range(count)])
+
+    def tokens(self, indices: range) -> torch.Tensor:
+        """The given ids (b, n, h, w) of the samples ``indices``: their clips' first latent frames."""
+        clips = torch.stack([self.dataset[i % len(self.dataset)][0] for i in indices]).to(self.device)
+        return self.tokenizer.encode(clips)[:, : self.latent]
+
+
+def load_frame_prompts(
+    args: argparse.Namespace, model: torch.nn.Module, tokenizer: torch.nn.Module, device: torch.device
+) -> FramePrompts | None:
+    """The real clips of ``--given-from`` whose first ``--given-frames`` frames the samples keep."""
+    if not args.given_from and not args.given_frames:
+        return None
+    if not (args.given_from and args.given_frames):
+        raise ValueError("frame prediction needs both --given-from DATASET and --given-frames N")
+    if not isinstance(tokenizer.layout, VideoLayout):
+        raise ValueError("--given-frames is for video generators (frame-wise or causal video VQ)")
+    if model.config.condition != "class" or args.classes is not None:
+        raise ValueError("frame prediction conditions each sample on its clip's class: drop --classes")
+    frames = tokenizer.config.frames
+    if not 0 < args.given_frames < frames:
+        raise ValueError(f"--given-frames must lie in [1, {frames - 1}], got {args.given_frames}")
+    dataset = build_dataset(args.given_from, tokenizer.config.resolution, frames)
+    if not hasattr(dataset, "label"):
+        raise ValueError(f"--given-from {args.given_from} is not a video dataset")
+    if len(dataset.classes) != model.config.num_classes:
+        raise ValueError(
+            f"--given-from {args.given_from} has {len(dataset.classes)} classes, the generator "
+            f"{model.config.num_classes}"
+        )
+    return FramePrompts(dataset, tokenizer, args.given_frames, device)

@@ -35,6 +35,9 @@ class MovingDigitsDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def label(self, index: int) -> int:
+        return int(self.labels[index])
+
     def trajectory(self, index: int) -> list[tuple[int, int]]:
         """Top-left corners (y, x) of the digit in every frame."""
         rng = np.random.default_rng(index)
@@ -79,6 +82,9 @@ class VideoFolderDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.clips)
+
+    def label(self, index: int) -> int:
+        return self.clips[index][1]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label, start = self.clips[index]

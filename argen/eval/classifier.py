@@ -1,6 +1,7 @@
-"""A small CNN classifier trained on a dataset's own images: its penultimate features give a
-dataset-specific Fréchet distance where Inception weights are unavailable, and its
-predictions measure class-consistency of conditional samples."""
+"""A small CNN classifier trained on a dataset's own images or clips: its penultimate features
+give a dataset-specific Fréchet distance where Inception (or I3D) weights are unavailable, and
+its predictions measure class-consistency of conditional samples. Clips are read by early
+fusion: their ``frames`` frames stacked as channels."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class ClassifierConfig:
     num_classes: int = 10
     resolution: int = 16
     in_channels: int = 3
+    frames: int = 1  # > 1: a clip classifier over this many frames (stacked as channels)
     channels: tuple[int, ...] = (32, 64, 128)
     feature_dim: int = 128
     dropout: float = 0.2
@@ -31,7 +33,7 @@ class Classifier(nn.Module):
         super().__init__()
         self.config = c = config
         layers: list[nn.Module] = []
-        ch = c.in_channels
+        ch = c.in_channels * c.frames
         for out in c.channels:
             layers += [
                 nn.Conv2d(ch, out, 3, padding=1),
@@ -53,9 +55,16 @@ class Classifier(nn.Module):
         return self.config.feature_dim
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """pixels in [-1, 1] (B, C, H, W) -> penultimate features (B, feature_dim).
+        """pixels in [-1, 1] (B, C, H, W), or clips (B, T, C, H, W) for a clip classifier ->
+        penultimate features (B, feature_dim).
 
         Inputs of another size are resized to the training resolution first."""
+        frames = pixels.shape[1] if pixels.ndim == 5 else 1
+        if frames != self.config.frames:
+            raise ValueError(
+                f"this classifier reads {self.config.frames} frame(s) per sample, got {tuple(pixels.shape)}"
+            )
+        pixels = pixels.flatten(1, 2) if pixels.ndim == 5 else pixels  # (B, T*C, H, W)
         if pixels.shape[-1] != self.config.resolution:
             size = self.config.resolution
             pixels = F.interpolate(pixels, size=size, mode="bilinear", antialias=True)

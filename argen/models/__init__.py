@@ -14,6 +14,7 @@ from argen.models.continuous import (
     ContinuousNextScaleLlama,
 )
 from argen.models.llama import Llama, LlamaConfig
+from argen.models.next_frame import NextFrameLlama
 from argen.models.next_scale import NextScaleConfig, NextScaleLlama
 from argen.models.refiner import FineLabelConfig, FineLabelTransformer
 from argen.models.var import VARConfig, VARTransformer
@@ -21,6 +22,7 @@ from argen.models.var import VARConfig, VARTransformer
 MODELS: dict[str, type[nn.Module]] = {
     "Llama": Llama,
     "NextScaleLlama": NextScaleLlama,
+    "NextFrameLlama": NextFrameLlama,
     "VARTransformer": VARTransformer,
     "FineLabelTransformer": FineLabelTransformer,
     "ContinuousLlama": ContinuousLlama,
@@ -49,6 +51,7 @@ __all__ = [
     "MODELS",
     "Llama",
     "LlamaConfig",
+    "NextFrameLlama",
     "NextScaleConfig",
     "NextScaleLlama",
     "VARConfig",

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from argen.models.caption import Caption, CaptionEmbedder
-from argen.models.rope import apply_rope, rope_1d, rope_2d
+from argen.models.rope import apply_rope, rope_1d, rope_2d, rope_3d
 
 Condition = torch.Tensor | Caption  # class ids (B,) or encoded prompts
 
@@ -44,7 +44,8 @@ class LlamaConfig:
     norm_eps: float = 1e-5
     rope_base: float = 10000.0
     rope_condition: Literal["identity", "zero"] = "identity"  # "zero": LlamaGen's official models
-    rope: Literal["2d", "1d"] = "2d"  # 1d: positions along a stream (byte tokenizers)
+    rope: Literal["2d", "1d", "3d"] = "2d"  # 1d: byte streams; 3d: video (frame, row, column)
+    frames: int = 1  # video: latent frames, each a grid_size grid
     condition: Literal["class", "text"] = "class"
     caption_dim: int = 384  # text: width of the text encoder's features
     caption_len: int = 120  # text: prefix length; prompts are padded or truncated to it
@@ -58,6 +59,10 @@ class LlamaConfig:
             raise ValueError(f"dim {self.dim} is not divisible by n_head {self.n_head}")
         if self.n_head % self.kv_heads:
             raise ValueError(f"n_head {self.n_head} is not divisible by n_kv_head {self.kv_heads}")
+        if self.frames < 1 or (self.frames > 1 and self.rope != "3d"):
+            raise ValueError(
+                f"video models (frames > 1) use rope: 3d, got frames {self.frames}, rope {self.rope}"
+            )
 
     @property
     def kv_heads(self) -> int:
@@ -72,7 +77,7 @@ class LlamaConfig:
 
     @property
     def num_tokens(self) -> int:
-        return self.grid_size[0] * self.grid_size[1]
+        return self.frames * self.grid_size[0] * self.grid_size[1]
 
     @property
     def prefix_len(self) -> int:
@@ -196,6 +201,8 @@ class Llama(nn.Module):
         head_dim = c.dim // c.n_head
         if c.rope == "1d":
             table = rope_1d(c.num_tokens, head_dim, c.rope_base, self.prefix_len)
+        elif c.rope == "3d":
+            table = rope_3d(c.frames, *c.grid_size, head_dim, c.rope_base, self.prefix_len)
         else:
             table = rope_2d(*c.grid_size, head_dim, c.rope_base, self.prefix_len, c.rope_condition == "zero")
         self.register_buffer("rope", table, persistent=False)

@@ -1,5 +1,5 @@
-"""Rotary position embeddings over a 2-D token grid (half the head dims rotate with the row,
-half with the column)."""
+"""Rotary position embeddings: over a 2-D token grid (half the head dims rotate with the row,
+half with the column), a video's (frame, row, column) block, or a 1-D stream."""
 
 from __future__ import annotations
 
@@ -25,6 +25,28 @@ def rope_2d(
         [rows[:, None].expand(-1, width, -1), cols[None, :].expand(height, -1, -1)], dim=-1
     ).reshape(height * width, head_dim // 2)  # (H*W, Dh/2)
     return rotation_table(angles, prefix_len, zero_prefix)
+
+
+def rope_3d(
+    frames: int, height: int, width: int, head_dim: int, base: float, prefix_len: int
+) -> torch.Tensor:
+    """Rotation table (prefix_len + frames*height*width, head_dim // 2, 2) for video tokens in
+    (frame, row, column) order: 3/8 of the head-dim pairs rotate with the row, 3/8 with the
+    column, the rest with the frame; the prefix is not rotated."""
+    pairs = head_dim // 2
+    spatial = pairs * 3 // 8
+    if head_dim % 2 or spatial < 1 or pairs - 2 * spatial < 1:
+        raise ValueError(f"3-D RoPE needs an even head_dim of at least 6, got {head_dim}")
+
+    def angles(length: int, n: int) -> torch.Tensor:  # (length, n)
+        inv_freq = 1.0 / base ** (torch.arange(n, dtype=torch.float64) / n)
+        return torch.outer(torch.arange(length, dtype=torch.float64), inv_freq)
+
+    t = angles(frames, pairs - 2 * spatial)[:, None, None].expand(-1, height, width, -1)
+    r = angles(height, spatial)[None, :, None].expand(frames, -1, width, -1)
+    c = angles(width, spatial)[None, None, :].expand(frames, height, -1, -1)
+    grid = torch.cat([t, r, c], dim=-1).reshape(frames * height * width, pairs)  # (T*H*W, Dh/2)
+    return rotation_table(grid, prefix_len)
 
 
 def rope_1d(length: int, head_dim: int, base: float, prefix_len: int) -> torch.Tensor:

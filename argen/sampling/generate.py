@@ -15,10 +15,12 @@ import torch.nn.functional as F
 
 from argen.eval.npz import to_uint8
 from argen.models.llama import Condition
+from argen.models.next_frame import NextFrameLlama
 from argen.sampling.continuous import sample_continuous_next_scale, sample_continuous_next_token
+from argen.sampling.next_frame import sample_next_frame
 from argen.sampling.next_scale import sample_next_scale
 from argen.sampling.next_token import GridSampler, SamplingConfig, sample_next_token
-from argen.tokenizers.layout import ByteLayout, ContinuousLayout, ScaleLayout
+from argen.tokenizers.layout import ByteLayout, ContinuousLayout, ScaleLayout, VideoLayout
 
 
 def batch_seed(seed: int, batch_index: int) -> int:
@@ -37,6 +39,7 @@ def generate_batch(
     resize: int | None = None,
     grid_sampler: GridSampler | None = None,
     edit: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None,
+    given: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sample one image per condition row (class ids (b,) or a Caption) -> (uint8 (b, H, W, C),
     or (b, T, H, W, C) for video tokenizers; valid (b,) bool: whether each byte stream was well
@@ -45,7 +48,8 @@ def generate_batch(
     ``resize`` resamples the decoded images (plain bicubic, as LlamaGen does before evaluating
     its 384 px models at 256 px). ``grid_sampler`` replaces next-token sampling on raster grids
     (speculative decoding, coarse-to-fine); ``edit`` (next-scale only) keeps a source image's
-    tokens where its mask says so."""
+    tokens where its mask says so; ``given`` (video only) holds the ids (b, n, h, w) of the first
+    n latent frames, kept as they are (frame prediction)."""
     device = next(model.parameters()).device
     layout = tokenizer.layout
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -69,6 +73,12 @@ def generate_batch(
         else:
             tokens = sample_continuous_next_token(model, condition, config, generator)
         images = tokenizer.decode(tokens)  # (b, C, H, W)
+    elif isinstance(layout, VideoLayout):  # frames of ids, token by token or frame by frame
+        sampler = sample_next_frame if isinstance(model, NextFrameLlama) else sample_next_token
+        ids = sampler(
+            model, condition, config, generator, given=None if given is None else given.flatten(1).to(device)
+        )
+        images = tokenizer.decode(ids.view(-1, layout.frames, layout.height, layout.width))  # (b, T, C, H, W)
     elif isinstance(layout, ScaleLayout):  # next-scale: ids per scale
         images = tokenizer.decode(sample_next_scale(model, tokenizer, condition, config, generator, edit))
     else:
@@ -79,10 +89,7 @@ def generate_batch(
         images = tokenizer.decode(ids.view(-1, layout.height, layout.width))  # (b, C, H, W)
     if resize is not None:
         images = F.interpolate(images, size=(resize, resize), mode="bicubic", align_corners=False)
-    if images.ndim == 5:  # video clips (b, T, C, H, W) -> uint8 (b, T, H, W, C)
-        frames = to_uint8(images.flatten(0, 1))
-        return frames.reshape(len(images), -1, *frames.shape[1:]), valid.cpu().numpy()
-    return to_uint8(images), valid.cpu().numpy()
+    return to_uint8(images), valid.cpu().numpy()  # video clips: (b, T, H, W, C)
 
 
 class BatchStore:

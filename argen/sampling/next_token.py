@@ -91,6 +91,7 @@ def sample_next_token(
     compile: bool = False,
     stop_token: int | None = None,
     pad_token: int = 0,
+    given: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Generate ``model.config.num_tokens`` ids per condition row (class ids (B,) or a
     :class:`Caption`) -> (B, L).
@@ -100,21 +101,28 @@ def sample_next_token(
     benchmarks). ``compile`` runs the one-token step through ``torch.compile`` (static shapes;
     CUDA graphs on GPU, gpt-fast style). With ``stop_token`` (byte streams' EOS) ``pad_token``
     is never drawn, a row that has emitted the stop token continues with padding, and the
-    loop ends once every row has; else it never waits on the device.
+    loop ends once every row has; else it never waits on the device. ``given`` (B, G) ids are
+    kept as the first G tokens (frame prediction: the tokens of real frames) and only the rest
+    is drawn.
     """
     num_tokens = model.config.num_tokens
     rows = model.with_null(condition) if config.guided else condition
     x = model.embed_condition(rows)  # (B', prefix, D)
     out = torch.full((len(condition), num_tokens), pad_token, dtype=torch.long, device=x.device)
     done = torch.zeros(len(condition), dtype=torch.bool, device=x.device)
+    first = 0
+    if given is not None:
+        first = check_given(given, len(condition), num_tokens)
+        out[:, :first] = given
+        x = torch.cat([x, model.embed_tokens(given.repeat(2, 1) if config.guided else given)], dim=1)
     if use_cache:
         model.setup_cache(rows)
     step = compiled_step(model, x.is_cuda) if compile else model.forward_cached
     try:
         pos = torch.arange(x.shape[1], device=x.device)
-        for i in range(num_tokens):
+        for i in range(first, num_tokens):
             if use_cache:
-                forward = model.forward_cached if i == 0 else step  # prefill runs eagerly
+                forward = model.forward_cached if i == first else step  # prefill runs eagerly
                 logits = forward(x, pos)[:, -1]  # (B', V)
             else:
                 padded = torch.cat([out[:, :i], out.new_zeros(out.shape[0], num_tokens - i)], 1)
@@ -136,3 +144,12 @@ def sample_next_token(
         if use_cache:
             model.clear_cache()
     return out
+
+
+def check_given(given: torch.Tensor, rows: int, num_tokens: int) -> int:
+    """The number of given tokens, after checking their shape (rows, G) with G < num_tokens."""
+    if given.ndim != 2 or len(given) != rows or not 0 < given.shape[1] < num_tokens:
+        raise ValueError(
+            f"given tokens must be ({rows}, G) with 0 < G < {num_tokens}, got {tuple(given.shape)}"
+        )
+    return given.shape[1]

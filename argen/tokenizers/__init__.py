@@ -9,11 +9,20 @@ from torch import nn
 
 from argen.checkpoint import load_model
 from argen.tokenizers.avc import AVCConfig, AVCTokenizer
+from argen.tokenizers.causal_video import CausalVideoVQConfig, CausalVideoVQModel
 from argen.tokenizers.coarse_to_fine import CoarseToFineConfig, CoarseToFineVQModel
 from argen.tokenizers.continuous import ContinuousConfig, ContinuousTokenizer
+from argen.tokenizers.frame_vq import FrameVQConfig, FrameVQModel
 from argen.tokenizers.frequency import FrequencyVQConfig, FrequencyVQModel
 from argen.tokenizers.jpeg import JPEGConfig, JPEGTokenizer
-from argen.tokenizers.layout import ByteLayout, CoarseToFineLayout, ContinuousLayout, GridLayout, ScaleLayout
+from argen.tokenizers.layout import (
+    ByteLayout,
+    CoarseToFineLayout,
+    ContinuousLayout,
+    GridLayout,
+    ScaleLayout,
+    VideoLayout,
+)
 from argen.tokenizers.multiscale import MultiScaleVQConfig, MultiScaleVQModel, PyramidVQModel
 from argen.tokenizers.vq import VQConfig, VQModel
 
@@ -25,6 +34,8 @@ TOKENIZERS: dict[str, type[nn.Module]] = {
     "ContinuousTokenizer": ContinuousTokenizer,
     "JPEGTokenizer": JPEGTokenizer,
     "AVCTokenizer": AVCTokenizer,
+    "FrameVQModel": FrameVQModel,
+    "CausalVideoVQModel": CausalVideoVQModel,
 }
 
 
@@ -55,6 +66,10 @@ __all__ = [
     "AVCConfig",
     "AVCTokenizer",
     "ByteLayout",
+    "CausalVideoVQConfig",
+    "CausalVideoVQModel",
+    "FrameVQConfig",
+    "FrameVQModel",
     "JPEGConfig",
     "JPEGTokenizer",
     "ContinuousConfig",
@@ -73,5 +88,6 @@ __all__ = [
     "TOKENIZERS",
     "VQConfig",
     "VQModel",
+    "VideoLayout",
     "load",
 ]

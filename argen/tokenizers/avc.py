@@ -109,7 +109,7 @@ class AVCTokenizer(ByteStreamTokenizer):
             raise ValueError(
                 f"expected clips (B, {c.frames}, 3, {c.resolution}, {c.resolution}), got {tuple(clips.shape)}"
             )
-        frames = to_uint8(clips.flatten(0, 1)).reshape(len(clips), c.frames, c.resolution, c.resolution, 3)
+        frames = to_uint8(clips)  # (B, T, H, W, 3)
         out = []
         for clip in frames:
             body = split_header(self.stream_bytes(clip), self.header, "video")

@@ -15,6 +15,21 @@ class GridLayout:
 
 
 @dataclass(frozen=True)
+class VideoLayout:
+    """A ``frames`` x ``height`` x ``width`` block of discrete ids (latent frames of a clip),
+    generated frame after frame, each frame in raster order."""
+
+    frames: int
+    height: int
+    width: int
+    vocab_size: int
+
+    @property
+    def num_tokens(self) -> int:
+        return self.frames * self.height * self.width
+
+
+@dataclass(frozen=True)
 class ScaleLayout:
     """Square id maps of growing size (``scales``), generated coarse to fine."""
 

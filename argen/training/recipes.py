@@ -11,7 +11,9 @@ from argen.eval.classifier import ClassifierConfig
 from argen.models.heads import FlowHeadConfig
 from argen.models.llama import LlamaConfig
 from argen.tokenizers.avc import AVCConfig
+from argen.tokenizers.causal_video import CausalVideoVQConfig
 from argen.tokenizers.continuous import ContinuousConfig
+from argen.tokenizers.frame_vq import FrameVQConfig
 from argen.tokenizers.frequency import FrequencyVQConfig
 from argen.tokenizers.jpeg import JPEGConfig
 from argen.tokenizers.multiscale import MultiScaleVQConfig
@@ -70,8 +72,11 @@ class TokenizerRecipe:
     task: Literal["tokenizer"] = "tokenizer"
     # multiscale: VAR's residual pyramid; frequency: NFIG's frequency bands; continuous: a KL
     # autoencoder (diffusers AutoencoderKL) whose latents are the tokens; jpeg / avc: JPEG or
-    # H.264 bytes (nothing to train: the run writes the tokenizer, with its BPE when asked)
-    tokenizer: Literal["vq", "multiscale", "frequency", "continuous", "jpeg", "avc"] = "vq"
+    # H.264 bytes (nothing to train: the run writes the tokenizer, with its BPE when asked);
+    # frame_vq / causal_video: video clips, the image VQ per frame or a causal 3-D VQ
+    tokenizer: Literal[
+        "vq", "multiscale", "frequency", "continuous", "jpeg", "avc", "frame_vq", "causal_video"
+    ] = "vq"
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: VQConfig = field(default_factory=VQConfig)
@@ -95,6 +100,16 @@ class ContinuousTokenizerRecipe(TokenizerRecipe):
 
 
 @dataclass
+class FrameVQTokenizerRecipe(TokenizerRecipe):
+    model: FrameVQConfig = field(default_factory=FrameVQConfig)
+
+
+@dataclass
+class CausalVideoTokenizerRecipe(TokenizerRecipe):
+    model: CausalVideoVQConfig = field(default_factory=CausalVideoVQConfig)
+
+
+@dataclass
 class JPEGTokenizerRecipe(TokenizerRecipe):
     model: JPEGConfig = field(default_factory=JPEGConfig)
     bpe_vocab_size: int = 0  # > 256: fit a byte-level BPE of this size on the dataset's streams
@@ -112,6 +127,8 @@ TOKENIZER_RECIPES = {
     "multiscale": MultiScaleTokenizerRecipe,
     "frequency": FrequencyTokenizerRecipe,
     "continuous": ContinuousTokenizerRecipe,
+    "frame_vq": FrameVQTokenizerRecipe,
+    "causal_video": CausalVideoTokenizerRecipe,
 }
 
 
@@ -132,6 +149,9 @@ class GeneratorRecipe:
     # continuous tokenizers: the flow-matching head (default: MAR's MLP for a grid, FlowAR's
     # per-scale transformer for scales)
     head: FlowHeadConfig | None = None
+    # video tokenizers: predict all tokens of a frame at once (FAR-style block-causal model)
+    # instead of token by token
+    next_frame: bool = False
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -158,7 +178,7 @@ def recipe_from_dict(data: dict) -> Recipe:
     task = data.get("task")
     if task not in RECIPES:
         raise ConfigError(f"config key 'task' must be one of {sorted(RECIPES)}, got {task!r}")
-    derived = {"vocab_size", "grid_size", "num_classes", "caption_dim", "fine_vocab_size"}
+    derived = {"vocab_size", "grid_size", "num_classes", "caption_dim", "fine_vocab_size", "frames", "rope"}
     derived &= set(data.get("model") or {})
     if task in ("generator", "refiner") and derived:
         raise ConfigError(

@@ -32,6 +32,7 @@ class Task:
 
 
 def random_flip(images: torch.Tensor) -> torch.Tensor:
-    """Mirror each image (B, C, H, W) with probability 1/2 (global RNG: resumable)."""
+    """Mirror each image (B, C, H, W) or clip (B, T, C, H, W) with probability 1/2 (global RNG:
+    resumable)."""
     flip = torch.rand(images.shape[0], device=images.device) < 0.5
-    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+    return torch.where(flip.view(-1, *[1] * (images.ndim - 1)), images.flip(-1), images)

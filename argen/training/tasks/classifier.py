@@ -17,7 +17,8 @@ from argen.training.tasks.base import Task, random_flip
 class ClassifierTask(Task):
     def __init__(self, recipe: ClassifierRecipe, accelerator) -> None:
         super().__init__(recipe)
-        full = build_dataset(recipe.data.dataset, recipe.data.resolution)
+        data = recipe.data
+        full = build_dataset(data.dataset, data.resolution, data.frames, data.frame_stride)
         every = recipe.data.holdout_every
         indices = range(len(full))
         self.dataset = Subset(full, [i for i in indices if i % every])
@@ -36,7 +37,7 @@ class ClassifierTask(Task):
             images = random_flip(images)
         # small random translations make the classifier robust to generated samples
         shift = torch.randint(-1, 2, (2,)).tolist()
-        images = torch.roll(images, shifts=shift, dims=(2, 3))
+        images = torch.roll(images, shifts=shift, dims=(-2, -1))
         logits = modules["model"](images)
         loss = F.cross_entropy(logits, labels)
         return {"model": loss}, {

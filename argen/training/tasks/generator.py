@@ -24,12 +24,13 @@ from argen.models.continuous import (
 )
 from argen.models.heads import FlowHeadConfig
 from argen.models.llama import Llama
+from argen.models.next_frame import NextFrameLlama
 from argen.models.next_scale import NextScaleConfig, NextScaleLlama, split_scales
 from argen.models.refiner import FineLabelConfig, FineLabelTransformer
 from argen.text import TextEncoder, TextFeatures, build_text_features, text_feature_key
 from argen.tokenizers.coarse_to_fine import CoarseToFineVQModel
 from argen.tokenizers.continuous import ContinuousTokenizer
-from argen.tokenizers.layout import ByteLayout, CoarseToFineLayout, ContinuousLayout, ScaleLayout
+from argen.tokenizers.layout import ByteLayout, CoarseToFineLayout, ContinuousLayout, ScaleLayout, VideoLayout
 from argen.training.recipes import GeneratorRecipe
 from argen.training.tasks.base import Task
 
@@ -85,6 +86,10 @@ class GeneratorTask(Task):
         sizes = dict(vocab_size=getattr(layout, "vocab_size", 0), grid_size=(layout.height, layout.width))
         if isinstance(layout, ByteLayout):
             sizes["rope"] = "1d"
+        if isinstance(layout, VideoLayout):
+            sizes.update(rope="3d", frames=layout.frames)
+        elif recipe.next_frame:
+            raise ValueError("next_frame is for video tokenizers")
         if recipe.model.condition == "text":
             features = self.caption_features(recipe, accelerator)
             self.dataset = CaptionedTokens(self.dataset, features)
@@ -147,8 +152,9 @@ class GeneratorTask(Task):
 
 
 def build_generator(recipe: GeneratorRecipe, tokenizer: torch.nn.Module, sizes: dict) -> torch.nn.Module:
-    """The generator for ``tokenizer``'s layout: Llama over ids or coarse labels, the
-    fine-label model (``task: refiner``), next-scale over id maps, or their continuous twins."""
+    """The generator for ``tokenizer``'s layout: Llama over ids or coarse labels (or video
+    tokens), the next-frame model, the fine-label model (``task: refiner``), next-scale over id
+    maps, or their continuous twins."""
     layout = tokenizer.layout
     base = {f.name: getattr(recipe.model, f.name) for f in fields(recipe.model)} | sizes
     if isinstance(layout, ContinuousLayout):
@@ -165,6 +171,8 @@ def build_generator(recipe: GeneratorRecipe, tokenizer: torch.nn.Module, sizes: 
         return NextScaleLlama(
             NextScaleConfig(**base, patch_nums=layout.scales, token_dim=tokenizer.config.codebook_dim)
         )
+    if recipe.next_frame:
+        return NextFrameLlama(replace(recipe.model, **sizes))
     if recipe.task == "refiner":
         model = FineLabelTransformer(FineLabelConfig(**base, fine_vocab_size=layout.fine_vocab_size))
         model.coarse_labels.copy_(tokenizer.coarse_labels)

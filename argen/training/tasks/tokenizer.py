@@ -7,7 +7,14 @@ from torch import nn
 from torch.func import functional_call
 
 from argen.data import build_dataset
-from argen.tokenizers import ContinuousTokenizer, FrequencyVQModel, MultiScaleVQModel, VQModel
+from argen.tokenizers import (
+    CausalVideoVQModel,
+    ContinuousTokenizer,
+    FrameVQModel,
+    FrequencyVQModel,
+    MultiScaleVQModel,
+    VQModel,
+)
 from argen.tokenizers.blocks import PatchDiscriminator
 from argen.training.recipes import TokenizerRecipe
 from argen.training.tasks.base import Task, random_flip
@@ -30,17 +37,21 @@ def lpips_loss() -> nn.Module:
 class TokenizerTask(Task):
     def __init__(self, recipe: TokenizerRecipe, accelerator) -> None:
         super().__init__(recipe)
-        self.dataset = build_dataset(recipe.data.dataset, recipe.data.resolution)
-        if recipe.model.resolution != recipe.data.resolution:
+        data = recipe.data
+        self.dataset = build_dataset(data.dataset, data.resolution, data.frames, data.frame_stride)
+        if recipe.model.resolution != data.resolution:
             raise ValueError(
-                f"model.resolution ({recipe.model.resolution}) must equal data.resolution "
-                f"({recipe.data.resolution})"
+                f"model.resolution ({recipe.model.resolution}) must equal data.resolution ({data.resolution})"
             )
+        if getattr(recipe.model, "frames", data.frames) != data.frames:
+            raise ValueError(f"model.frames ({recipe.model.frames}) must equal data.frames ({data.frames})")
         kinds = {
             "vq": VQModel,
             "multiscale": MultiScaleVQModel,
             "frequency": FrequencyVQModel,
             "continuous": ContinuousTokenizer,
+            "frame_vq": FrameVQModel,
+            "causal_video": CausalVideoVQModel,
         }
         self.model = kinds[recipe.tokenizer](recipe.model)
         loss = recipe.loss
@@ -62,6 +73,8 @@ class TokenizerTask(Task):
         if self.recipe.data.flip:
             images = random_flip(images)
         recon, stats = modules["model"](images)
+        if images.ndim == 5:  # video clips (B, T, C, H, W): the image losses see frames
+            images, recon = images.flatten(0, 1), recon.flatten(0, 1)
         distance = F.l1_loss if cfg.reconstruction == "l1" else F.mse_loss
         rec = distance(recon, images)
         if "kl_loss" in stats:  # a KL autoencoder
