@@ -28,21 +28,18 @@ from argen.sampling.generate import batch_seed, generate_batch
 from argen.sampling.next_token import SamplingConfig
 
 
-def draw(model, tokenizer, labels: torch.Tensor, config: SamplingConfig, sampler, batch: int) -> np.ndarray:
-    """All images for ``labels`` in seeded batches, as ``sample.py`` draws them."""
-    return np.concatenate(
-        [
-            generate_batch(
-                model,
-                tokenizer,
-                labels[b : b + batch],
-                config,
-                batch_seed(0, b // batch),
-                grid_sampler=sampler,
-            )[0]
-            for b in range(0, len(labels), batch)
-        ]
-    )
+def draw(
+    model, tokenizer, labels: torch.Tensor, config: SamplingConfig, sampler, batch: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """All images (or clips) for ``labels`` and their validity flags, in seeded batches, as
+    ``sample.py`` draws them."""
+    parts = [
+        generate_batch(
+            model, tokenizer, labels[b : b + batch], config, batch_seed(0, b // batch), grid_sampler=sampler
+        )
+        for b in range(0, len(labels), batch)
+    ]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def main() -> None:
@@ -90,7 +87,7 @@ def main() -> None:
         seconds = float("inf")
         for _ in range(args.repeats):
             start = time.perf_counter()
-            images = draw(model, tokenizer, labels, config, sampler, args.batch_size)
+            images, _ = draw(model, tokenizer, labels, config, sampler, args.batch_size)
             seconds = min(seconds, time.perf_counter() - start)
         fid = frechet_distance(metric, real, images, device=torch.device(args.device))
         consistency = class_consistency(
