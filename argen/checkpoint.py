@@ -97,3 +97,13 @@ def load_model(directory: str | Path, classes: dict[str, type]) -> torch.nn.Modu
     except RuntimeError as err:
         raise CheckpointError(f"{weights} does not match its {CONFIG_NAME}: {err}") from None
     return model.eval()
+
+
+def is_run(path: Path) -> bool:
+    """A run directory (model/, ema/, tokenizer/) rather than a model directory or file."""
+    return not ((path / CONFIG_NAME).is_file() or path.is_file())
+
+
+def weights_of(run: Path, choice: str | None) -> Path:
+    """The model directory of a run: ``choice``, else ema when the run has it."""
+    return run / (choice or ("ema" if (run / "ema").is_dir() else "model"))

@@ -16,6 +16,8 @@ from argen.eval import (
     load_classifier,
 )
 from argen.eval.npz import from_uint8, to_uint8
+from argen.training.recipes import recipe_from_dict
+from argen.training.trainer import train
 from tests.test_train import LAUNCH, run_cli
 
 
@@ -262,3 +264,25 @@ def test_speculative_sampling_cli(trained, tmp_path):
     assert np.array_equal(load("plain"), load("spec"))  # greedy with delta 0 equals greedy plain sampling
     bad = sample(trained, tmp_path / "bad", *common, "--speculative", str(trained["vq"]))
     assert bad.returncode == 2
+
+
+def test_draft_head_trains_on_the_target_and_drafts_from_the_cli(trained, tmp_path):
+    recipe = dict(
+        task="draft_head",
+        output_dir=str(tmp_path / "head"),
+        target=str(trained["gpt"]),
+        data=dict(dataset="digits", resolution=8, batch_size=16, token_cache=str(tmp_path / "tokens")),
+        train=dict(max_steps=40, lr=3e-3, warmup_steps=2, save_every=40, log_every=10),
+    )
+    head = train(recipe_from_dict(recipe))
+    logs = [json.loads(line) for line in (head / "log.jsonl").read_text().splitlines()]
+    losses = [entry["feature_loss"] for entry in logs if "feature_loss" in entry]
+    assert losses[-1] < losses[0]  # it learns the target's next features
+    common = ["--num-samples", "4", "--batch-size", "4", "--cfg-scale", "2", "--temperature", "0"]
+    done = sample(trained, tmp_path / "spec", *common, "--speculative", str(head), "--draft-length", "3")
+    assert done.returncode == 0, done.stderr[-2000:]
+    plain = sample(trained, tmp_path / "plain", *common)
+    load = lambda d: np.load(tmp_path / d / "samples.npz")["arr_0"]  # noqa: E731
+    assert np.array_equal(load("plain"), load("spec"))  # greedy speculative output is the target's
+    other = sample(trained, tmp_path / "other", *common, "--speculative", str(head), "--weights", "model")
+    assert other.returncode == 2 and "another target" in other.stderr

@@ -1,21 +1,24 @@
-"""Speculative decoding: exactness, relaxed (LANTERN) acceptance, ragged batches, greedy."""
+"""Speculative decoding: exactness, relaxed (LANTERN) acceptance, ragged batches, greedy; with a
+small draft model and with a draft head on the target's features."""
 
 import itertools
 
 import pytest
 import torch
 
+from argen.models.draft_head import DraftHead
 from argen.sampling import SamplingConfig, guide, sample_next_token
 from argen.sampling.speculative import SpeculativeConfig, code_neighbours, relaxed_mass, sample_speculative
 from tests.test_llama import tiny_llama
 
 
-def pair(**kw):
-    """A target and a cheaper, different draft over the same vocabulary and grid."""
+def pair(head: bool = False, **kw):
+    """A target and a cheaper, different draft over the same vocabulary and grid: a one-layer
+    Llama, or with ``head`` a draft head on the target's features (random trained parts)."""
     target = tiny_llama(**kw)
-    draft = tiny_llama(n_layer=1, **kw)
+    draft = DraftHead.from_target(target).eval() if head else tiny_llama(n_layer=1, **kw)
     with torch.no_grad():
-        for p in draft.parameters():
+        for p in draft.parameters() if not head else [*draft.fc.parameters(), *draft.layers.parameters()]:
             p.add_(0.2 * torch.randn_like(p))
     return target, draft
 
@@ -36,8 +39,9 @@ def empirical(tokens: torch.Tensor, vocab: int) -> torch.Tensor:
     return torch.bincount(codes, minlength=vocab ** tokens.shape[1]).float() / len(tokens)
 
 
-def test_standard_speculative_sampling_draws_the_target_distribution():
-    target, draft = pair(vocab_size=4, grid_size=(1, 3))
+@pytest.mark.parametrize("head", [False, True])
+def test_standard_speculative_sampling_draws_the_target_distribution(head):
+    target, draft = pair(head, vocab_size=4, grid_size=(1, 3))
     labels, n, cfg = torch.full((6000,), 2), 6000, SamplingConfig(cfg_scale=2.0)
     exact = exact_joint(target, 2, 2.0)
     spec, stats = sample_speculative(
@@ -45,8 +49,10 @@ def test_standard_speculative_sampling_draws_the_target_distribution():
     )
     ar = sample_next_token(target, labels, cfg, torch.Generator().manual_seed(1))
     tv = lambda tokens: 0.5 * (empirical(tokens, 4) - exact).abs().sum().item()  # noqa: E731
-    drafted = sample_next_token(draft, labels, cfg, torch.Generator().manual_seed(2))
-    assert tv(drafted) > 0.15  # the draft alone is far from the target ...
+    if not head:
+        drafted = sample_next_token(draft, labels, cfg, torch.Generator().manual_seed(2))
+        assert tv(drafted) > 0.15  # the draft alone is far from the target ...
+    assert stats["tokens_per_call"] < 2.5  # ... and rejects often ...
     assert tv(spec) < 0.05 and tv(spec) < 2 * tv(ar) + 0.01  # ... speculative sampling is not
     assert stats["target_calls"] >= 1 and len(spec) == n
 
@@ -86,8 +92,9 @@ def test_zero_delta_equals_standard_and_relaxing_accepts_more():
     assert runs["relaxed"][1]["tokens_per_call"] > runs["standard"][1]["tokens_per_call"]
 
 
-def test_ragged_batch_equals_rows_one_at_a_time():
-    target, draft = pair()
+@pytest.mark.parametrize("head", [False, True])
+def test_ragged_batch_equals_rows_one_at_a_time(head):
+    target, draft = pair(head)
     labels = torch.tensor([0, 1, 2, 3, 4, 1])
     cfg, spec = SamplingConfig(cfg_scale=1.5, top_k=20), SpeculativeConfig(3)
     seeds = lambda: [torch.Generator().manual_seed(10 + i) for i in range(len(labels))]  # noqa: E731
@@ -97,9 +104,9 @@ def test_ragged_batch_equals_rows_one_at_a_time():
     assert torch.equal(batched, torch.cat(single))
 
 
-@pytest.mark.parametrize("cfg_scale", [1.0, 3.0])
-def test_greedy_speculative_equals_greedy_autoregressive(cfg_scale):
-    target, draft = pair()
+@pytest.mark.parametrize("cfg_scale,head", [(1.0, False), (3.0, False), (3.0, True)])
+def test_greedy_speculative_equals_greedy_autoregressive(cfg_scale, head):
+    target, draft = pair(head)
     labels = torch.arange(5)
     cfg = SamplingConfig(cfg_scale=cfg_scale, temperature=0)
     spec, _ = sample_speculative(target, draft, labels, cfg, SpeculativeConfig(4), torch.Generator())
@@ -111,3 +118,20 @@ def test_code_neighbours_are_the_nearest_other_codes():
     assert code_neighbours(codes, 2, chunk=3).tolist() == [[1, 2], [0, 2], [1, 0], [2, 1]]
     with pytest.raises(ValueError, match="codebook size"):
         code_neighbours(codes, 4)
+
+
+def test_draft_head_cached_drafting_equals_teacher_forcing():
+    target, head = pair(head=True)
+    tokens, labels = torch.randint(0, 50, (3, 12)), torch.tensor([0, 2, 4])
+    features = target.token_features(tokens, labels)  # (B, L, D)
+    predicted, logits = head(features, tokens)
+    head.setup_cache(3, 20)
+    try:
+        index = torch.arange(11).expand(3, -1)
+        first = head.forward_cached(features[:, :6], tokens[:, :6], index[:, :6])  # a prefix, then the rest
+        rest = head.forward_cached(features[:, 6:11], tokens[:, 6:11], index[:, 6:])
+    finally:
+        head.clear_cache()
+    torch.testing.assert_close(torch.cat([first[0], rest[0]], 1), predicted, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(torch.cat([first[1], rest[1]], 1), logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(head.logits(features), target(tokens, labels), atol=1e-5, rtol=1e-4)

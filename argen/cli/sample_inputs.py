@@ -10,26 +10,17 @@ import numpy as np
 import torch
 
 from argen import models
-from argen.checkpoint import CheckpointError
+from argen.checkpoint import CheckpointError, is_run, weights_of
 from argen.data import ImageFolderDataset, build_dataset
 from argen.data.images import load_rgb
 from argen.models.continuous import ContinuousLlama, ContinuousNextScaleLlama
+from argen.models.draft_head import DraftHead
 from argen.models.refiner import FineLabelTransformer
 from argen.sampling.coarse_to_fine import Refinement
 from argen.sampling.next_scale import keep_masks
 from argen.sampling.speculative import Speculation, SpeculativeConfig
 from argen.text import TextEncoder, check_prompts, read_prompts_file, warn_truncated
 from argen.tokenizers.layout import CoarseToFineLayout, ContinuousLayout, GridLayout, ScaleLayout, VideoLayout
-
-
-def is_run(path: Path) -> bool:
-    """A run directory (model/, ema/, tokenizer/) rather than a model directory or file."""
-    return not ((path / "config.json").is_file() or path.is_file())
-
-
-def weights_of(run: Path, choice: str | None) -> Path:
-    """The model directory of a run: ``choice``, else ema when the run has it."""
-    return run / (choice or ("ema" if (run / "ema").is_dir() else "model"))
 
 
 def resolve_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -101,6 +92,11 @@ def load_speculation(
     keys = ("vocab_size", "grid_size", "condition", "num_classes")
     if any(getattr(draft.config, k) != getattr(model.config, k) for k in keys):
         raise CheckpointError(f"draft {draft_dir} does not share the target's {', '.join(keys)}")
+    if isinstance(draft, DraftHead) and not torch.equal(draft.output.weight, model.output.weight):
+        raise CheckpointError(
+            f"draft head {draft_dir} was trained on another target (or the target's other weights: "
+            "heads are trained on its ema weights when it has them)"
+        )
     spec = SpeculativeConfig(args.draft_length, args.relaxed_k, args.relaxed_delta, args.relaxed_lambda)
     codebook = tokenizer.quantize.codebook().detach() if spec.relaxed else None
     return Speculation(draft, spec, codebook)

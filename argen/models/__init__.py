@@ -13,6 +13,7 @@ from argen.models.continuous import (
     ContinuousNextScaleConfig,
     ContinuousNextScaleLlama,
 )
+from argen.models.draft_head import DraftHead, DraftHeadConfig
 from argen.models.llama import Llama, LlamaConfig
 from argen.models.next_frame import NextFrameLlama
 from argen.models.next_scale import NextScaleConfig, NextScaleLlama
@@ -27,6 +28,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "FineLabelTransformer": FineLabelTransformer,
     "ContinuousLlama": ContinuousLlama,
     "ContinuousNextScaleLlama": ContinuousNextScaleLlama,
+    "DraftHead": DraftHead,
 }
 
 
@@ -46,6 +48,8 @@ __all__ = [
     "ContinuousLlamaConfig",
     "ContinuousNextScaleConfig",
     "ContinuousNextScaleLlama",
+    "DraftHead",
+    "DraftHeadConfig",
     "FineLabelConfig",
     "FineLabelTransformer",
     "MODELS",

@@ -84,6 +84,16 @@ class LlamaConfig:
         return self.caption_len if self.condition == "text" else 1
 
 
+def rope_table(c: LlamaConfig) -> torch.Tensor:
+    """The rotation table (prefix_len + num_tokens, Dh/2, 2) of ``c``'s positions."""
+    head_dim = c.dim // c.n_head
+    if c.rope == "1d":
+        return rope_1d(c.num_tokens, head_dim, c.rope_base, c.prefix_len)
+    if c.rope == "3d":
+        return rope_3d(c.frames, *c.grid_size, head_dim, c.rope_base, c.prefix_len)
+    return rope_2d(*c.grid_size, head_dim, c.rope_base, c.prefix_len, c.rope_condition == "zero")
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -198,14 +208,7 @@ class Llama(nn.Module):
         self.layers = nn.ModuleList(LlamaBlock(c) for _ in range(c.n_layer))
         self.norm = RMSNorm(c.dim, c.norm_eps)
         self.output = self.output_head()
-        head_dim = c.dim // c.n_head
-        if c.rope == "1d":
-            table = rope_1d(c.num_tokens, head_dim, c.rope_base, self.prefix_len)
-        elif c.rope == "3d":
-            table = rope_3d(c.frames, *c.grid_size, head_dim, c.rope_base, self.prefix_len)
-        else:
-            table = rope_2d(*c.grid_size, head_dim, c.rope_base, self.prefix_len, c.rope_condition == "zero")
-        self.register_buffer("rope", table, persistent=False)
+        self.register_buffer("rope", rope_table(c), persistent=False)
         self.apply(self._init_weights)
         nn.init.zeros_(self.output.weight)
 
@@ -264,14 +267,18 @@ class Llama(nn.Module):
 
     def forward(self, tokens: torch.Tensor, condition: Condition) -> torch.Tensor:
         """Teacher forcing: tokens (B, L) and a condition -> logits (B, L, V), float32."""
+        return self.output(self.norm(self.token_features(tokens, condition))).float()
+
+    def token_features(self, tokens: torch.Tensor, condition: Condition) -> torch.Tensor:
+        """Teacher forcing: the last block's output (before the final norm) at the positions
+        that predict each token, (B, L, D)."""
         if tokens.shape[1] != self.config.num_tokens:
             raise ValueError(f"expected {self.config.num_tokens} tokens, got {tokens.shape[1]}")
         x = torch.cat([self.embed_condition(condition), self.embed_tokens(tokens[:, :-1])], dim=1)
         rope = self.rope[: x.shape[1]]
         mask = self.attention_mask(condition, x.shape[1]) if self.config.condition == "text" else None
         x = self.run_layers(x, rope, mask)
-        x = x[:, self.prefix_len - 1 :]  # (B, L, D): the positions that predict tokens
-        return self.output(self.norm(x)).float()
+        return x[:, self.prefix_len - 1 :]  # (B, L, D): the positions that predict tokens
 
     def run_layers(self, x: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """All blocks over a whole sequence (teacher forcing), recomputed in the backward pass
@@ -303,6 +310,10 @@ class Llama(nn.Module):
         """Embeddings x (B, Lq, D) at positions ``pos`` -> logits (B, Lq, V), using the cache.
 
         ``pos`` is (Lq,) for all rows or (B, Lq) per row (rows at different lengths)."""
+        return self.output(self.norm(self.features_cached(x, pos))).float()
+
+    def features_cached(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward_cached` up to the last block's output (before the final norm)."""
         rope = self.cache_rope[pos]  # (Lq, Dh/2, 2) or (B, Lq, Dh/2, 2)
         if pos.dim() == 1:
             mask = self.cache_mask[:, :, pos]  # (B|1, 1, Lq, L)
@@ -311,4 +322,4 @@ class Llama(nn.Module):
             mask = rows.gather(1, pos[..., None].expand(-1, -1, rows.shape[-1]))[:, None]  # (B, 1, Lq, L)
         for layer in self.layers:
             x = layer(x, rope, mask, pos)
-        return self.output(self.norm(x)).float()
+        return x

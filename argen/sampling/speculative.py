@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from argen.models.draft_head import DraftHead
 from argen.models.llama import Condition
 from argen.sampling.logits import filter_logits
 from argen.sampling.next_token import SamplingConfig
@@ -88,41 +89,113 @@ def draw(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return (probs.log() + gumbel).argmax(-1)
 
 
+def guidance_scales(sampling: SamplingConfig, length: int, extra: int, device) -> torch.Tensor:
+    """The guidance scale of every token index, scratch positions included, (length + extra + 1,)."""
+    scales = [sampling.scale_at(min(i, length - 1), length) for i in range(length + extra + 1)]
+    return torch.tensor(scales, device=device)
+
+
+def guided(logits: torch.Tensor, scales: torch.Tensor | None) -> torch.Tensor:
+    """[cond; uncond] rows (2B, Lq, V) with per-token ``scales`` (B, Lq) -> (B, Lq, V); no
+    scales: the rows as they are."""
+    if scales is None:
+        return logits
+    cond, uncond = logits.chunk(2)
+    return uncond + scales[..., None] * (cond - uncond)
+
+
 class GuidedModel:
     """One model's cached forward as guided distributions for B rows (2B inside with CFG)."""
 
     def __init__(self, model, condition: Condition, sampling: SamplingConfig, extra: int):
         self.model, self.sampling, self.batch = model, sampling, len(condition)
         self.rows = model.with_null(condition) if sampling.guided else condition
-        length = model.config.num_tokens
-        scales = [sampling.scale_at(min(i, length - 1), length) for i in range(length + extra + 1)]
-        self.scales = torch.tensor(scales, device=model.output.weight.device)
+        self.scales = guidance_scales(sampling, model.config.num_tokens, extra, model.output.weight.device)
         model.setup_cache(self.rows, extra)
 
     def double(self, t: torch.Tensor) -> torch.Tensor:
         return torch.cat([t, t]) if self.sampling.guided else t
 
-    def logits(self, x: torch.Tensor, pos: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def logits(
+        self, x: torch.Tensor, pos: torch.Tensor, index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings x (B', Lq, D) at positions pos (B', Lq) predicting token ``index`` (B, Lq)
-        -> guided logits (B, Lq, V)."""
-        logits = self.model.forward_cached(x, pos)
-        if not self.sampling.guided:
-            return logits
-        cond, uncond = logits.chunk(2)
-        return uncond + self.scales[index][..., None] * (cond - uncond)
+        -> (guided logits (B, Lq, V), the last block's features (B', Lq, D))."""
+        features = self.model.features_cached(x, pos)
+        logits = self.model.output(self.model.norm(features)).float()
+        return guided(logits, self.scales[index] if self.sampling.guided else None), features
 
-    def prefill(self) -> torch.Tensor:
-        """The condition prefix -> guided logits (B, V) for token 0."""
+    def prefill(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The condition prefix -> guided logits (B, V) and features (B', D) for token 0."""
         x = self.model.embed_condition(self.rows)
         pos = torch.arange(x.shape[1], device=x.device)
         index = torch.zeros(self.batch, 1, dtype=torch.long, device=x.device)
-        return self.logits(x, pos.expand(x.shape[0], -1), index)[:, -1]
+        logits, features = self.logits(x, pos.expand(x.shape[0], -1), index)
+        return logits[:, -1], features[:, -1]
 
-    def step(self, tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Tokens (B, Lq) with token indices ``index`` (B, Lq) -> guided logits (B, Lq, V) for
-        the tokens that follow each."""
+    def step(self, tokens: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens (B, Lq) with token indices ``index`` (B, Lq) -> guided logits (B, Lq, V) and
+        features (B', Lq, D) for the tokens that follow each."""
         pos = self.double(index + self.model.prefix_len)
         return self.logits(self.model.embed_tokens(self.double(tokens)), pos, index + 1)
+
+
+class ModelDrafter:
+    """Drafts with a small generator of its own (it re-reads the last two tokens each round)."""
+
+    def __init__(self, draft, condition: Condition, sampling: SamplingConfig, extra: int):
+        self.model = GuidedModel(draft, condition, sampling, extra)
+        self.model.prefill()
+
+    def propose(self, out, features, n, k, pick, sampling) -> tuple[torch.Tensor, torch.Tensor]:
+        """k drafts (B, k) after the first n tokens of each row of ``out``, and their
+        distributions (B, k, V)."""
+        index = n[:, None] + torch.arange(-2, 0, device=n.device)  # (B, 2)
+        tokens = out.gather(1, index)
+        drafted, q = [], []
+        for _ in range(k):
+            probs = probabilities(self.model.step(tokens, index)[0][:, -1], sampling)  # (B, V)
+            q.append(probs)
+            drafted.append(pick(probs))
+            tokens, index = drafted[-1][:, None], index[:, -1:] + 1
+        return torch.stack(drafted, 1), torch.stack(q, 1)
+
+    def close(self) -> None:
+        self.model.model.clear_cache()
+
+
+class HeadDrafter:
+    """Drafts with a :class:`~argen.models.draft_head.DraftHead` on the target's features: each
+    round re-reads the last k+1 tokens with the target's features (the accepted ones replace
+    the head's own predictions), then feeds its predicted features forward."""
+
+    def __init__(self, head, batch: int, sampling: SamplingConfig, extra: int):
+        self.head, self.sampling = head, sampling
+        length = head.config.num_tokens
+        head.setup_cache(2 * batch if sampling.guided else batch, length + extra)
+        self.scales = guidance_scales(sampling, length, extra, head.fc.weight.device)
+
+    def double(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.cat([t, t]) if self.sampling.guided else t
+
+    def propose(self, out, features, n, k, pick, sampling) -> tuple[torch.Tensor, torch.Tensor]:
+        index = (n[:, None] - k - 1 + torch.arange(k + 1, device=n.device)).clamp_min(0)  # (B, k+1)
+        rows = self.double(index)
+        feats = features.gather(1, rows[..., None].expand(-1, -1, features.shape[-1]))  # (B', k+1, D)
+        tokens = self.double(out.gather(1, index))
+        drafted, q = [], []
+        for _ in range(k):
+            predicted, logits = self.head.forward_cached(feats, tokens, rows)
+            scales = self.scales[index[:, -1:] + 1] if sampling.guided else None
+            probs = probabilities(guided(logits[:, -1:], scales)[:, 0], sampling)  # (B, V)
+            q.append(probs)
+            drafted.append(pick(probs))
+            index = index[:, -1:] + 1
+            feats, tokens, rows = predicted[:, -1:], self.double(drafted[-1][:, None]), self.double(index)
+        return torch.stack(drafted, 1), torch.stack(q, 1)
+
+    def close(self) -> None:
+        self.head.clear_cache()
 
 
 def probabilities(logits: torch.Tensor, sampling: SamplingConfig) -> torch.Tensor:
@@ -163,34 +236,33 @@ def sample_speculative(
         u = uniform(generators, batch, probs.shape[-1], device=device)
         return probs.argmax(-1) if greedy else draw(probs, u)
 
-    big, small = (
-        GuidedModel(target, condition, sampling, extra),
-        GuidedModel(draft, condition, sampling, extra),
-    )
+    big = GuidedModel(target, condition, sampling, extra)
+    if isinstance(draft, DraftHead):
+        drafter = HeadDrafter(draft, batch, sampling, extra)
+    else:
+        drafter = ModelDrafter(draft, condition, sampling, extra)
     try:
         out = torch.zeros(batch, length + extra, dtype=torch.long, device=device)
-        out[:, 0] = pick(probabilities(big.prefill(), sampling))
-        small.prefill()
+        logits, first_features = big.prefill()
+        out[:, 0] = pick(probabilities(logits, sampling))
+        # the target's features H_j (at the position predicting token j), per guided row
+        features = first_features.new_zeros(len(big.rows), length + extra + 1, first_features.shape[-1])
+        features[:, 0] = first_features
         if length > 1:  # a second token from the target, so every row has two tokens to feed the draft
             first = out[:, :1]
-            out[:, 1] = pick(probabilities(big.step(first, torch.zeros_like(first))[:, -1], sampling))
+            logits, step_features = big.step(first, torch.zeros_like(first))
+            out[:, 1] = pick(probabilities(logits[:, -1], sampling))
+            features[:, 1] = step_features[:, -1]
         n = torch.full((batch,), min(length, 2), device=device)
         calls, row_calls, gained = 0, 0, 0
         while bool((n < length).any()):
-            # draft k tokens; the draft first (re)reads the last two tokens
-            index = n[:, None] + torch.arange(-2, 0, device=device)  # (B, 2)
-            tokens = out.gather(1, index)
-            drafted, q = [], []
-            for _ in range(k):
-                probs = probabilities(small.step(tokens, index)[:, -1], sampling)  # (B, V)
-                q.append(probs)
-                drafted.append(pick(probs))
-                tokens, index = drafted[-1][:, None], index[:, -1:] + 1
-            drafted, q = torch.stack(drafted, 1), torch.stack(q, 1)  # (B, k), (B, k, V)
+            drafted, q = drafter.propose(out, features, n, k, pick, sampling)  # (B, k), (B, k, V)
             # verify: the target reads the last token and the k drafts at once
             verify = torch.cat([out.gather(1, n[:, None] - 1), drafted], 1)  # (B, k+1)
             index = n[:, None] - 1 + torch.arange(k + 1, device=device)
-            p = probabilities(big.step(verify, index), sampling)  # (B, k+1, V)
+            logits, verified = big.step(verify, index)
+            p = probabilities(logits, sampling)  # (B, k+1, V)
+            features.scatter_(1, big.double(index + 1)[..., None].expand_as(verified), verified)
             calls += 1
             # accept the longest prefix
             flat_p, flat_x = p[:, :k].flatten(0, 1), drafted.flatten()
@@ -217,7 +289,7 @@ def sample_speculative(
             n = torch.where(active, n + m + 1, n)
     finally:
         target.clear_cache()
-        draft.clear_cache()
+        drafter.close()
     stats = {"target_calls": calls, "row_calls": row_calls, "tokens": gained}
     stats["tokens_per_call"] = gained / max(row_calls, 1)
     return out[:, :length], stats

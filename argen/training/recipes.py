@@ -156,6 +156,22 @@ class GeneratorRecipe:
 
 
 @dataclass
+class DraftHeadRecipe:
+    """An EAGLE-style draft head for speculative decoding, trained on a frozen target's
+    features over the target's token cache (``data.token_cache``)."""
+
+    output_dir: str
+    target: str  # the target generator's run directory (its ema weights when it has them)
+    task: Literal["draft_head"] = "draft_head"
+    seed: int = 0
+    layers: int = 1  # the head's Llama blocks
+    feature_weight: float = 1.0  # smooth-L1 regression onto the target's next features
+    token_weight: float = 0.1  # cross-entropy to the target's next-token distribution
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
 class ClassifierRecipe:
     output_dir: str
     task: Literal["classifier"] = "classifier"
@@ -170,8 +186,9 @@ RECIPES = {
     "generator": GeneratorRecipe,
     "refiner": GeneratorRecipe,  # CTF stage 2: the fine-label model; tokenizer: a stage-1 run's tokenizer/
     "classifier": ClassifierRecipe,
+    "draft_head": DraftHeadRecipe,
 }
-Recipe = TokenizerRecipe | GeneratorRecipe | ClassifierRecipe
+Recipe = TokenizerRecipe | GeneratorRecipe | ClassifierRecipe | DraftHeadRecipe
 
 
 def recipe_from_dict(data: dict) -> Recipe:

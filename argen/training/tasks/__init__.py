@@ -9,6 +9,7 @@ from argen.training.recipes import Recipe
 
 def build_task(recipe: Recipe, accelerator: Accelerator):
     from argen.training.tasks.classifier import ClassifierTask
+    from argen.training.tasks.draft_head import DraftHeadTask
     from argen.training.tasks.generator import GeneratorTask
     from argen.training.tasks.tokenizer import TokenizerTask
 
@@ -17,5 +18,6 @@ def build_task(recipe: Recipe, accelerator: Accelerator):
         "generator": GeneratorTask,
         "refiner": GeneratorTask,
         "classifier": ClassifierTask,
+        "draft_head": DraftHeadTask,
     }
     return kinds[recipe.task](recipe, accelerator)

@@ -63,25 +63,7 @@ class GeneratorTask(Task):
                 f"data.resolution ({data.resolution}) must equal the tokenizer's resolution "
                 f"({self.tokenizer.config.resolution})"
             )
-        cache_dir = Path(data.token_cache or Path(recipe.output_dir) / "token_cache")
-        key = cache_key(recipe.tokenizer, data.dataset, data.resolution, data.flip)
-        if not cache_matches(cache_dir, key):
-            if cache_dir.exists():
-                raise ValueError(
-                    f"token cache {cache_dir} was built from another tokenizer or dataset; delete it "
-                    f"or point data.token_cache elsewhere"
-                )
-            build_token_cache(
-                self.tokenizer,
-                build_dataset(data.dataset, data.resolution, data.frames, data.frame_stride),
-                cache_dir,
-                key,
-                data.flip,
-                device=accelerator.device,
-                rank=accelerator.process_index,
-                world_size=accelerator.num_processes,
-                barrier=accelerator.wait_for_everyone,
-            )
+        cache_dir = token_cache(recipe, recipe.tokenizer, self.tokenizer, accelerator)
         self.dataset = TokenCacheDataset(cache_dir)
         sizes = dict(vocab_size=getattr(layout, "vocab_size", 0), grid_size=(layout.height, layout.width))
         if isinstance(layout, ByteLayout):
@@ -178,6 +160,31 @@ def build_generator(recipe: GeneratorRecipe, tokenizer: torch.nn.Module, sizes: 
         model.coarse_labels.copy_(tokenizer.coarse_labels)
         return model
     return Llama(replace(recipe.model, **sizes))  # the recipe itself stays as written
+
+
+def token_cache(recipe, tokenizer_dir: str | Path, tokenizer: torch.nn.Module, accelerator) -> Path:
+    """The recipe's token cache directory, built (by every process) unless it matches."""
+    data = recipe.data
+    cache_dir = Path(data.token_cache or Path(recipe.output_dir) / "token_cache")
+    key = cache_key(tokenizer_dir, data.dataset, data.resolution, data.flip)
+    if not cache_matches(cache_dir, key):
+        if cache_dir.exists():
+            raise ValueError(
+                f"token cache {cache_dir} was built from another tokenizer or dataset; delete it "
+                f"or point data.token_cache elsewhere"
+            )
+        build_token_cache(
+            tokenizer,
+            build_dataset(data.dataset, data.resolution, data.frames, data.frame_stride),
+            cache_dir,
+            key,
+            data.flip,
+            device=accelerator.device,
+            rank=accelerator.process_index,
+            world_size=accelerator.num_processes,
+            barrier=accelerator.wait_for_everyone,
+        )
+    return cache_dir
 
 
 class CaptionedTokens(Dataset):
