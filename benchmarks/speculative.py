@@ -3,10 +3,12 @@ tokens per target pass, wall-time speed-up over plain sampling, and sample quali
 (classifier-feature FID against the dataset, class-consistency) for each.
 
     python -m benchmarks.speculative --target runs/digits/gpt --draft runs/digits/draft \\
-        --classifier runs/digits/classifier/model --deltas 0.05 0.1 0.2
+        runs/digits/draft_head --classifier runs/digits/classifier/model --deltas 0.05 0.1 0.2
 
-Every method draws the same batches with the same seeds. Train the pair first (README demo,
-then ``python train.py --config configs/digits_gpt_draft.yaml``).
+Every method draws the same batches with the same seeds; each draft (a small generator or a
+draft head) gets standard and relaxed rows; "vs std" compares with the first draft's
+standard speculative decoding. Train the pair first (README demo, then ``python train.py
+--config configs/digits_gpt_draft.yaml`` or ``configs/digits_draft_head.yaml``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from argen.sampling.speculative import Speculation, SpeculativeConfig
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", default="runs/digits/gpt")
-    p.add_argument("--draft", default="runs/digits/draft")
+    p.add_argument("--draft", nargs="+", default=["runs/digits/draft"], help="draft runs")
     p.add_argument("--classifier", default="runs/digits/classifier/model")
     p.add_argument("--reference", default="digits")
     p.add_argument("--num-samples", type=int, default=1000)
@@ -44,7 +46,6 @@ def main() -> None:
 
     target_run = Path(args.target)
     target = models.load(weights_of(target_run, None)).to(args.device).eval()
-    draft = models.load(weights_of(Path(args.draft), None)).to(args.device).eval()
     tokenizer = tokenizers.load(target_run / "tokenizer").to(args.device).eval()
     classifier = load_classifier(args.classifier).to(args.device)
     metric = classifier_metric(classifier)
@@ -54,11 +55,13 @@ def main() -> None:
     labels = torch.arange(args.num_samples) % target.config.num_classes
 
     methods: dict[str, Speculation | None] = {"plain": None}
-    methods["speculative"] = Speculation(draft, SpeculativeConfig(args.draft_length), codebook)
-    for delta in args.deltas:
-        spec = SpeculativeConfig(args.draft_length, args.relaxed_k, delta)
-        methods[f"relaxed d={delta}"] = Speculation(draft, spec, codebook)
-
+    for index, path in enumerate(args.draft):
+        draft = models.load(weights_of(Path(path), None)).to(args.device).eval()
+        tag = f" [{index}]" if len(args.draft) > 1 else ""
+        methods[f"speculative{tag}"] = Speculation(draft, SpeculativeConfig(args.draft_length), codebook)
+        for delta in args.deltas:
+            spec = SpeculativeConfig(args.draft_length, args.relaxed_k, delta)
+            methods[f"relaxed d={delta}{tag}"] = Speculation(draft, spec, codebook)
     print(
         f"target={args.target} draft={args.draft} samples={args.num_samples} batch={args.batch_size} "
         f"cfg={args.cfg_scale} draft_length={args.draft_length} relaxed_k={args.relaxed_k} "
@@ -96,18 +99,20 @@ def main() -> None:
         results[name] = (seconds, per_call, fid, consistency)
 
     plain = results["plain"][0]
-    standard = plain / results["speculative"][0]
+    standard = plain / results[next(name for name in results if name.startswith("speculative"))][0]
     print(
-        f"{'method':18s} {'tokens/pass':>11s} {'seconds':>8s} {'speed-up':>8s} {'vs std':>7s} "
+        f"{'method':22s} {'tokens/pass':>11s} {'seconds':>8s} {'speed-up':>8s} {'vs std':>7s} "
         f"{'fid_clf':>8s} {'class-cons':>10s}"
     )
     for name, (seconds, per_call, fid, consistency) in results.items():
         print(
-            f"{name:18s} {per_call:11.2f} {seconds:8.2f} {plain / seconds:7.2f}x "
+            f"{name:22s} {per_call:11.2f} {seconds:8.2f} {plain / seconds:7.2f}x "
             f"{plain / seconds / standard:6.2f}x "
             f"{fid:8.3f} {consistency:10.3f}"
         )
     print("speed-up: plain seconds / method seconds; vs std: speed-up / standard speculative speed-up")
+    for index, path in enumerate(args.draft):
+        print(f"[{index}] {path}")
 
 
 if __name__ == "__main__":
