@@ -74,7 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--flow-steps", type=int, default=25, help="continuous tokens: ODE steps of the head")
-    p.add_argument("--flow-solver", choices=["euler", "heun"], default="euler")
+    p.add_argument("--flow-solver", choices=["euler", "heun", "sde"], default="euler")
+    p.add_argument("--flow-noise", type=float, default=1.0, help="continuous tokens, sde: diffusion scale")
     p.add_argument(
         "--cfg-noise-interval",
         type=float,
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             top_p=args.top_p,
             flow_steps=args.flow_steps,
             flow_solver=args.flow_solver,
+            flow_noise=args.flow_noise,
             cfg_noise_interval=tuple(args.cfg_noise_interval),
         )
         speculation = load_speculation(args, model, tokenizer, accelerator.device, dtype)

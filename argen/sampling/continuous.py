@@ -27,6 +27,7 @@ def draw_tokens(
         weight,
         config.cfg_noise_interval,
         generator,
+        config.flow_noise,
     )
 
 

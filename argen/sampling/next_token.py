@@ -17,9 +17,10 @@ class SamplingConfig:
 
     ``cfg_interval`` is the fraction (start, end) of the sequence on which guidance applies;
     ``cfg_schedule="linear"`` ramps the scale from 1 at the first token to ``cfg_scale`` at
-    the last. Continuous tokens are drawn by ``flow_steps`` steps of ``flow_solver`` from noise
-    scaled by ``temperature``, guided only while the noise level t (1 = noise, 0 = data) lies
-    in ``cfg_noise_interval``.
+    the last. Continuous tokens are drawn by ``flow_steps`` steps of ``flow_solver`` (an ODE
+    solver, or ``sde`` with its diffusion scaled by ``flow_noise``) from noise scaled by
+    ``temperature``, guided only while the noise level t (1 = noise, 0 = data) lies in
+    ``cfg_noise_interval``.
     """
 
     cfg_scale: float = 1.0
@@ -29,7 +30,8 @@ class SamplingConfig:
     top_k: int = 0
     top_p: float = 1.0
     flow_steps: int = 25
-    flow_solver: Literal["euler", "heun"] = "euler"
+    flow_solver: Literal["euler", "heun", "sde"] = "euler"
+    flow_noise: float = 1.0  # sde: diffusion g(t)^2 = 2 * flow_noise * t
     cfg_noise_interval: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
@@ -43,8 +45,10 @@ class SamplingConfig:
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi <= 1:
                 raise ValueError(f"{name} must satisfy 0 <= start <= end <= 1, got {(lo, hi)}")
-        if self.flow_steps < 1 or self.flow_solver not in ("euler", "heun"):
-            raise ValueError("flow_steps must be >= 1 and flow_solver euler or heun")
+        if self.flow_steps < 1 or self.flow_solver not in ("euler", "heun", "sde"):
+            raise ValueError("flow_steps must be >= 1 and flow_solver euler, heun or sde")
+        if self.flow_noise < 0:
+            raise ValueError(f"flow_noise must be >= 0, got {self.flow_noise}")
 
     @property
     def guided(self) -> bool:

@@ -1,0 +1,231 @@
+"""Continuous speculative decoding (CSpD-style) for next-token generators with flow heads.
+
+Tokens are drawn with the heads' SDE sampler (``flow_solver: sde``), whose steps are Gaussian
+transitions, so a token's whole sampling path has a density under each model. The draft
+proposes ``draft_length`` tokens, recording their paths; the target reads them in one
+forward pass and scores each path with its own transitions evaluated along the draft's path
+(the two models are aligned on one trajectory, as CSpD aligns them). A drafted token is
+accepted with probability min(1, P(path) / Q(path)). At the first rejection the token is
+redrawn from the residual max(P - Q, 0) by acceptance-rejection: target paths are proposed
+and kept with probability 1 - Q/P, at most ``max_tries`` times (a row that exhausts them
+keeps the last proposal, counted in ``fallbacks``: the only departure from the target's
+distribution). After ``draft_length`` accepts the target draws one more token itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from argen.models.heads import flow_velocity, path_log_density, sample_sde_path
+from argen.models.llama import Condition
+from argen.sampling.next_token import SamplingConfig
+from argen.sampling.speculative import Generators, guidance_scales, uniform
+
+
+@dataclass
+class ContinuousSpeculativeConfig:
+    draft_length: int = 4
+    max_tries: int = 32  # residual proposals per rejected token
+
+    def __post_init__(self) -> None:
+        if self.draft_length < 1 or self.max_tries < 1:
+            raise ValueError("draft_length and max_tries must be >= 1")
+
+
+def gaussian(
+    generators: Generators, rows: int, *shape: int, device: torch.device, active: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Standard normals (rows, *shape): one stream for the batch, or one per row; with
+    per-row streams, rows outside ``active`` (B,) get zeros and leave their stream untouched."""
+    if isinstance(generators, torch.Generator):
+        return torch.randn(rows, *shape, generator=generators, device=device)
+    flags = [True] * rows if active is None else active.tolist()
+    return torch.stack(
+        [
+            torch.randn(*shape, generator=g, device=device) if a else torch.zeros(*shape, device=device)
+            for g, a in zip(generators, flags)
+        ]
+    )
+
+
+def uniform_rows(
+    generators: Generators, rows: int, active: torch.Tensor, device: torch.device
+) -> torch.Tensor:
+    """Uniforms (rows,); with per-row streams only the ``active`` rows draw (the rest get 1)."""
+    if isinstance(generators, torch.Generator):
+        return uniform(generators, rows, device=device)
+    flags = active.tolist()
+    return torch.stack(
+        [
+            torch.rand((), generator=g, device=device) if a else torch.ones((), device=device)
+            for g, a in zip(generators, flags)
+        ]
+    )
+
+
+class PathSampler:
+    """One model's head: draws tokens with their SDE paths, and scores paths."""
+
+    def __init__(self, model, sampling: SamplingConfig, generators: Generators, batch: int):
+        self.model, self.sampling, self.generators, self.batch = model, sampling, generators, batch
+
+    def velocity(self, z: torch.Tensor, scales: torch.Tensor):
+        """z (B', n, D) with per-token guidance ``scales`` (B, n)."""
+        s = self.sampling
+        return flow_velocity(self.model.head, z, s.guided, scales, s.cfg_noise_interval)
+
+    def draw(
+        self, z: torch.Tensor, scales: torch.Tensor, active: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens for z (B', n, D) -> (path (K+1, B, n, d) ending at the tokens, means (K, B, n, d));
+        ``active`` (B,): the rows that draw (per-row streams)."""
+        s, shape = self.sampling, (z.shape[1], self.model.config.token_dim)
+        device = z.device
+        start = gaussian(self.generators, self.batch, *shape, device=device, active=active) * s.temperature
+        normal = lambda: gaussian(self.generators, self.batch, *shape, device=device, active=active)  # noqa: E731
+        return sample_sde_path(self.velocity(z, scales), start, s.flow_steps, s.flow_noise, normal)
+
+    def log_density(self, path: torch.Tensor, z: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+        """Log density (B, n) of paths (K+1, B, n, d) under this model, up to a shared constant."""
+        return path_log_density(self.velocity(z, scales), path, self.sampling.flow_noise)
+
+
+class CachedRows:
+    """A continuous generator's KV-cached forward on [cond; uncond] rows (2B with CFG)."""
+
+    def __init__(self, model, condition: Condition, sampling: SamplingConfig, extra: int):
+        self.model, self.guided = model, sampling.guided
+        self.rows = model.with_null(condition) if sampling.guided else condition
+        model.setup_cache(self.rows, extra)
+
+    def double(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.cat([t, t]) if self.guided else t
+
+    def prefill(self) -> torch.Tensor:
+        """z (B', 1, D) for token 0."""
+        x = self.model.embed_condition(self.rows)
+        return self.model.forward_cached(x, torch.arange(x.shape[1], device=x.device))[:, -1:]
+
+    def step(self, tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, Lq, d) at token indices (B, Lq) -> z (B', Lq, D) for the tokens after each."""
+        pos = self.double(index + self.model.prefix_len)
+        return self.model.forward_cached(self.model.embed_tokens(self.double(tokens)), pos)
+
+
+@torch.no_grad()
+def sample_continuous_speculative(
+    target: torch.nn.Module,
+    draft: torch.nn.Module,
+    condition: Condition,
+    sampling: SamplingConfig,
+    spec: ContinuousSpeculativeConfig,
+    generators: Generators,
+) -> tuple[torch.Tensor, dict]:
+    """Generate ``target.config.num_tokens`` tokens per condition row -> (tokens (B, L, d),
+    stats: ``target_calls``, ``row_calls``, ``tokens``, ``tokens_per_call``, ``fallbacks``)."""
+    if sampling.flow_solver != "sde" or sampling.flow_noise <= 0:
+        raise ValueError(
+            "continuous speculative decoding needs --flow-solver sde with --flow-noise > 0: "
+            "acceptance compares the densities of the heads' Gaussian sampling steps"
+        )
+    shape = ("token_dim", "num_tokens")
+    if any(getattr(target.config, k) != getattr(draft.config, k) for k in shape):
+        raise ValueError("draft and target must share the tokenizer (token width and grid)")
+    k, length, batch = spec.draft_length, target.config.num_tokens, len(condition)
+    extra = 2 * k + 1  # scratch positions past the grid for rows that run ahead
+    device = target.output.weight.device
+    rows = torch.arange(batch, device=device)
+    scales = guidance_scales(sampling, length, extra, device)
+    big, small = CachedRows(target, condition, sampling, extra), CachedRows(draft, condition, sampling, extra)
+    p_head = PathSampler(target, sampling, generators, batch)
+    q_head = PathSampler(draft, sampling, generators, batch)
+    try:
+        out = torch.zeros(batch, length + extra, target.config.token_dim, device=device)
+        first = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        out[:, :1] = p_head.draw(big.prefill(), scales[first])[0][-1]
+        small.prefill()
+        if length > 1:  # a second token from the target, so every row has two tokens to feed the draft
+            out[:, 1:2] = p_head.draw(big.step(out[:, :1], first), scales[first + 1])[0][-1]
+        n = torch.full((batch,), min(length, 2), device=device)
+        calls, row_calls, gained, fallbacks = 0, 0, 0, 0
+        while bool((n < length).any()):
+            # draft k tokens with their paths; the draft first (re)reads the last two tokens
+            index = n[:, None] + torch.arange(-2, 0, device=device)  # (B, 2)
+            tokens = out[rows[:, None], index]  # (B, 2, d)
+            z_q, paths = [], []
+            for _ in range(k):
+                z = small.step(tokens, index)[:, -1:]  # (B', 1, D)
+                path, _ = q_head.draw(z, scales[index[:, -1:] + 1])
+                z_q.append(z)
+                paths.append(path)
+                tokens, index = path[-1], index[:, -1:] + 1
+            z_q, paths = torch.cat(z_q, 1), torch.cat(paths, 2)  # (B', k, D), (K+1, B, k, d)
+            drafted = paths[-1]  # (B, k, d)
+            # verify: the target reads the last token and the k drafts at once
+            index = n[:, None] - 1 + torch.arange(k + 1, device=device)  # (B, k+1)
+            z_p = big.step(torch.cat([out[rows, n - 1][:, None], drafted], 1), index)  # (B', k+1, D)
+            calls += 1
+            token_scales = scales[index + 1]  # (B, k+1): the guidance of each predicted token
+            log_ratio = p_head.log_density(paths, z_p[:, :k], token_scales[:, :k]) - q_head.log_density(
+                paths, z_q, token_scales[:, :k]
+            )  # (B, k)
+            u = uniform(generators, batch, k, device=device)
+            m = (u.log() <= log_ratio).long().cumprod(1).sum(1)  # (B,) accepted drafts
+            # the target's own token: after k accepts a plain draw, else one from the residual
+            pick = torch.cat([rows, rows + batch]) if sampling.guided else rows
+            z_final = z_p[pick, torch.cat([m, m]) if sampling.guided else m][:, None]  # (B', 1, D)
+            z_draft = z_q[pick, (torch.cat([m, m]) if sampling.guided else m).clamp(max=k - 1)][:, None]
+            final_scales = token_scales[rows, m][:, None]  # (B, 1)
+            final = torch.zeros(batch, 1, drafted.shape[-1], device=device)
+            bonus, need = m == k, torch.ones(batch, dtype=torch.bool, device=device)
+            for attempt in range(spec.max_tries):
+                path, _ = p_head.draw(z_final, final_scales, need)
+                log_q_over_p = q_head.log_density(path, z_draft, final_scales) - p_head.log_density(
+                    path, z_final, final_scales
+                )  # (B, 1)
+                u = uniform_rows(generators, batch, need, device)
+                keep = u.log() <= torch.log1p(-log_q_over_p[:, 0].clamp(max=0).exp().clamp(max=1 - 1e-12))
+                last = attempt == spec.max_tries - 1
+                take = need & (bonus | keep | last)
+                fallbacks += int((need & ~bonus & ~keep).sum()) if last else 0
+                final = torch.where(take[:, None, None], path[-1], final)
+                need = need & ~take
+                if not bool(need.any()):
+                    break
+            new = torch.cat([drafted, final], 1)  # (B, k+1, d)
+            new[rows, m] = final[:, 0]
+            out[rows[:, None], n[:, None] + torch.arange(k + 1, device=device)] = new
+            active = n < length
+            row_calls += int(active.sum())
+            gained += int(torch.where(active, (m + 1).clamp(max=length - n), 0).sum())
+            n = torch.where(active, n + m + 1, n)
+    finally:
+        target.clear_cache()
+        draft.clear_cache()
+    stats = {"target_calls": calls, "row_calls": row_calls, "tokens": gained, "fallbacks": fallbacks}
+    stats["tokens_per_call"] = gained / max(row_calls, 1)
+    return out[:, :length], stats
+
+
+class ContinuousSpeculation:
+    """A continuous draft model with its settings, ready to sample batch after batch; keeps
+    the totals of the statistics over the batches drawn."""
+
+    def __init__(self, draft: torch.nn.Module, config: ContinuousSpeculativeConfig):
+        self.draft, self.config = draft, config
+        self.totals = {"target_calls": 0, "row_calls": 0, "tokens": 0, "fallbacks": 0}
+
+    def __call__(self, target, condition: Condition, sampling: SamplingConfig, generator: Generators):
+        tokens, stats = sample_continuous_speculative(
+            target, self.draft, condition, sampling, self.config, generator
+        )
+        for key in self.totals:
+            self.totals[key] += stats[key]
+        return tokens
+
+    @property
+    def tokens_per_call(self) -> float:
+        """Mean tokens a row gains per target pass, over all batches drawn."""
+        return self.totals["tokens"] / max(self.totals["row_calls"], 1)
