@@ -1,6 +1,8 @@
 """Continuous tokens: the KL tokenizer (scratch and diffusers directories), flow-matching heads,
 continuous next-token and next-scale sampling, and the pipeline through train.py and sample.py."""
 
+import json
+
 import numpy as np
 import torch
 from diffusers import AutoencoderKL
@@ -242,3 +244,10 @@ def test_continuous_pipeline_through_train_and_sample(tmp_path):
         ]
         assert sample_cli.main([*args, "--flow-solver", "heun"]) == 0
         assert np.load(out / "samples.npz")["arr_0"].shape == (4, 8, 8, 3)
+        if not scales:  # continuous speculative decoding, the run drafting for itself
+            spec = [*args[:-1], str(tmp_path / "spec"), "--flow-solver", "sde", "--speculative", str(run)]
+            assert sample_cli.main([*spec, "--draft-length", "2"]) == 0
+            metrics = json.loads((tmp_path / "spec" / "metrics.json").read_text())
+            assert metrics["speculative"]["tokens_per_target_call"] == 14 / 5  # 16 tokens: 2, then 3 per pass
+            assert metrics["speculative"]["residual_fallbacks"] == 0
+            assert sample_cli.main([*spec[:-2], "--speculative", str(run)]) == 2  # the ODE sampler: refused

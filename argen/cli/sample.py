@@ -94,6 +94,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--relaxed-delta", type=float, default=0.0, help="speculative: total-variation budget")
     p.add_argument("--relaxed-lambda", type=float, help="speculative: cap on the aggregated mass (LANTERN++)")
     p.add_argument(
+        "--residual-tries",
+        type=int,
+        default=32,
+        help="continuous speculative: residual proposals per rejection",
+    )
+    p.add_argument(
         "--refiner", metavar="RUN", help="coarse-to-fine models: the fine-label run (task: refiner)"
     )
     p.add_argument(
@@ -235,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         if speculation is not None:
             metrics["speculative"] = vars(speculation.config) | {
                 "tokens_per_target_call": speculation.tokens_per_call,  # main process's batches
+                "residual_fallbacks": speculation.totals.get("fallbacks", 0),
                 "draft": args.speculative,
             }
         if prompts is not None:

@@ -17,6 +17,7 @@ from argen.models.continuous import ContinuousLlama, ContinuousNextScaleLlama
 from argen.models.draft_head import DraftHead
 from argen.models.refiner import FineLabelTransformer
 from argen.sampling.coarse_to_fine import Refinement
+from argen.sampling.continuous_speculative import ContinuousSpeculation, ContinuousSpeculativeConfig
 from argen.sampling.next_scale import keep_masks
 from argen.sampling.speculative import Speculation, SpeculativeConfig
 from argen.text import TextEncoder, check_prompts, read_prompts_file, warn_truncated
@@ -80,15 +81,28 @@ def parse_classes(spec: str | None, num_classes: int) -> list[int]:
 
 def load_speculation(
     args: argparse.Namespace, model: torch.nn.Module, tokenizer: torch.nn.Module, device, dtype
-) -> Speculation | None:
+) -> Speculation | ContinuousSpeculation | None:
     """The draft model and acceptance settings of ``--speculative``, checked against the target."""
     if not args.speculative:
         return None
-    if not isinstance(tokenizer.layout, GridLayout):
-        raise ValueError("--speculative needs a next-token generator over ids")
+    layout = tokenizer.layout
+    continuous = isinstance(layout, ContinuousLayout) and not layout.scales
+    if not (isinstance(layout, GridLayout) or continuous):
+        raise ValueError("--speculative needs a next-token generator over ids or continuous tokens")
     run = Path(args.speculative)
     draft_dir = weights_of(run, args.weights) if is_run(run) else run
     draft = models.load(draft_dir).to(device, dtype)
+    if continuous:
+        if not isinstance(draft, ContinuousLlama) or args.relaxed_delta > 0:
+            raise ValueError(
+                "continuous targets take a continuous next-token draft and no relaxed acceptance"
+            )
+        keys = ("token_dim", "grid_size", "condition", "num_classes")
+        if any(getattr(draft.config, k) != getattr(model.config, k) for k in keys):
+            raise CheckpointError(f"draft {draft_dir} does not share the target's {', '.join(keys)}")
+        return ContinuousSpeculation(
+            draft, ContinuousSpeculativeConfig(args.draft_length, args.residual_tries)
+        )
     keys = ("vocab_size", "grid_size", "condition", "num_classes")
     if any(getattr(draft.config, k) != getattr(model.config, k) for k in keys):
         raise CheckpointError(f"draft {draft_dir} does not share the target's {', '.join(keys)}")

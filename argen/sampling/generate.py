@@ -47,9 +47,9 @@ def generate_batch(
 
     ``resize`` resamples the decoded images (plain bicubic, as LlamaGen does before evaluating
     its 384 px models at 256 px). ``grid_sampler`` replaces next-token sampling on raster grids
-    (speculative decoding, coarse-to-fine); ``edit`` (next-scale only) keeps a source image's
-    tokens where its mask says so; ``given`` (video only) holds the ids (b, n, h, w) of the first
-    n latent frames, kept as they are (frame prediction)."""
+    (speculative decoding, also of continuous tokens; coarse-to-fine); ``edit`` (next-scale
+    only) keeps a source image's tokens where its mask says so; ``given`` (video only) holds
+    the ids (b, n, h, w) of the first n latent frames, kept as they are (frame prediction)."""
     device = next(model.parameters()).device
     layout = tokenizer.layout
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -70,6 +70,8 @@ def generate_batch(
     elif isinstance(layout, ContinuousLayout):
         if layout.scales:
             tokens = sample_continuous_next_scale(model, tokenizer, condition, config, generator)
+        elif grid_sampler is not None:  # continuous speculative decoding
+            tokens = grid_sampler(model, condition, config, generator)
         else:
             tokens = sample_continuous_next_token(model, condition, config, generator)
         images = tokenizer.decode(tokens)  # (b, C, H, W)
