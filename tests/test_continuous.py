@@ -250,4 +250,5 @@ def test_continuous_pipeline_through_train_and_sample(tmp_path):
             metrics = json.loads((tmp_path / "spec" / "metrics.json").read_text())
             assert metrics["speculative"]["tokens_per_target_call"] == 14 / 5  # 16 tokens: 2, then 3 per pass
             assert metrics["speculative"]["residual_fallbacks"] == 0
-            assert sample_cli.main([*spec[:-2], "--speculative", str(run)]) == 2  # the ODE sampler: refused
+            ode = [*args[:-1], str(tmp_path / "ode"), "--speculative", str(run)]
+            assert sample_cli.main(ode) == 2  # the ODE sampler has no path densities: refused
