@@ -97,6 +97,8 @@ def load_speculation(
             raise ValueError(
                 "continuous targets take a continuous next-token draft and no relaxed acceptance"
             )
+        if args.flow_solver != "sde" or args.flow_noise <= 0:
+            raise ValueError("continuous speculative decoding needs --flow-solver sde and --flow-noise > 0")
         keys = ("token_dim", "grid_size", "condition", "num_classes")
         if any(getattr(draft.config, k) != getattr(model.config, k) for k in keys):
             raise CheckpointError(f"draft {draft_dir} does not share the target's {', '.join(keys)}")
