@@ -15,15 +15,15 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from argen import models, tokenizers
 from argen.cli.sample import reference_images, weights_of
 from argen.eval import class_consistency, classifier_metric, frechet_distance, from_uint8, load_classifier
 from argen.sampling.continuous_speculative import ContinuousSpeculation, ContinuousSpeculativeConfig
-from argen.sampling.generate import batch_seed, generate_batch
+from argen.sampling.generate import generate_batch
 from argen.sampling.next_token import SamplingConfig
+from benchmarks.orderings import draw
 
 
 def main() -> None:
@@ -71,19 +71,7 @@ def main() -> None:
         if speculation is not None:
             speculation.totals = dict.fromkeys(speculation.totals, 0)
         start = time.perf_counter()
-        images = np.concatenate(
-            [
-                generate_batch(
-                    model,
-                    tokenizer,
-                    labels[b : b + args.batch_size],
-                    config,
-                    batch_seed(0, b // args.batch_size),
-                    grid_sampler=speculation,
-                )[0]
-                for b in range(0, args.num_samples, args.batch_size)
-            ]
-        )
+        images, _ = draw(model, tokenizer, labels, config, speculation, args.batch_size)
         seconds = time.perf_counter() - start
         plain = plain or seconds
         fid = frechet_distance(metric, real, images, device=torch.device(args.device))

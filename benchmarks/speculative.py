@@ -17,15 +17,15 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from argen import models, tokenizers
 from argen.cli.sample import reference_images, weights_of
 from argen.eval import class_consistency, classifier_metric, frechet_distance, from_uint8, load_classifier
-from argen.sampling.generate import batch_seed, generate_batch
+from argen.sampling.generate import generate_batch
 from argen.sampling.next_token import SamplingConfig
 from argen.sampling.speculative import Speculation, SpeculativeConfig
+from benchmarks.orderings import draw
 
 
 def main() -> None:
@@ -69,7 +69,6 @@ def main() -> None:
     )
     results = {}
     for name, speculation in methods.items():
-        batches = range(0, args.num_samples, args.batch_size)
         generate_batch(
             target, tokenizer, labels[: args.batch_size], config, 0, grid_sampler=speculation
         )  # warm-up
@@ -78,19 +77,7 @@ def main() -> None:
             if speculation is not None:
                 speculation.totals = dict.fromkeys(speculation.totals, 0)
             start = time.perf_counter()
-            images = np.concatenate(
-                [
-                    generate_batch(
-                        target,
-                        tokenizer,
-                        labels[b : b + args.batch_size],
-                        config,
-                        batch_seed(0, b // args.batch_size),
-                        grid_sampler=speculation,
-                    )[0]
-                    for b in batches
-                ]
-            )
+            images, _ = draw(target, tokenizer, labels, config, speculation, args.batch_size)
             seconds = min(seconds, time.perf_counter() - start)
         fid = frechet_distance(metric, real, images, device=torch.device(args.device))
         pixels = from_uint8(images).to(args.device)

@@ -21,7 +21,7 @@ import torch
 from argen.models.heads import flow_velocity, path_log_density, sample_sde_path
 from argen.models.llama import Condition
 from argen.sampling.next_token import SamplingConfig
-from argen.sampling.speculative import Generators, guidance_scales, uniform
+from argen.sampling.speculative import Generators, SpeculationTotals, guidance_scales, uniform
 
 
 @dataclass
@@ -209,23 +209,16 @@ def sample_continuous_speculative(
     return out[:, :length], stats
 
 
-class ContinuousSpeculation:
-    """A continuous draft model with its settings, ready to sample batch after batch; keeps
-    the totals of the statistics over the batches drawn."""
+class ContinuousSpeculation(SpeculationTotals):
+    """A continuous draft model with its settings, ready to sample batch after batch."""
 
     def __init__(self, draft: torch.nn.Module, config: ContinuousSpeculativeConfig):
+        super().__init__(("target_calls", "row_calls", "tokens", "fallbacks"))
         self.draft, self.config = draft, config
-        self.totals = {"target_calls": 0, "row_calls": 0, "tokens": 0, "fallbacks": 0}
 
     def __call__(self, target, condition: Condition, sampling: SamplingConfig, generator: Generators):
         tokens, stats = sample_continuous_speculative(
             target, self.draft, condition, sampling, self.config, generator
         )
-        for key in self.totals:
-            self.totals[key] += stats[key]
+        self.record(stats)
         return tokens
-
-    @property
-    def tokens_per_call(self) -> float:
-        """Mean tokens a row gains per target pass, over all batches drawn."""
-        return self.totals["tokens"] / max(self.totals["row_calls"], 1)

@@ -295,30 +295,39 @@ def sample_speculative(
     return out[:, :length], stats
 
 
-class Speculation:
-    """A draft model with its settings, ready to sample batch after batch; keeps the totals
-    of the statistics over the batches drawn."""
+class SpeculationTotals:
+    """The statistics of a speculative sampler, summed over the batches it has drawn."""
+
+    def __init__(self, keys: tuple[str, ...] = ("target_calls", "row_calls", "tokens")):
+        self.totals = dict.fromkeys(keys, 0)
+
+    def record(self, stats: dict) -> None:
+        for key in self.totals:
+            self.totals[key] += stats[key]
+
+    @property
+    def tokens_per_call(self) -> float:
+        """Mean tokens a row gains per target pass, over all batches drawn."""
+        return self.totals["tokens"] / max(self.totals["row_calls"], 1)
+
+
+class Speculation(SpeculationTotals):
+    """A draft model (or draft head) with its settings, ready to sample batch after batch."""
 
     def __init__(
         self, draft: torch.nn.Module, config: SpeculativeConfig, codebook: torch.Tensor | None = None
     ):
+        super().__init__()
         self.draft, self.config = draft, config
         self.neighbours = None
         if config.relaxed:
             if codebook is None:
                 raise ValueError("relaxed acceptance needs the tokenizer's codebook")
             self.neighbours = code_neighbours(codebook, min(config.relaxed_k, codebook.shape[0] - 1))
-        self.totals = {"target_calls": 0, "row_calls": 0, "tokens": 0}
 
     def __call__(self, target, condition: Condition, sampling: SamplingConfig, generator: Generators):
         ids, stats = sample_speculative(
             target, self.draft, condition, sampling, self.config, generator, self.neighbours
         )
-        for key in self.totals:
-            self.totals[key] += stats[key]
+        self.record(stats)
         return ids
-
-    @property
-    def tokens_per_call(self) -> float:
-        """Mean tokens a row gains per target pass, over all batches drawn."""
-        return self.totals["tokens"] / max(self.totals["row_calls"], 1)
