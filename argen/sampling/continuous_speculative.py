@@ -21,7 +21,7 @@ import torch
 from argen.models.heads import flow_velocity, path_log_density, sample_sde_path
 from argen.models.llama import Condition
 from argen.sampling.next_token import SamplingConfig
-from argen.sampling.speculative import Generators, SpeculationTotals, guidance_scales, uniform
+from argen.sampling.speculative import Generators, SpeculationTotals, advance, guidance_scales, uniform
 
 
 @dataclass
@@ -197,10 +197,8 @@ def sample_continuous_speculative(
             new = torch.cat([drafted, final], 1)  # (B, k+1, d)
             new[rows, m] = final[:, 0]
             out[rows[:, None], n[:, None] + torch.arange(k + 1, device=device)] = new
-            active = n < length
-            row_calls += int(active.sum())
-            gained += int(torch.where(active, (m + 1).clamp(max=length - n), 0).sum())
-            n = torch.where(active, n + m + 1, n)
+            n, rows_active, rows_gained = advance(n, m, length)
+            row_calls, gained = row_calls + rows_active, gained + rows_gained
     finally:
         target.clear_cache()
         draft.clear_cache()

@@ -198,6 +198,14 @@ class HeadDrafter:
         self.head.clear_cache()
 
 
+def advance(n: torch.Tensor, m: torch.Tensor, length: int) -> tuple[torch.Tensor, int, int]:
+    """Rows at n (B,) tokens that accepted m drafts plus one target token -> (their new n, the
+    unfinished rows, the tokens those gained)."""
+    active = n < length
+    gained = int(torch.where(active, (m + 1).clamp(max=length - n), 0).sum())
+    return torch.where(active, n + m + 1, n), int(active.sum()), gained
+
+
 def probabilities(logits: torch.Tensor, sampling: SamplingConfig) -> torch.Tensor:
     """The distribution tokens are drawn from (temperature 0 keeps temperature 1 here)."""
     temperature = sampling.temperature or 1.0
@@ -283,10 +291,8 @@ def sample_speculative(
             final = pick(p_m if greedy else torch.where((m == k)[:, None], p_m, residual))
             new = torch.cat([drafted, final[:, None]], 1).scatter(1, m[:, None], final[:, None])  # (B, k+1)
             out.scatter_(1, n[:, None] + torch.arange(k + 1, device=device), new)
-            active = n < length
-            row_calls += int(active.sum())
-            gained += int(torch.where(active, (m + 1).clamp(max=length - n), 0).sum())
-            n = torch.where(active, n + m + 1, n)
+            n, rows_active, rows_gained = advance(n, m, length)
+            row_calls, gained = row_calls + rows_active, gained + rows_gained
     finally:
         target.clear_cache()
         drafter.close()
