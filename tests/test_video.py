@@ -29,7 +29,7 @@ from argen.tokenizers import (
 )
 from argen.training.recipes import recipe_from_dict
 from argen.training.trainer import train
-from tests.conftest import TRAIN, gpt_recipe
+from tests.conftest import TRAIN, gpt_recipe, t2i_recipe
 
 TINY_VQ = dict(
     resolution=16, base_channels=8, channel_mult=(1, 2, 2), num_res_blocks=1, z_channels=8, norm_groups=4
@@ -206,14 +206,14 @@ def test_i3d_features_need_weights_and_read_16_frames_at_224(tmp_path):
         features(video[:, :8])
 
 
-def video_vq_recipe(out, frames=4, **model) -> dict:
+def video_vq_recipe(out, frames=4, max_steps=TRAIN["max_steps"], **model) -> dict:
     return dict(
         task="tokenizer",
         tokenizer="frame_vq",
         output_dir=str(out),
         data=dict(dataset="moving_digits", resolution=16, frames=frames, batch_size=4),
         model=dict(**TINY_VQ, frames=frames, codebook_size=32, codebook_dim=4, **model),
-        train=TRAIN,
+        train={**TRAIN, "max_steps": max_steps},
     )
 
 
@@ -285,6 +285,18 @@ def test_video_pipeline_train_sample_fvd_and_frame_prediction(tmp_path):
     assert (
         sample_cli.main(["--ckpt", str(far_run), "--num-samples", "2", "--out", str(tmp_path / "far_s")]) == 0
     )
+
+
+def test_text_conditional_video_generation(tmp_path):
+    vq = train(recipe_from_dict(video_vq_recipe(tmp_path / "vq", max_steps=2)))
+    gen = t2i_recipe(tmp_path / "t2v", vq / "model", max_steps=2)
+    gen["data"].update(dataset="moving_digits", resolution=16, frames=4)
+    run = train(recipe_from_dict(gen))
+    out = tmp_path / "s"
+    prompt = ["--prompt", "a moving handwritten digit seven", "--num-samples", "2", "--cfg-scale", "2"]
+    assert sample_cli.main(["--ckpt", str(run), *prompt, "--out", str(out)]) == 0
+    assert np.load(out / "samples.npz")["arr_0"].shape == (2, 4, 16, 16, 3)
+    assert (out / "videos" / "000001.mp4").is_file()
 
 
 def test_causal_video_tokenizer_trains_and_feeds_the_generator(tmp_path):

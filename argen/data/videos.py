@@ -26,6 +26,7 @@ class MovingDigitsDataset(Dataset):
     """A digit (half the canvas wide) moving in a straight line and bouncing off the edges."""
 
     classes = DigitsDataset.classes
+    caption_template = "a moving handwritten digit {}"
 
     def __init__(self, resolution: int = 32, frames: int = 16):
         digits = DigitsDataset(resolution // 2)
