@@ -8,6 +8,7 @@ latent frames, the first a function of frame 0 alone, each later one of ``s`` ne
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -72,6 +73,11 @@ class CausalConv3d(nn.Module):
             stride=(time_stride, space_stride, space_stride),
             padding=(0, kernel // 2, kernel // 2),
         )
+        # start as a per-frame 2-D convolution (earlier frames' taps at zero): a full 3-D
+        # initialisation left training stuck at the blank-canvas reconstruction here
+        with torch.no_grad():
+            self.conv.weight[:, :, :-1].zero_()
+            nn.init.kaiming_uniform_(self.conv.weight[:, :, -1], a=math.sqrt(5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         first = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)  # repeated first frame
