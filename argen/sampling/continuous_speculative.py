@@ -87,9 +87,12 @@ class PathSampler:
         normal = lambda: gaussian(self.generators, self.batch, *shape, device=device, active=active)  # noqa: E731
         return sample_sde_path(self.velocity(z, scales), start, s.flow_steps, s.flow_noise, normal)
 
-    def log_density(self, path: torch.Tensor, z: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-        """Log density (B, n) of paths (K+1, B, n, d) under this model, up to a shared constant."""
-        return path_log_density(self.velocity(z, scales), path, self.sampling.flow_noise)
+    def log_density(
+        self, path: torch.Tensor, z: torch.Tensor, scales: torch.Tensor, means: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Log density (B, n) of paths (K+1, B, n, d) under this model, up to a shared constant;
+        ``means`` (K, B, n, d): this model's step means along the path, when ``draw`` made it."""
+        return path_log_density(self.velocity(z, scales), path, self.sampling.flow_noise, means)
 
 
 class CachedRows:
@@ -154,14 +157,16 @@ def sample_continuous_speculative(
             # draft k tokens with their paths; the draft first (re)reads the last two tokens
             index = n[:, None] + torch.arange(-2, 0, device=device)  # (B, 2)
             tokens = out[rows[:, None], index]  # (B, 2, d)
-            z_q, paths = [], []
+            z_q, paths, q_means = [], [], []
             for _ in range(k):
                 z = small.step(tokens, index)[:, -1:]  # (B', 1, D)
-                path, _ = q_head.draw(z, scales[index[:, -1:] + 1])
+                path, means = q_head.draw(z, scales[index[:, -1:] + 1])
                 z_q.append(z)
                 paths.append(path)
+                q_means.append(means)
                 tokens, index = path[-1], index[:, -1:] + 1
-            z_q, paths = torch.cat(z_q, 1), torch.cat(paths, 2)  # (B', k, D), (K+1, B, k, d)
+            # (B', k, D), (K+1, B, k, d), (K, B, k, d)
+            z_q, paths, q_means = torch.cat(z_q, 1), torch.cat(paths, 2), torch.cat(q_means, 2)
             drafted = paths[-1]  # (B, k, d)
             # verify: the target reads the last token and the k drafts at once
             index = n[:, None] - 1 + torch.arange(k + 1, device=device)  # (B, k+1)
@@ -169,21 +174,22 @@ def sample_continuous_speculative(
             calls += 1
             token_scales = scales[index + 1]  # (B, k+1): the guidance of each predicted token
             log_ratio = p_head.log_density(paths, z_p[:, :k], token_scales[:, :k]) - q_head.log_density(
-                paths, z_q, token_scales[:, :k]
+                paths, z_q, token_scales[:, :k], q_means
             )  # (B, k)
             u = uniform(generators, batch, k, device=device)
             m = (u.log() <= log_ratio).long().cumprod(1).sum(1)  # (B,) accepted drafts
             # the target's own token: after k accepts a plain draw, else one from the residual
-            pick = torch.cat([rows, rows + batch]) if sampling.guided else rows
-            z_final = z_p[pick, torch.cat([m, m]) if sampling.guided else m][:, None]  # (B', 1, D)
-            z_draft = z_q[pick, (torch.cat([m, m]) if sampling.guided else m).clamp(max=k - 1)][:, None]
+            pick = torch.cat([rows, rows + batch]) if sampling.guided else rows  # (B',)
+            m_pick = big.double(m)  # (B',)
+            z_final = z_p[pick, m_pick][:, None]  # (B', 1, D)
+            z_draft = z_q[pick, m_pick.clamp(max=k - 1)][:, None]
             final_scales = token_scales[rows, m][:, None]  # (B, 1)
             final = torch.zeros(batch, 1, drafted.shape[-1], device=device)
             bonus, need = m == k, torch.ones(batch, dtype=torch.bool, device=device)
             for attempt in range(spec.max_tries):
-                path, _ = p_head.draw(z_final, final_scales, need)
+                path, means = p_head.draw(z_final, final_scales, need)
                 log_q_over_p = q_head.log_density(path, z_draft, final_scales) - p_head.log_density(
-                    path, z_final, final_scales
+                    path, z_final, final_scales, means
                 )  # (B, 1)
                 u = uniform_rows(generators, batch, need, device)
                 keep = u.log() <= torch.log1p(-log_q_over_p[:, 0].clamp(max=0).exp().clamp(max=1 - 1e-12))
