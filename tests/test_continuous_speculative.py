@@ -7,7 +7,12 @@ import torch
 from argen.models.continuous import ContinuousLlama, ContinuousLlamaConfig
 from argen.models.heads import FlowHeadConfig, path_log_density, sample_sde_path
 from argen.sampling.continuous import sample_continuous_next_token
-from argen.sampling.continuous_speculative import ContinuousSpeculativeConfig, sample_continuous_speculative
+from argen.sampling.continuous_speculative import (
+    ContinuousSpeculativeConfig,
+    PathSampler,
+    draw_residual,
+    sample_continuous_speculative,
+)
 from argen.sampling.next_token import SamplingConfig
 
 SDE = SamplingConfig(cfg_scale=2.0, flow_steps=4, flow_solver="sde")
@@ -106,3 +111,21 @@ def test_continuous_speculative_needs_the_sde_sampler():
             ContinuousSpeculativeConfig(),
             torch.Generator(),
         )
+
+
+def test_residual_draw_serves_only_waiting_rows_and_counts_fallbacks():
+    model = tiny(0)
+    sampling = SamplingConfig(flow_steps=4, flow_solver="sde")
+    z, scales = torch.randn(5, 1, 32), torch.ones(5, 1)
+    heads = lambda seed: (  # noqa: E731
+        PathSampler(model, sampling, torch.Generator().manual_seed(seed), 5),
+        PathSampler(model, sampling, torch.Generator().manual_seed(seed), 5),
+    )
+    # plain rows take the target's first proposal: the same token as drawing it directly
+    direct = heads(3)[0].draw(z, scales)[0][-1]
+    tokens, failed = draw_residual(*heads(3), z, z, scales, torch.ones(5, dtype=torch.bool), 4)
+    torch.testing.assert_close(tokens, direct)
+    assert failed == 0
+    # identical models leave an empty residual: every row exhausts its tries and falls back
+    tokens, failed = draw_residual(*heads(3), z, z, scales, torch.zeros(5, dtype=torch.bool), 2)
+    assert failed == 5 and tokens.shape == (5, 1, 2) and bool(tokens.abs().sum(-1).gt(0).all())

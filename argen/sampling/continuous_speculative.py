@@ -34,35 +34,11 @@ class ContinuousSpeculativeConfig:
             raise ValueError("draft_length and max_tries must be >= 1")
 
 
-def gaussian(
-    generators: Generators, rows: int, *shape: int, device: torch.device, active: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Standard normals (rows, *shape): one stream for the batch, or one per row; with
-    per-row streams, rows outside ``active`` (B,) get zeros and leave their stream untouched."""
+def gaussian(generators: Generators, rows: int, *shape: int, device: torch.device) -> torch.Tensor:
+    """Standard normals (rows, *shape): one stream for the batch, or each row from its own."""
     if isinstance(generators, torch.Generator):
         return torch.randn(rows, *shape, generator=generators, device=device)
-    flags = [True] * rows if active is None else active.tolist()
-    return torch.stack(
-        [
-            torch.randn(*shape, generator=g, device=device) if a else torch.zeros(*shape, device=device)
-            for g, a in zip(generators, flags)
-        ]
-    )
-
-
-def uniform_rows(
-    generators: Generators, rows: int, active: torch.Tensor, device: torch.device
-) -> torch.Tensor:
-    """Uniforms (rows,); with per-row streams only the ``active`` rows draw (the rest get 1)."""
-    if isinstance(generators, torch.Generator):
-        return uniform(generators, rows, device=device)
-    flags = active.tolist()
-    return torch.stack(
-        [
-            torch.rand((), generator=g, device=device) if a else torch.ones((), device=device)
-            for g, a in zip(generators, flags)
-        ]
-    )
+    return torch.stack([torch.randn(*shape, generator=g, device=device) for g in generators])
 
 
 class PathSampler:
@@ -76,15 +52,18 @@ class PathSampler:
         s = self.sampling
         return flow_velocity(self.model.head, z, s.guided, scales, s.cfg_noise_interval)
 
-    def draw(
-        self, z: torch.Tensor, scales: torch.Tensor, active: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tokens for z (B', n, D) -> (path (K+1, B, n, d) ending at the tokens, means (K, B, n, d));
-        ``active`` (B,): the rows that draw (per-row streams)."""
+    def subset(self, rows: torch.Tensor) -> PathSampler:
+        """The same head drawing for ``rows`` (b,) only (their own streams, if per row)."""
+        generators = self.generators
+        if not isinstance(generators, torch.Generator):
+            generators = [generators[i] for i in rows.tolist()]
+        return PathSampler(self.model, self.sampling, generators, len(rows))
+
+    def draw(self, z: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens for z (B', n, D) -> (path (K+1, B, n, d) ending at the tokens, means (K, B, n, d))."""
         s, shape = self.sampling, (z.shape[1], self.model.config.token_dim)
-        device = z.device
-        start = gaussian(self.generators, self.batch, *shape, device=device, active=active) * s.temperature
-        normal = lambda: gaussian(self.generators, self.batch, *shape, device=device, active=active)  # noqa: E731
+        start = gaussian(self.generators, self.batch, *shape, device=z.device) * s.temperature
+        normal = lambda: gaussian(self.generators, self.batch, *shape, device=z.device)  # noqa: E731
         return sample_sde_path(self.velocity(z, scales), start, s.flow_steps, s.flow_noise, normal)
 
     def log_density(
@@ -115,6 +94,44 @@ class CachedRows:
         """Tokens (B, Lq, d) at token indices (B, Lq) -> z (B', Lq, D) for the tokens after each."""
         pos = self.double(index + self.model.prefix_len)
         return self.model.forward_cached(self.model.embed_tokens(self.double(tokens)), pos)
+
+
+def draw_residual(
+    p_head: PathSampler,
+    q_head: PathSampler,
+    z_p: torch.Tensor,
+    z_q: torch.Tensor,
+    scales: torch.Tensor,
+    plain: torch.Tensor,
+    max_tries: int,
+) -> tuple[torch.Tensor, int]:
+    """One target token per row from the residual max(P - Q, 0) by acceptance-rejection (or
+    from P itself where ``plain`` (B,)), given both models' z (B', 1, D) and ``scales`` (B, 1):
+    target paths are proposed to the rows still waiting and kept with probability 1 - Q/P.
+    -> (tokens (B, 1, d), rows that kept their last proposal after ``max_tries``)."""
+    batch, device = len(plain), z_p.device
+    final = torch.zeros(batch, 1, p_head.model.config.token_dim, device=device)
+    need = torch.ones(batch, dtype=torch.bool, device=device)
+    for attempt in range(max_tries):
+        idx = need.nonzero()[:, 0]  # (b,) rows still waiting
+        pick = torch.cat([idx, idx + batch]) if p_head.sampling.guided else idx  # (b',)
+        p_rows, q_rows = p_head.subset(idx), q_head.subset(idx)
+        path, means = p_rows.draw(z_p[pick], scales[idx])  # (K+1, b, 1, d)
+        log_q_over_p = q_rows.log_density(path, z_q[pick], scales[idx]) - p_rows.log_density(
+            path, z_p[pick], scales[idx], means
+        )  # (b, 1)
+        u = uniform(p_rows.generators, len(idx), 1, device=device)[:, 0]  # (b,)
+        keep = plain[idx] | (
+            u.log() <= torch.log1p(-log_q_over_p[:, 0].clamp(max=0).exp().clamp(max=1 - 1e-12))
+        )
+        if attempt == max_tries - 1:
+            final[idx] = path[-1]
+            return final, int((~keep).sum())
+        final[idx[keep]] = path[-1][keep]
+        need[idx[keep]] = False
+        if not bool(need.any()):
+            break
+    return final, 0
 
 
 @torch.no_grad()
@@ -184,22 +201,10 @@ def sample_continuous_speculative(
             z_final = z_p[pick, m_pick][:, None]  # (B', 1, D)
             z_draft = z_q[pick, m_pick.clamp(max=k - 1)][:, None]
             final_scales = token_scales[rows, m][:, None]  # (B, 1)
-            final = torch.zeros(batch, 1, drafted.shape[-1], device=device)
-            bonus, need = m == k, torch.ones(batch, dtype=torch.bool, device=device)
-            for attempt in range(spec.max_tries):
-                path, means = p_head.draw(z_final, final_scales, need)
-                log_q_over_p = q_head.log_density(path, z_draft, final_scales) - p_head.log_density(
-                    path, z_final, final_scales, means
-                )  # (B, 1)
-                u = uniform_rows(generators, batch, need, device)
-                keep = u.log() <= torch.log1p(-log_q_over_p[:, 0].clamp(max=0).exp().clamp(max=1 - 1e-12))
-                last = attempt == spec.max_tries - 1
-                take = need & (bonus | keep | last)
-                fallbacks += int((need & ~bonus & ~keep).sum()) if last else 0
-                final = torch.where(take[:, None, None], path[-1], final)
-                need = need & ~take
-                if not bool(need.any()):
-                    break
+            final, failed = draw_residual(
+                p_head, q_head, z_final, z_draft, final_scales, m == k, spec.max_tries
+            )
+            fallbacks += failed
             new = torch.cat([drafted, final], 1)  # (B, k+1, d)
             new[rows, m] = final[:, 0]
             out[rows[:, None], n[:, None] + torch.arange(k + 1, device=device)] = new
