@@ -120,7 +120,7 @@ def draw_residual(
         log_q_over_p = q_rows.log_density(path, z_q[pick], scales[idx]) - p_rows.log_density(
             path, z_p[pick], scales[idx], means
         )  # (b, 1)
-        u = uniform(p_rows.generators, len(idx), 1, device=device)[:, 0]  # (b,)
+        u = uniform(p_rows.generators, len(idx), device=device)  # (b,)
         keep = plain[idx] | (
             u.log() <= torch.log1p(-log_q_over_p[:, 0].clamp(max=0).exp().clamp(max=1 - 1e-12))
         )
@@ -196,10 +196,10 @@ def sample_continuous_speculative(
             u = uniform(generators, batch, k, device=device)
             m = (u.log() <= log_ratio).long().cumprod(1).sum(1)  # (B,) accepted drafts
             # the target's own token: after k accepts a plain draw, else one from the residual
-            pick = torch.cat([rows, rows + batch]) if sampling.guided else rows  # (B',)
-            m_pick = big.double(m)  # (B',)
-            z_final = z_p[pick, m_pick][:, None]  # (B', 1, D)
-            z_draft = z_q[pick, m_pick.clamp(max=k - 1)][:, None]
+            m_rows = big.double(m)  # (B',) the same position in the [cond; uncond] rows
+            every = torch.arange(len(m_rows), device=device)
+            z_final = z_p[every, m_rows][:, None]  # (B', 1, D)
+            z_draft = z_q[every, m_rows.clamp(max=k - 1)][:, None]
             final_scales = token_scales[rows, m][:, None]  # (B, 1)
             final, failed = draw_residual(
                 p_head, q_head, z_final, z_draft, final_scales, m == k, spec.max_tries

@@ -80,7 +80,7 @@ def uniform(generators: Generators, rows: int, *shape: int, device: torch.device
     """Uniforms (rows, *shape): one stream for the batch, or each row from its own generator."""
     if isinstance(generators, torch.Generator):
         return torch.rand(rows, *shape, generator=generators, device=device)
-    return torch.stack([torch.rand(*shape, generator=g, device=device) for g in generators])
+    return torch.stack([torch.rand(shape, generator=g, device=device) for g in generators])
 
 
 def draw(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
