@@ -24,6 +24,20 @@ class CheckpointError(RuntimeError):
     """A checkpoint directory is missing, incomplete or does not match the model."""
 
 
+def replace_directory(tmp: str | Path, target: str | Path) -> Path:
+    """Move the finished directory ``tmp`` onto ``target``: the previous ``target`` is set
+    aside first and removed last, so a crash leaves one complete copy in place."""
+    tmp, target = Path(tmp), Path(target)
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
 def atomic_directory(target: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_dir)`` then move ``tmp_dir`` onto ``target`` (replacing it).
 
@@ -34,18 +48,10 @@ def atomic_directory(target: str | Path, write: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         write(tmp)
-        old = target.with_name(f".{target.name}.old")
-        if target.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old.exists():
-            shutil.rmtree(old)
+        return replace_directory(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return target
 
 
 def save_model(

@@ -15,8 +15,8 @@ import torch
 
 from argen.config import from_dict
 from argen.models.next_scale import NextScaleConfig, NextScaleLlama
+from argen.sampling import SamplingConfig, sample_next_token
 from argen.sampling.next_scale import sample_next_scale
-from argen.sampling.next_token import SamplingConfig, sample_next_token
 from argen.tokenizers import MultiScaleVQConfig, MultiScaleVQModel
 from benchmarks._common import build_llama, timed
 

@@ -23,9 +23,9 @@ import torch
 from argen import models, tokenizers
 from argen.cli.sample import reference_images, weights_of
 from argen.eval import class_consistency, classifier_metric, frechet_distance, from_uint8, load_classifier
+from argen.sampling import SamplingConfig
 from argen.sampling.coarse_to_fine import Refinement
 from argen.sampling.generate import batch_seed, generate_batch
-from argen.sampling.next_token import SamplingConfig
 
 
 def draw(

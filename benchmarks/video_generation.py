@@ -24,7 +24,7 @@ from argen.cli.sample import reference_images, weights_of
 from argen.eval import class_consistency, from_uint8, load_classifier
 from argen.eval.fvd import ClipClassifierFeatures, frechet_video_distance
 from argen.models.next_frame import NextFrameLlama
-from argen.sampling.next_token import SamplingConfig
+from argen.sampling import SamplingConfig
 from argen.tokenizers.layout import ByteLayout
 from benchmarks.orderings import draw
 

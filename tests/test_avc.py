@@ -11,7 +11,7 @@ import torch
 from argen import tokenizers
 from argen.cli import sample as sample_cli
 from argen.data import MovingDigitsDataset, VideoFolderDataset, build_dataset
-from argen.eval.npz import to_uint8
+from argen.images import to_uint8
 from argen.tokenizers import AVCConfig, AVCTokenizer
 from argen.training.recipes import recipe_from_dict
 from argen.training.trainer import train

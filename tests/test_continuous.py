@@ -17,9 +17,10 @@ from argen.models.continuous import (
     ContinuousNextScaleConfig,
     ContinuousNextScaleLlama,
 )
-from argen.models.heads import FlowHead, FlowHeadConfig, flow_matching_loss, sample_flow
+from argen.models.heads import FlowHead, FlowHeadConfig, flow_matching_loss
 from argen.sampling import SamplingConfig
 from argen.sampling.continuous import sample_continuous_next_scale, sample_continuous_next_token
+from argen.sampling.flow import sample_flow
 from argen.tokenizers import ContinuousConfig, ContinuousLayout, ContinuousTokenizer
 from argen.training.recipes import recipe_from_dict
 from argen.training.trainer import train

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from argen.models.continuous import ContinuousLlama, ContinuousLlamaConfig
-from argen.models.heads import FlowHeadConfig, path_log_density, sample_sde_path
+from argen.models.heads import FlowHeadConfig
+from argen.sampling import SamplingConfig
 from argen.sampling.continuous import sample_continuous_next_token
 from argen.sampling.continuous_speculative import (
     ContinuousSpeculativeConfig,
@@ -13,7 +14,7 @@ from argen.sampling.continuous_speculative import (
     draw_residual,
     sample_continuous_speculative,
 )
-from argen.sampling.next_token import SamplingConfig
+from argen.sampling.flow import path_log_density, sample_sde_path
 
 SDE = SamplingConfig(cfg_scale=2.0, flow_steps=4, flow_solver="sde")
 

@@ -8,7 +8,14 @@ import torch
 from argen import models, tokenizers
 from argen.checkpoint import CheckpointError
 from argen.cli import sample as sample_cli
-from argen.convert import gpt_from_llamagen, gpt_to_llamagen, load_official_state, vq_from_llamagen
+from argen.convert import (
+    gpt_from_llamagen,
+    gpt_to_llamagen,
+    load_generator,
+    load_official_state,
+    load_tokenizer,
+    vq_from_llamagen,
+)
 from argen.convert.__main__ import main as convert
 from argen.models.llama import Llama, LlamaConfig
 from argen.models.rope import rope_2d
@@ -177,8 +184,8 @@ def test_t2i_missing_keys_are_listed():
 
 def test_official_files_load_directly_and_sample(tmp_path):
     torch.save({"model": official_gpt_state()}, tmp_path / "c2i_B_128.pt")
-    assert models.load(tmp_path / "c2i_B_128.pt").config.grid_size == (8, 8)  # 128 px from the name
-    assert models.load(tmp_path / "c2i_B_128.pt", image_size=64).config.grid_size == (4, 4)
+    assert load_generator(tmp_path / "c2i_B_128.pt").config.grid_size == (8, 8)  # 128 px from the name
+    assert load_generator(tmp_path / "c2i_B_128.pt", image_size=64).config.grid_size == (4, 4)
     torch.manual_seed(0)
     vq = VQModel(
         VQConfig(
@@ -192,7 +199,7 @@ def test_official_files_load_directly_and_sample(tmp_path):
         )
     )
     torch.save({"model": vq.state_dict()}, tmp_path / "vq_ds16_c2i.pt")
-    assert tokenizers.load(tmp_path / "vq_ds16_c2i.pt", image_size=64).layout.height == 4
+    assert load_tokenizer(tmp_path / "vq_ds16_c2i.pt", image_size=64).layout.height == 4
     out = tmp_path / "samples"
     args = ["--ckpt", str(tmp_path / "c2i_B_128.pt"), "--tokenizer", str(tmp_path / "vq_ds16_c2i.pt")]
     args += ["--image-size", "64", "--classes", "1,2", "--num-samples", "2", "--out", str(out)]

@@ -6,6 +6,7 @@ import torch
 
 from argen import tokenizers
 from argen.checkpoint import CheckpointError
+from argen.convert import load_generator, load_tokenizer
 from argen.convert.__main__ import main as convert
 from argen.convert.var import vae_from_var, vae_to_var
 from argen.tokenizers import MultiScaleVQConfig, MultiScaleVQModel
@@ -77,7 +78,7 @@ def test_official_var_files_load_directly(tmp_path):
         phi_count=4,
     )
     torch.save(vae_to_var(MultiScaleVQModel(config)), tmp_path / "vae_ch8v40z8.pth")
-    loaded = tokenizers.load(tmp_path / "vae_ch8v40z8.pth")
+    loaded = load_tokenizer(tmp_path / "vae_ch8v40z8.pth")
     assert isinstance(loaded, MultiScaleVQModel) and loaded.config == config
 
 
@@ -107,7 +108,6 @@ def tiny_var(shared_aln: bool = False):
 
 @pytest.mark.parametrize("shared_aln", [False, True])
 def test_var_transformer_layout_and_cached_sampling(tmp_path, shared_aln):
-    from argen import models
     from argen.convert.var import var_from_official
     from argen.sampling import SamplingConfig
     from argen.sampling.next_scale import sample_next_scale
@@ -131,7 +131,7 @@ def test_var_transformer_layout_and_cached_sampling(tmp_path, shared_aln):
     assert torch.equal(torch.cat([x.flatten(1) for x in ids], 1), expected)
     torch.save({"model": state}, tmp_path / "var_d2.pth")
     with pytest.raises(CheckpointError, match="positions"):
-        models.load(tmp_path / "var_d2.pth")  # VAR's default scales: 680 positions, this one has 85
+        load_generator(tmp_path / "var_d2.pth")  # VAR's default scales: 680 positions, this one has 85
 
 
 def test_var_cli_writes_a_runnable_run(tmp_path):

@@ -109,7 +109,7 @@ def test_token_cache_order_does_not_depend_on_the_number_of_processes(tmp_path):
 
 def test_generated_samples_are_a_dataset(tmp_path):
     from argen.data import SamplesDataset
-    from argen.eval.npz import save_npz
+    from argen.images import save_npz
 
     images = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
     save_npz(tmp_path / "samples.npz", images, labels=np.array([0, 1, 2, 1, 0]))

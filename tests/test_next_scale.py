@@ -8,7 +8,7 @@ import torch
 from argen.cli import sample as sample_cli
 from argen.models.next_scale import NextScaleConfig, NextScaleLlama, split_scales
 from argen.sampling import SamplingConfig, guide
-from argen.sampling.next_scale import keep_masks, sample_next_scale, scale_weight
+from argen.sampling.next_scale import keep_masks, sample_next_scale
 from argen.tokenizers import MultiScaleVQConfig, MultiScaleVQModel, ScaleLayout
 from argen.training.recipes import recipe_from_dict
 from argen.training.trainer import train
@@ -98,7 +98,7 @@ def test_cached_next_scale_sampling_equals_a_full_forward(cfg_scale):
     assert [tuple(x.shape) for x in ids] == [(3, pn, pn) for pn in SCALES]
     inputs = vq.teacher_inputs(ids)
     logits = model(inputs.repeat(2, 1, 1), torch.cat([labels, torch.full_like(labels, model.null_class)]))
-    weights = torch.cat([torch.full((pn * pn,), scale_weight(config, k, 4)) for k, pn in enumerate(SCALES)])
+    weights = torch.cat([torch.full((pn * pn,), config.scale_weight(k, 4)) for k, pn in enumerate(SCALES)])
     cond, uncond = logits.chunk(2)
     expected = (uncond + weights[None, :, None] * (cond - uncond)).argmax(-1)
     assert torch.equal(torch.cat([x.flatten(1) for x in ids], 1), expected)
@@ -107,8 +107,8 @@ def test_cached_next_scale_sampling_equals_a_full_forward(cfg_scale):
 
 def test_cfg_ramp_and_seeded_sampling():
     ramp = SamplingConfig(cfg_scale=2.5, cfg_schedule="linear")
-    assert [scale_weight(ramp, k, 4) for k in range(4)] == [1.0, 1.5, 2.0, 2.5]
-    assert scale_weight(SamplingConfig(cfg_scale=2.5), 0, 4) == 2.5
+    assert [ramp.scale_weight(k, 4) for k in range(4)] == [1.0, 1.5, 2.0, 2.5]
+    assert SamplingConfig(cfg_scale=2.5).scale_weight(0, 4) == 2.5
     model, vq, labels = tiny_generator(), tiny_tokenizer(), torch.tensor([0, 1])
     draw = lambda seed: sample_next_scale(model, vq, labels, ramp, torch.Generator().manual_seed(seed))  # noqa: E731
     assert all(torch.equal(a, b) for a, b in zip(draw(0), draw(0)))

@@ -15,7 +15,7 @@ from argen.eval import (
     inception_metric,
     load_classifier,
 )
-from argen.eval.npz import from_uint8, to_uint8
+from argen.images import from_uint8, to_uint8
 from argen.training.recipes import recipe_from_dict
 from argen.training.trainer import train
 from tests.test_train import LAUNCH, run_cli

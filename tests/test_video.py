@@ -18,8 +18,8 @@ from argen.eval.fvd import ClipClassifierFeatures, I3DFeatures, frechet_from_fea
 from argen.models.llama import Llama, LlamaConfig
 from argen.models.next_frame import NextFrameLlama
 from argen.models.rope import apply_rope, rope_3d
+from argen.sampling import SamplingConfig, sample_next_token
 from argen.sampling.next_frame import sample_next_frame
-from argen.sampling.next_token import SamplingConfig, sample_next_token
 from argen.tokenizers import (
     CausalVideoVQConfig,
     CausalVideoVQModel,

@@ -19,7 +19,6 @@ from PIL import Image
 from torchvision.utils import make_grid
 from tqdm import tqdm
 
-from argen import models, tokenizers
 from argen.checkpoint import CheckpointError
 from argen.cli.sample_inputs import (
     check_pair,
@@ -31,12 +30,13 @@ from argen.cli.sample_inputs import (
     resolve_dirs,
     weights_of,
 )
+from argen.convert import load_generator, load_tokenizer
 from argen.data import DatasetError
 from argen.data.video_io import write_mp4
 from argen.eval import FeaturesUnavailable, save_npz
 from argen.eval.evaluation import Evaluation, reference_images
+from argen.sampling import SamplingConfig
 from argen.sampling.generate import BatchStore, batch_seed, generate_batch
-from argen.sampling.next_token import SamplingConfig
 from argen.tokenizers.layout import ByteLayout
 from argen.training.trainer import TrainingError, check_world
 
@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[
             args.precision or ("bf16" if accelerator.device.type == "cuda" else "fp32")
         ]
-        model = models.load(model_dir, args.image_size).to(accelerator.device, dtype)
-        tokenizer = tokenizers.load(tokenizer_dir, args.image_size).to(accelerator.device)
+        model = load_generator(model_dir, args.image_size).to(accelerator.device, dtype)
+        tokenizer = load_tokenizer(tokenizer_dir, args.image_size).to(accelerator.device)
         check_pair(model, tokenizer.layout, model_dir, tokenizer_dir)
         if args.num_samples < 1 or args.batch_size < 1 or (args.resize is not None and args.resize < 8):
             raise ValueError("--num-samples and --batch-size must be positive, --resize at least 8")

@@ -1,4 +1,6 @@
-"""Loaders for official checkpoints of other systems (LlamaGen, VAR), as files or converted."""
+"""Loaders for official checkpoints of other systems (LlamaGen, VAR), as files or converted, and
+:func:`load_generator` / :func:`load_tokenizer`, which take either those files or argen's own
+checkpoint directories."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from argen import models, tokenizers
 from argen.convert.llamagen import (
     gpt_from_llamagen,
     gpt_to_llamagen,
@@ -41,7 +44,24 @@ def load_official_tokenizer(path: str | Path, image_size: int | None = None) -> 
     return vq_from_llamagen(state, image_size=size)
 
 
+def load_generator(path: str | Path, image_size: int | None = None) -> torch.nn.Module:
+    """A generator checkpoint directory, or an official LlamaGen GPT / VAR transformer file."""
+    if is_official_file(path):
+        return load_official_generator(path, image_size)
+    return models.load(path)
+
+
+def load_tokenizer(path: str | Path, image_size: int | None = None) -> torch.nn.Module:
+    """A tokenizer checkpoint directory, a diffusers ``AutoencoderKL`` (directory or hub id), or
+    an official LlamaGen VQ / VAR VQVAE file."""
+    if is_official_file(path):
+        return load_official_tokenizer(path, image_size)
+    return tokenizers.load(path, image_size)
+
+
 __all__ = [
+    "load_generator",
+    "load_tokenizer",
     "gpt_from_llamagen",
     "gpt_to_llamagen",
     "is_official_file",

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from argen.data.images import DatasetError
-from argen.eval.npz import from_uint8, load_npz
+from argen.images import from_uint8, load_npz
 
 
 class SamplesDataset(Dataset):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from argen.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+from argen.checkpoint import CONFIG_NAME, WEIGHTS_NAME, replace_directory
 
 META_NAME = "meta.json"
 
@@ -102,11 +101,7 @@ def build_token_cache(
             "num_classes": len(classes) if classes else int(cache.labels.max()) + 1,
         }
         (tmp / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
-        old = out_dir.with_name(f".{out_dir.name}-old")
-        if out_dir.exists():
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_directory(tmp, out_dir)
     barrier()
     return out_dir
 

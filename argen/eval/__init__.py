@@ -8,7 +8,7 @@ from argen.eval.fid import (
     frechet_distance,
     inception_metric,
 )
-from argen.eval.npz import from_uint8, load_npz, save_npz, to_uint8
+from argen.images import from_uint8, load_npz, save_npz, to_uint8
 
 __all__ = [
     "Classifier",

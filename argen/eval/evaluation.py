@@ -17,7 +17,7 @@ from argen.eval.fvd import (
     I3DFeatures,
     frechet_video_distance,
 )
-from argen.eval.npz import from_uint8, load_npz, to_uint8
+from argen.images import from_uint8, load_npz, to_uint8
 
 
 def reference_images(spec: str, resolution: int, frames: int | None = None) -> np.ndarray:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from argen.eval.classifier import Classifier
 from argen.eval.fid import FeaturesUnavailable
-from argen.eval.npz import from_uint8
+from argen.images import from_uint8
 
 I3D_URL = "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt"
 I3D_FRAMES, I3D_SIZE = 16, 224

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from torch import nn
 
-from argen.checkpoint import load_model
+from argen.checkpoint import CheckpointError, load_model
 from argen.models.continuous import (
     ContinuousLlama,
     ContinuousLlamaConfig,
@@ -32,14 +32,11 @@ MODELS: dict[str, type[nn.Module]] = {
 }
 
 
-def load(path: str | Path, image_size: int | None = None) -> nn.Module:
-    """Load a generator checkpoint directory (config.json + model.safetensors), or an official
-    LlamaGen GPT / VAR transformer file (``.pt``, ``.pth``; a GPT's ``image_size`` defaults to
-    the one in its name, else 256)."""
-    from argen.convert import is_official_file, load_official_generator
-
-    if is_official_file(path):
-        return load_official_generator(path, image_size)
+def load(path: str | Path) -> nn.Module:
+    """Load a generator checkpoint directory (config.json + model.safetensors); official
+    LlamaGen / VAR files load with :func:`argen.convert.load_generator`."""
+    if Path(path).is_file():
+        raise CheckpointError(f"{path} is a file: official checkpoints load with convert.load_generator")
     return load_model(path, MODELS)
 
 

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 import torch
 
 from argen.models.llama import Condition
+from argen.sampling.config import SamplingConfig
+from argen.sampling.guidance import guide
 from argen.sampling.logits import sample_logits
-from argen.sampling.next_token import SamplingConfig, guide, sample_next_token
+from argen.sampling.next_token import sample_next_token
 
 
 @torch.no_grad()

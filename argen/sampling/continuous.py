@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import torch
 
-from argen.models.heads import sample_flow
 from argen.models.llama import Condition
-from argen.sampling.next_scale import scale_weight
-from argen.sampling.next_token import SamplingConfig
+from argen.sampling.config import SamplingConfig
+from argen.sampling.decode import GuidedRows, cached_decode, token_blocks
+from argen.sampling.flow import sample_flow
+from argen.sampling.next_scale import scale_blocks
 
 
 def draw_tokens(
@@ -39,22 +40,17 @@ def sample_continuous_next_token(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Condition rows -> tokens (B, L, d), one token per cached forward (MAR's raster order)."""
-    num_tokens = model.config.num_tokens
-    rows = model.with_null(condition) if config.guided else condition
-    x = model.embed_condition(rows)  # (B', prefix, D)
+    rows = GuidedRows(model, condition, config)
+    x = model.embed_condition(rows.rows)  # (B', prefix, D)
     out = []
-    model.setup_cache(rows)
-    try:
-        pos = torch.arange(x.shape[1], device=x.device)
-        for i in range(num_tokens):
-            z = model.forward_cached(x, pos)[:, -1:]  # (B', 1, D)
-            weight = config.scale_at(i, num_tokens) if config.guided else 1.0
-            token = draw_tokens(model, z, weight, config, generator)  # (B, 1, d)
-            out.append(token)
-            x = model.embed_tokens(torch.cat([token, token]) if config.guided else token)
-            pos = pos[-1:] + 1
-    finally:
-        model.clear_cache()
+
+    def draw(z: torch.Tensor, weight: float, k: int) -> torch.Tensor:
+        out.append(draw_tokens(model, z, weight, config, generator))  # (B, 1, d)
+        return out[-1]
+
+    with rows:
+        blocks = token_blocks(config, x.shape[1], 0, model.config.num_tokens, x.device)
+        cached_decode(rows, x, blocks, draw, lambda token, k: model.embed_tokens(rows.double(token)))
     return torch.cat(out, 1)
 
 
@@ -67,18 +63,18 @@ def sample_continuous_next_scale(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Class ids (B,) -> the last scale's tokens, the full grid (B, L, d) (FlowAR)."""
-    patch_nums = model.config.patch_nums
-    rows = model.with_null(labels) if config.guided else labels
-    x = model.embed_start(rows)  # (B', pn_0**2, D)
-    model.setup_cache(rows)
-    try:
-        for k, (start, end) in enumerate(model.config.scale_bounds):
-            z = model.forward_cached(x, torch.arange(start, end, device=x.device))  # (B', n, D)
-            weight = scale_weight(config, k, len(patch_nums)) if config.guided else 1.0
-            tokens = draw_tokens(model, z, weight, config, generator)  # (B, pn_k**2, d)
-            if k + 1 < len(patch_nums):
-                features = tokenizer.next_input(tokens, k)  # (B, pn_{k+1}**2, d)
-                x = model.embed_inputs(torch.cat([features, features]) if config.guided else features, end)
-    finally:
-        model.clear_cache()
-    return tokens
+    rows = GuidedRows(model, labels, config)
+    x = model.embed_start(rows.rows)  # (B', pn_0**2, D)
+    out = []
+
+    def draw(z: torch.Tensor, weight: float, k: int) -> torch.Tensor:
+        out.append(draw_tokens(model, z, weight if config.guided else 1.0, config, generator))
+        return out[-1]  # (B, pn_k**2, d)
+
+    def feed(tokens: torch.Tensor, k: int) -> torch.Tensor:
+        features = tokenizer.next_input(tokens, k)  # (B, pn_{k+1}**2, d)
+        return model.embed_inputs(rows.double(features), model.config.scale_bounds[k][1])
+
+    with rows:
+        cached_decode(rows, x, scale_blocks(model, config, x.device), draw, feed)
+    return out[-1]

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 import torch
 
-from argen.models.heads import flow_velocity, path_log_density, sample_sde_path
 from argen.models.llama import Condition
-from argen.sampling.next_token import SamplingConfig
-from argen.sampling.speculative import Generators, SpeculationTotals, advance, guidance_scales, uniform
+from argen.sampling.config import SamplingConfig
+from argen.sampling.decode import GuidedRows
+from argen.sampling.flow import flow_velocity, path_log_density, sample_sde_path
+from argen.sampling.speculative import Generators, SpeculationTotals, guidance_scales, speculate, uniform
 
 
 @dataclass
@@ -74,28 +75,6 @@ class PathSampler:
         return path_log_density(self.velocity(z, scales), path, self.sampling.flow_noise, means)
 
 
-class CachedRows:
-    """A continuous generator's KV-cached forward on [cond; uncond] rows (2B with CFG)."""
-
-    def __init__(self, model, condition: Condition, sampling: SamplingConfig, extra: int):
-        self.model, self.guided = model, sampling.guided
-        self.rows = model.with_null(condition) if sampling.guided else condition
-        model.setup_cache(self.rows, extra)
-
-    def double(self, t: torch.Tensor) -> torch.Tensor:
-        return torch.cat([t, t]) if self.guided else t
-
-    def prefill(self) -> torch.Tensor:
-        """z (B', 1, D) for token 0."""
-        x = self.model.embed_condition(self.rows)
-        return self.model.forward_cached(x, torch.arange(x.shape[1], device=x.device))[:, -1:]
-
-    def step(self, tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Tokens (B, Lq, d) at token indices (B, Lq) -> z (B', Lq, D) for the tokens after each."""
-        pos = self.double(index + self.model.prefix_len)
-        return self.model.forward_cached(self.model.embed_tokens(self.double(tokens)), pos)
-
-
 def draw_residual(
     p_head: PathSampler,
     q_head: PathSampler,
@@ -134,6 +113,66 @@ def draw_residual(
     return final, 0
 
 
+class PathVerifier:
+    """One continuous speculative round: the draft proposes k tokens with their SDE paths
+    (re-reading the last two tokens first), the target reads the last token and the drafts in
+    one cached pass and scores the paths, and each row keeps its longest accepted prefix plus
+    one target token (from the residual after a rejection)."""
+
+    def __init__(self, big: GuidedRows, small: GuidedRows, p_head: PathSampler, q_head: PathSampler, spec):
+        self.big, self.small, self.p_head, self.q_head, self.spec = big, small, p_head, q_head, spec
+        self.fallbacks = 0
+
+    def start(self, out: torch.Tensor, length: int, scales: torch.Tensor) -> None:
+        """The target's first two tokens (so every row has two tokens to feed the draft)."""
+        self.scales = scales
+        first = torch.zeros(len(out), 1, dtype=torch.long, device=out.device)
+        out[:, :1] = self.p_head.draw(self.big.prefill()[0], scales[first])[0][-1]
+        self.small.prefill()
+        if length > 1:
+            out[:, 1:2] = self.p_head.draw(self.big.advance(out[:, :1], first)[0], scales[first + 1])[0][-1]
+
+    def propose(self, out: torch.Tensor, n: torch.Tensor):
+        """k drafts after the first n (B,) tokens -> (the draft's z (B', k, D), paths (K+1, B, k, d),
+        its step means along them (K, B, k, d))."""
+        index = n[:, None] + torch.arange(-2, 0, device=n.device)  # (B, 2)
+        tokens = out[torch.arange(len(n), device=n.device)[:, None], index]  # (B, 2, d)
+        z_q, paths, means = [], [], []
+        for _ in range(self.spec.draft_length):
+            z_q.append(self.small.advance(tokens, index)[0][:, -1:])  # (B', 1, D)
+            path, step_means = self.q_head.draw(z_q[-1], self.scales[index[:, -1:] + 1])
+            paths.append(path)
+            means.append(step_means)
+            tokens, index = path[-1], index[:, -1:] + 1
+        return torch.cat(z_q, 1), torch.cat(paths, 2), torch.cat(means, 2)
+
+    def __call__(self, out: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, batch, device = self.spec.draft_length, len(n), n.device
+        rows = torch.arange(batch, device=device)
+        z_q, paths, q_means = self.propose(out, n)
+        drafted = paths[-1]  # (B, k, d)
+        index = n[:, None] - 1 + torch.arange(k + 1, device=device)  # (B, k+1)
+        z_p = self.big.advance(torch.cat([out[rows, n - 1][:, None], drafted], 1), index)[0]  # (B', k+1, D)
+        token_scales = self.scales[index + 1]  # (B, k+1): the guidance of each predicted token
+        log_ratio = self.p_head.log_density(paths, z_p[:, :k], token_scales[:, :k]) - self.q_head.log_density(
+            paths, z_q, token_scales[:, :k], q_means
+        )  # (B, k)
+        u = uniform(self.p_head.generators, batch, k, device=device)
+        m = (u.log() <= log_ratio).long().cumprod(1).sum(1)  # (B,) accepted drafts
+        # the target's own token: after k accepts a plain draw, else one from the residual
+        m_rows = self.big.double(m)  # (B',) the same position in the [cond; uncond] rows
+        every = torch.arange(len(m_rows), device=device)
+        z_final, z_draft = z_p[every, m_rows][:, None], z_q[every, m_rows.clamp(max=k - 1)][:, None]
+        final_scales = token_scales[rows, m][:, None]  # (B, 1)
+        final, failed = draw_residual(
+            self.p_head, self.q_head, z_final, z_draft, final_scales, m == k, self.spec.max_tries
+        )
+        self.fallbacks += failed
+        new = torch.cat([drafted, final], 1)  # (B, k+1, d)
+        new[rows, m] = final[:, 0]
+        return m, new
+
+
 @torch.no_grad()
 def sample_continuous_speculative(
     target: torch.nn.Module,
@@ -144,7 +183,7 @@ def sample_continuous_speculative(
     generators: Generators,
 ) -> tuple[torch.Tensor, dict]:
     """Generate ``target.config.num_tokens`` tokens per condition row -> (tokens (B, L, d),
-    stats: ``target_calls``, ``row_calls``, ``tokens``, ``tokens_per_call``, ``fallbacks``)."""
+    stats of :func:`~argen.sampling.speculative.speculate` and ``fallbacks``)."""
     if sampling.flow_solver != "sde" or sampling.flow_noise <= 0:
         raise ValueError(
             "continuous speculative decoding needs --flow-solver sde with --flow-noise > 0: "
@@ -156,66 +195,15 @@ def sample_continuous_speculative(
     k, length, batch = spec.draft_length, target.config.num_tokens, len(condition)
     extra = 2 * k + 1  # scratch positions past the grid for rows that run ahead
     device = target.output.weight.device
-    rows = torch.arange(batch, device=device)
-    scales = guidance_scales(sampling, length, extra, device)
-    big, small = CachedRows(target, condition, sampling, extra), CachedRows(draft, condition, sampling, extra)
+    big, small = GuidedRows(target, condition, sampling, extra), GuidedRows(draft, condition, sampling, extra)
     p_head = PathSampler(target, sampling, generators, batch)
     q_head = PathSampler(draft, sampling, generators, batch)
-    try:
+    with big, small:
+        verifier = PathVerifier(big, small, p_head, q_head, spec)
         out = torch.zeros(batch, length + extra, target.config.token_dim, device=device)
-        first = torch.zeros(batch, 1, dtype=torch.long, device=device)
-        out[:, :1] = p_head.draw(big.prefill(), scales[first])[0][-1]
-        small.prefill()
-        if length > 1:  # a second token from the target, so every row has two tokens to feed the draft
-            out[:, 1:2] = p_head.draw(big.step(out[:, :1], first), scales[first + 1])[0][-1]
-        n = torch.full((batch,), min(length, 2), device=device)
-        calls, row_calls, gained, fallbacks = 0, 0, 0, 0
-        while bool((n < length).any()):
-            # draft k tokens with their paths; the draft first (re)reads the last two tokens
-            index = n[:, None] + torch.arange(-2, 0, device=device)  # (B, 2)
-            tokens = out[rows[:, None], index]  # (B, 2, d)
-            z_q, paths, q_means = [], [], []
-            for _ in range(k):
-                z = small.step(tokens, index)[:, -1:]  # (B', 1, D)
-                path, means = q_head.draw(z, scales[index[:, -1:] + 1])
-                z_q.append(z)
-                paths.append(path)
-                q_means.append(means)
-                tokens, index = path[-1], index[:, -1:] + 1
-            # (B', k, D), (K+1, B, k, d), (K, B, k, d)
-            z_q, paths, q_means = torch.cat(z_q, 1), torch.cat(paths, 2), torch.cat(q_means, 2)
-            drafted = paths[-1]  # (B, k, d)
-            # verify: the target reads the last token and the k drafts at once
-            index = n[:, None] - 1 + torch.arange(k + 1, device=device)  # (B, k+1)
-            z_p = big.step(torch.cat([out[rows, n - 1][:, None], drafted], 1), index)  # (B', k+1, D)
-            calls += 1
-            token_scales = scales[index + 1]  # (B, k+1): the guidance of each predicted token
-            log_ratio = p_head.log_density(paths, z_p[:, :k], token_scales[:, :k]) - q_head.log_density(
-                paths, z_q, token_scales[:, :k], q_means
-            )  # (B, k)
-            u = uniform(generators, batch, k, device=device)
-            m = (u.log() <= log_ratio).long().cumprod(1).sum(1)  # (B,) accepted drafts
-            # the target's own token: after k accepts a plain draw, else one from the residual
-            m_rows = big.double(m)  # (B',) the same position in the [cond; uncond] rows
-            every = torch.arange(len(m_rows), device=device)
-            z_final = z_p[every, m_rows][:, None]  # (B', 1, D)
-            z_draft = z_q[every, m_rows.clamp(max=k - 1)][:, None]
-            final_scales = token_scales[rows, m][:, None]  # (B, 1)
-            final, failed = draw_residual(
-                p_head, q_head, z_final, z_draft, final_scales, m == k, spec.max_tries
-            )
-            fallbacks += failed
-            new = torch.cat([drafted, final], 1)  # (B, k+1, d)
-            new[rows, m] = final[:, 0]
-            out[rows[:, None], n[:, None] + torch.arange(k + 1, device=device)] = new
-            n, rows_active, rows_gained = advance(n, m, length)
-            row_calls, gained = row_calls + rows_active, gained + rows_gained
-    finally:
-        target.clear_cache()
-        draft.clear_cache()
-    stats = {"target_calls": calls, "row_calls": row_calls, "tokens": gained, "fallbacks": fallbacks}
-    stats["tokens_per_call"] = gained / max(row_calls, 1)
-    return out[:, :length], stats
+        verifier.start(out, length, guidance_scales(sampling, length, extra, device))
+        stats = speculate(out, length, k, lambda n: verifier(out, n))
+    return out[:, :length], stats | {"fallbacks": verifier.fallbacks}
 
 
 class ContinuousSpeculation(SpeculationTotals):

@@ -13,13 +13,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from argen.eval.npz import to_uint8
+from argen.images import to_uint8
 from argen.models.llama import Condition
 from argen.models.next_frame import NextFrameLlama
+from argen.sampling.config import SamplingConfig
 from argen.sampling.continuous import sample_continuous_next_scale, sample_continuous_next_token
 from argen.sampling.next_frame import sample_next_frame
 from argen.sampling.next_scale import sample_next_scale
-from argen.sampling.next_token import GridSampler, SamplingConfig, sample_next_token
+from argen.sampling.next_token import GridSampler, sample_next_token
 from argen.tokenizers.layout import ByteLayout, ContinuousLayout, ScaleLayout, VideoLayout
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from argen.sampling.config import SamplingConfig
+from argen.sampling.decode import Block, GuidedRows, cached_decode
+from argen.sampling.guidance import guide
 from argen.sampling.logits import sample_logits
-from argen.sampling.next_token import SamplingConfig, guide
 
 
 def keep_masks(regenerate: torch.Tensor, patch_nums: tuple[int, ...]) -> list[torch.Tensor]:
@@ -22,11 +24,13 @@ def keep_masks(regenerate: torch.Tensor, patch_nums: tuple[int, ...]) -> list[to
     return [F.interpolate(mask, size=(pn, pn), mode="area")[0, 0] < 0.5 for pn in patch_nums]
 
 
-def scale_weight(config: SamplingConfig, scale: int, num_scales: int) -> float:
-    """Guidance weight at ``scale`` of ``num_scales``."""
-    if config.cfg_schedule == "linear":
-        return 1.0 + (config.cfg_scale - 1.0) * scale / max(num_scales - 1, 1)
-    return config.cfg_scale
+def scale_blocks(model: torch.nn.Module, config: SamplingConfig, device) -> list[Block]:
+    """One block per scale: its positions, all of them predicting, and its guidance weight."""
+    scales = len(model.config.patch_nums)
+    return [
+        Block(torch.arange(start, end, device=device), end - start, config.scale_weight(k, scales))
+        for k, (start, end) in enumerate(model.config.scale_bounds)
+    ]
 
 
 @torch.no_grad()
@@ -43,29 +47,25 @@ def sample_next_scale(
     ``edit`` = (source ids per scale, keep masks per scale from :func:`keep_masks`) edits an
     image zero-shot (in-/out-painting, class-conditional editing): at every scale the kept
     positions take the source's tokens, teacher-forced like VAR's demo."""
-    patch_nums = model.config.patch_nums
-    rows = model.with_null(labels) if config.guided else labels
-    batch = len(labels)
-    x = model.embed_start(rows)  # (B', pn_0**2, D)
-    f_hat = tokenizer.empty_f_hat(batch)
-    model.setup_cache(rows)
+    patch_nums, batch = model.config.patch_nums, len(labels)
+    rows = GuidedRows(model, labels, config)
+    x = model.embed_start(rows.rows)  # (B', pn_0**2, D)
+    f_hat = [tokenizer.empty_f_hat(batch)]
     ids = []
-    try:
-        for k, (start, end) in enumerate(model.config.scale_bounds):
-            logits = model.forward_cached(x, torch.arange(start, end, device=x.device))  # (B', n, V)
-            if config.guided:
-                logits = guide(logits, scale_weight(config, k, len(patch_nums)))
-            flat = sample_logits(
-                logits.flatten(0, 1), config.temperature, config.top_k, config.top_p, generator
-            )
-            ids.append(flat.view(batch, patch_nums[k], patch_nums[k]))
-            if edit is not None:
-                source, keep = edit
-                ids[-1] = torch.where(keep[k].to(flat.device), source[k].to(flat.device), ids[-1])
-            if k + 1 < len(patch_nums):
-                f_hat, features = tokenizer.next_input(f_hat, ids[-1], k)  # (B, pn_{k+1}**2, C)
-                features = torch.cat([features, features]) if config.guided else features
-                x = model.embed_inputs(features, end)
-    finally:
-        model.clear_cache()
+
+    def draw(logits: torch.Tensor, weight: float, k: int) -> torch.Tensor:
+        logits = guide(logits, weight) if config.guided else logits  # (B, pn**2, V)
+        flat = sample_logits(logits.flatten(0, 1), config.temperature, config.top_k, config.top_p, generator)
+        ids.append(flat.view(batch, patch_nums[k], patch_nums[k]))
+        if edit is not None:
+            source, keep = edit
+            ids[-1] = torch.where(keep[k].to(flat.device), source[k].to(flat.device), ids[-1])
+        return ids[-1]
+
+    def feed(scale_ids: torch.Tensor, k: int) -> torch.Tensor:
+        f_hat[0], features = tokenizer.next_input(f_hat[0], scale_ids, k)  # (B, pn_{k+1}**2, C)
+        return model.embed_inputs(rows.double(features), model.config.scale_bounds[k][1])
+
+    with rows:
+        cached_decode(rows, x, scale_blocks(model, config, x.device), draw, feed)
     return ids

@@ -14,14 +14,17 @@ when its aggregated mass reaches the target's top probability.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from argen.models.draft_head import DraftHead
 from argen.models.llama import Condition
+from argen.sampling.config import SamplingConfig
+from argen.sampling.decode import GuidedRows
+from argen.sampling.guidance import guide
 from argen.sampling.logits import filter_logits
-from argen.sampling.next_token import SamplingConfig
 
 Generators = torch.Generator | list[torch.Generator]  # one for the batch, or one per row
 
@@ -95,57 +98,29 @@ def guidance_scales(sampling: SamplingConfig, length: int, extra: int, device) -
     return torch.tensor(scales, device=device)
 
 
-def guided(logits: torch.Tensor, scales: torch.Tensor | None) -> torch.Tensor:
-    """[cond; uncond] rows (2B, Lq, V) with per-token ``scales`` (B, Lq) -> (B, Lq, V); no
-    scales: the rows as they are."""
-    if scales is None:
-        return logits
-    cond, uncond = logits.chunk(2)
-    return uncond + scales[..., None] * (cond - uncond)
-
-
-class GuidedModel:
-    """One model's cached forward as guided distributions for B rows (2B inside with CFG)."""
-
-    def __init__(self, model, condition: Condition, sampling: SamplingConfig, extra: int):
-        self.model, self.sampling, self.batch = model, sampling, len(condition)
-        self.rows = model.with_null(condition) if sampling.guided else condition
-        self.scales = guidance_scales(sampling, model.config.num_tokens, extra, model.output.weight.device)
-        model.setup_cache(self.rows, extra)
-
-    def double(self, t: torch.Tensor) -> torch.Tensor:
-        return torch.cat([t, t]) if self.sampling.guided else t
-
-    def logits(
-        self, x: torch.Tensor, pos: torch.Tensor, index: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embeddings x (B', Lq, D) at positions pos (B', Lq) predicting token ``index`` (B, Lq)
-        -> (guided logits (B, Lq, V), the last block's features (B', Lq, D))."""
-        features = self.model.features_cached(x, pos)
-        logits = self.model.output(self.model.norm(features)).float()
-        return guided(logits, self.scales[index] if self.sampling.guided else None), features
-
-    def prefill(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The condition prefix -> guided logits (B, V) and features (B', D) for token 0."""
-        x = self.model.embed_condition(self.rows)
-        pos = torch.arange(x.shape[1], device=x.device)
-        index = torch.zeros(self.batch, 1, dtype=torch.long, device=x.device)
-        logits, features = self.logits(x, pos.expand(x.shape[0], -1), index)
-        return logits[:, -1], features[:, -1]
-
-    def step(self, tokens: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tokens (B, Lq) with token indices ``index`` (B, Lq) -> guided logits (B, Lq, V) and
-        features (B', Lq, D) for the tokens that follow each."""
-        pos = self.double(index + self.model.prefix_len)
-        return self.logits(self.model.embed_tokens(self.double(tokens)), pos, index + 1)
+def guided_by_index(outputs: torch.Tensor, scales: torch.Tensor, index: torch.Tensor, guided: bool):
+    """[cond; uncond] outputs (2B, Lq, ...) predicting token indices ``index`` (B, Lq) -> guided
+    (B, Lq, ...) with each token's scale; unguided outputs are returned as they are."""
+    if not guided:
+        return outputs
+    weight = scales[index].view(*index.shape, *[1] * (outputs.ndim - 2))  # (B, Lq, 1...)
+    return guide(outputs, weight)
 
 
 class ModelDrafter:
     """Drafts with a small generator of its own (it re-reads the last two tokens each round)."""
 
     def __init__(self, draft, condition: Condition, sampling: SamplingConfig, extra: int):
-        self.model = GuidedModel(draft, condition, sampling, extra)
-        self.model.prefill()
+        self.rows = GuidedRows(draft, condition, sampling, extra)
+        self.scales = guidance_scales(sampling, draft.config.num_tokens, extra, draft.output.weight.device)
+
+    def __enter__(self) -> ModelDrafter:
+        self.rows.__enter__()
+        self.rows.prefill()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.rows.__exit__(*exc)
 
     def propose(self, out, features, n, k, pick, sampling) -> tuple[torch.Tensor, torch.Tensor]:
         """k drafts (B, k) after the first n tokens of each row of ``out``, and their
@@ -154,14 +129,12 @@ class ModelDrafter:
         tokens = out.gather(1, index)
         drafted, q = [], []
         for _ in range(k):
-            probs = probabilities(self.model.step(tokens, index)[0][:, -1], sampling)  # (B, V)
-            q.append(probs)
-            drafted.append(pick(probs))
+            logits = self.rows.advance(tokens, index)[0]
+            logits = guided_by_index(logits, self.scales, index + 1, self.rows.guided)
+            q.append(probabilities(logits[:, -1], sampling))  # (B, V)
+            drafted.append(pick(q[-1]))
             tokens, index = drafted[-1][:, None], index[:, -1:] + 1
         return torch.stack(drafted, 1), torch.stack(q, 1)
-
-    def close(self) -> None:
-        self.model.model.clear_cache()
 
 
 class HeadDrafter:
@@ -169,11 +142,17 @@ class HeadDrafter:
     round re-reads the last k+1 tokens with the target's features (the accepted ones replace
     the head's own predictions), then feeds its predicted features forward."""
 
-    def __init__(self, head, batch: int, sampling: SamplingConfig, extra: int):
-        self.head, self.sampling = head, sampling
-        length = head.config.num_tokens
-        head.setup_cache(2 * batch if sampling.guided else batch, length + extra)
-        self.scales = guidance_scales(sampling, length, extra, head.fc.weight.device)
+    def __init__(self, head, condition: Condition, sampling: SamplingConfig, extra: int):
+        self.head, self.sampling, self.batch, self.extra = head, sampling, len(condition), extra
+        self.scales = guidance_scales(sampling, head.config.num_tokens, extra, head.fc.weight.device)
+
+    def __enter__(self) -> HeadDrafter:
+        rows = 2 * self.batch if self.sampling.guided else self.batch
+        self.head.setup_cache(rows, self.head.config.num_tokens + self.extra)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.head.clear_cache()
 
     def double(self, t: torch.Tensor) -> torch.Tensor:
         return torch.cat([t, t]) if self.sampling.guided else t
@@ -186,16 +165,18 @@ class HeadDrafter:
         drafted, q = [], []
         for _ in range(k):
             predicted, logits = self.head.forward_cached(feats, tokens, rows)
-            scales = self.scales[index[:, -1:] + 1] if sampling.guided else None
-            probs = probabilities(guided(logits[:, -1:], scales)[:, 0], sampling)  # (B, V)
-            q.append(probs)
-            drafted.append(pick(probs))
+            logits = guided_by_index(logits[:, -1:], self.scales, index[:, -1:] + 1, sampling.guided)
+            q.append(probabilities(logits[:, 0], sampling))  # (B, V)
+            drafted.append(pick(q[-1]))
             index = index[:, -1:] + 1
             feats, tokens, rows = predicted[:, -1:], self.double(drafted[-1][:, None]), self.double(index)
         return torch.stack(drafted, 1), torch.stack(q, 1)
 
-    def close(self) -> None:
-        self.head.clear_cache()
+
+def drafter_for(draft: torch.nn.Module, condition: Condition, sampling: SamplingConfig, extra: int):
+    """The drafter of a draft model (its own KV cache) or of a draft head (the target's features)."""
+    kind = HeadDrafter if isinstance(draft, DraftHead) else ModelDrafter
+    return kind(draft, condition, sampling, extra)
 
 
 def advance(n: torch.Tensor, m: torch.Tensor, length: int) -> tuple[torch.Tensor, int, int]:
@@ -212,6 +193,99 @@ def probabilities(logits: torch.Tensor, sampling: SamplingConfig) -> torch.Tenso
     return filter_logits(logits / temperature, sampling.top_k, sampling.top_p).softmax(-1)
 
 
+def speculate(out: torch.Tensor, length: int, k: int, round: Callable) -> dict:
+    """The rounds both speculative samplers share. ``out`` (B, length + extra, ...) holds each
+    row's first two tokens; ``round(n)`` drafts after the first n (B,) tokens of each row,
+    verifies and returns (accepted drafts m (B,), the k + 1 new tokens (B, k + 1, ...) whose
+    first m + 1 are kept). Rows advance by different amounts until every row is full.
+    -> stats: ``target_calls`` (verification passes), ``row_calls`` (passes summed over
+    unfinished rows), ``tokens`` and ``tokens_per_call`` (mean tokens a row gains per pass)."""
+    batch, device = out.shape[0], out.device
+    rows, steps = torch.arange(batch, device=device)[:, None], torch.arange(k + 1, device=device)
+    n = torch.full((batch,), min(length, 2), device=device)
+    stats = {"target_calls": 0, "row_calls": 0, "tokens": 0}
+    while bool((n < length).any()):
+        m, new = round(n)
+        out[rows, n[:, None] + steps] = new
+        n, active, gained = advance(n, m, length)
+        for key, value in zip(stats, (1, active, gained)):
+            stats[key] += value
+    return stats | {"tokens_per_call": stats["tokens"] / max(stats["row_calls"], 1)}
+
+
+def target_token(p: torch.Tensor, q: torch.Tensor, m: torch.Tensor, k: int, pick, greedy: bool):
+    """The target's own token after m (B,) accepted drafts: from p (B, k+1, V) after k accepts,
+    else from the residual max(p - q, 0) at the first rejection (greedy: p's top token)."""
+    rows = torch.arange(len(m), device=m.device)
+    p_m, q_m = p[rows, m], q[rows, m.clamp(max=k - 1)]
+    residual = (p_m - q_m).clamp_min(0)
+    norm = residual.sum(-1, keepdim=True)
+    residual = torch.where(norm > 0, residual / norm.clamp_min(1e-30), p_m)
+    return pick(p_m if greedy else torch.where((m == k)[:, None], p_m, residual))
+
+
+class Verifier:
+    """One speculative round on ids: the drafter proposes k tokens, the target reads the last
+    token and the drafts in one cached pass, each row keeps its longest accepted prefix plus
+    the target's own token. Keeps the target's last-block features per guided row (H_j at the
+    position predicting token j) for draft heads."""
+
+    def __init__(self, big: GuidedRows, drafter, spec: SpeculativeConfig, sampling, pick, generators):
+        self.big, self.drafter, self.spec, self.sampling = big, drafter, spec, sampling
+        self.pick, self.generators, self.neighbours = pick, generators, None
+        length, extra = big.model.config.num_tokens, 2 * spec.draft_length + 1
+        self.scales = guidance_scales(sampling, length, extra, pick.device)
+
+    def logits(self, outputs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return guided_by_index(outputs, self.scales, index, self.big.guided)
+
+    def start(self, out: torch.Tensor, length: int) -> None:
+        """The target's first two tokens (so every row has two tokens to feed a draft model)."""
+        zero = torch.zeros(self.big.batch, 1, dtype=torch.long, device=out.device)
+        outputs, first = self.big.prefill()
+        out[:, 0] = self.pick(probabilities(self.logits(outputs, zero)[:, -1], self.sampling))
+        self.features = first.new_zeros(len(self.big.rows), out.shape[1] + 1, first.shape[-1])
+        self.features[:, 0] = first[:, -1]
+        if length > 1:
+            outputs, step = self.big.advance(out[:, :1], zero)
+            out[:, 1] = self.pick(probabilities(self.logits(outputs, zero + 1)[:, -1], self.sampling))
+            self.features[:, 1] = step[:, -1]
+
+    def __call__(self, out: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, spec, batch = self.spec.draft_length, self.spec, len(n)
+        # k drafts (B, k) and their distributions (B, k, V)
+        drafted, q = self.drafter.propose(out, self.features, n, k, self.pick, self.sampling)
+        verify = torch.cat([out.gather(1, n[:, None] - 1), drafted], 1)  # (B, k+1)
+        index = n[:, None] - 1 + torch.arange(k + 1, device=n.device)
+        outputs, verified = self.big.advance(verify, index)
+        p = probabilities(self.logits(outputs, index + 1), self.sampling)  # (B, k+1, V)
+        self.features.scatter_(1, self.big.double(index + 1)[..., None].expand_as(verified), verified)
+        flat_p, flat_x = p[:, :k].flatten(0, 1), drafted.flatten()  # (B*k, V), (B*k,)
+        mass = relaxed_mass(flat_p, flat_x, self.neighbours, spec.relaxed_delta, spec.relaxed_lambda)
+        mass = mass.view(batch, k)
+        u = uniform(self.generators, batch, k, device=n.device)
+        if self.sampling.temperature == 0:
+            accept = mass >= p[:, :k].amax(-1)
+        else:
+            accept = u * q.gather(2, drafted[..., None])[..., 0] <= mass
+        m = accept.long().cumprod(1).sum(1)  # (B,) accepted drafts
+        final = target_token(p, q, m, k, self.pick, self.sampling.temperature == 0)
+        new = torch.cat([drafted, final[:, None]], 1).scatter(1, m[:, None], final[:, None])  # (B, k+1)
+        return m, new
+
+
+class Picker:
+    """Draws one token per row from probabilities (B, V): Gumbel-max with the row's uniforms, or
+    the top token when greedy."""
+
+    def __init__(self, generators: Generators, batch: int, greedy: bool, device: torch.device):
+        self.generators, self.batch, self.greedy, self.device = generators, batch, greedy, device
+
+    def __call__(self, probs: torch.Tensor) -> torch.Tensor:
+        u = uniform(self.generators, self.batch, probs.shape[-1], device=self.device)
+        return probs.argmax(-1) if self.greedy else draw(probs, u)
+
+
 @torch.no_grad()
 def sample_speculative(
     target: torch.nn.Module,
@@ -222,12 +296,9 @@ def sample_speculative(
     generators: Generators,
     neighbours: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
-    """Generate ``target.config.num_tokens`` ids per condition row -> (ids (B, L), stats).
-
-    ``neighbours`` (V, K) from :func:`code_neighbours` enables relaxed acceptance. Stats:
-    ``target_calls`` (verification passes), ``row_calls`` (passes summed over unfinished
-    rows), ``tokens`` and ``tokens_per_call`` (mean tokens a row gains per pass, accepted
-    drafts plus the target's own token)."""
+    """Generate ``target.config.num_tokens`` ids per condition row -> (ids (B, L), stats of
+    :func:`speculate`). ``neighbours`` (V, K) from :func:`code_neighbours` enables relaxed
+    acceptance."""
     if (target.config.vocab_size, target.config.num_tokens) != (
         draft.config.vocab_size,
         draft.config.num_tokens,
@@ -235,69 +306,16 @@ def sample_speculative(
         raise ValueError("draft and target must share the tokenizer (vocabulary and grid)")
     k, length, batch = spec.draft_length, target.config.num_tokens, len(condition)
     extra = 2 * k + 1  # scratch positions past the grid for rows that run ahead
-    greedy = sampling.temperature == 0
-    neighbours = neighbours[:, : spec.relaxed_k] if spec.relaxed and neighbours is not None else None
     device = target.output.weight.device
-    rows = torch.arange(batch, device=device)
-
-    def pick(probs: torch.Tensor) -> torch.Tensor:
-        u = uniform(generators, batch, probs.shape[-1], device=device)
-        return probs.argmax(-1) if greedy else draw(probs, u)
-
-    big = GuidedModel(target, condition, sampling, extra)
-    if isinstance(draft, DraftHead):
-        drafter = HeadDrafter(draft, batch, sampling, extra)
-    else:
-        drafter = ModelDrafter(draft, condition, sampling, extra)
-    try:
+    pick = Picker(generators, batch, sampling.temperature == 0, device)
+    big = GuidedRows(target, condition, sampling, extra)
+    with big, drafter_for(draft, condition, sampling, extra) as drafter:
+        verifier = Verifier(big, drafter, spec, sampling, pick, generators)
+        if spec.relaxed and neighbours is not None:
+            verifier.neighbours = neighbours[:, : spec.relaxed_k]
         out = torch.zeros(batch, length + extra, dtype=torch.long, device=device)
-        logits, first_features = big.prefill()
-        out[:, 0] = pick(probabilities(logits, sampling))
-        # the target's features H_j (at the position predicting token j), per guided row
-        features = first_features.new_zeros(len(big.rows), length + extra + 1, first_features.shape[-1])
-        features[:, 0] = first_features
-        if length > 1:  # a second token from the target, so every row has two tokens to feed the draft
-            first = out[:, :1]
-            logits, step_features = big.step(first, torch.zeros_like(first))
-            out[:, 1] = pick(probabilities(logits[:, -1], sampling))
-            features[:, 1] = step_features[:, -1]
-        n = torch.full((batch,), min(length, 2), device=device)
-        calls, row_calls, gained = 0, 0, 0
-        while bool((n < length).any()):
-            drafted, q = drafter.propose(out, features, n, k, pick, sampling)  # (B, k), (B, k, V)
-            # verify: the target reads the last token and the k drafts at once
-            verify = torch.cat([out.gather(1, n[:, None] - 1), drafted], 1)  # (B, k+1)
-            index = n[:, None] - 1 + torch.arange(k + 1, device=device)
-            logits, verified = big.step(verify, index)
-            p = probabilities(logits, sampling)  # (B, k+1, V)
-            features.scatter_(1, big.double(index + 1)[..., None].expand_as(verified), verified)
-            calls += 1
-            # accept the longest prefix
-            flat_p, flat_x = p[:, :k].flatten(0, 1), drafted.flatten()
-            mass = relaxed_mass(flat_p, flat_x, neighbours, spec.relaxed_delta, spec.relaxed_lambda).view(
-                batch, k
-            )
-            u = uniform(generators, batch, k, device=device)
-            if greedy:
-                accept = mass >= p[:, :k].amax(-1)
-            else:
-                accept = u * q.gather(2, drafted[..., None])[..., 0] <= mass
-            m = accept.long().cumprod(1).sum(1)  # (B,) accepted drafts
-            # the target's own token: a bonus draw after k accepts, else from the residual
-            p_m, q_m = p[rows, m], q[rows, m.clamp(max=k - 1)]
-            residual = (p_m - q_m).clamp_min(0)
-            norm = residual.sum(-1, keepdim=True)
-            residual = torch.where(norm > 0, residual / norm.clamp_min(1e-30), p_m)
-            final = pick(p_m if greedy else torch.where((m == k)[:, None], p_m, residual))
-            new = torch.cat([drafted, final[:, None]], 1).scatter(1, m[:, None], final[:, None])  # (B, k+1)
-            out.scatter_(1, n[:, None] + torch.arange(k + 1, device=device), new)
-            n, rows_active, rows_gained = advance(n, m, length)
-            row_calls, gained = row_calls + rows_active, gained + rows_gained
-    finally:
-        target.clear_cache()
-        drafter.close()
-    stats = {"target_calls": calls, "row_calls": row_calls, "tokens": gained}
-    stats["tokens_per_call"] = gained / max(row_calls, 1)
+        verifier.start(out, length)
+        stats = speculate(out, length, k, lambda n: verifier(out, n))
     return out[:, :length], stats
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from argen.checkpoint import replace_directory
 from argen.data.token_cache import META_NAME, read_meta
 from argen.models.caption import Caption
 from argen.text.encoder import TextEncoder
@@ -41,8 +41,7 @@ def build_text_features(
         save_file(shard, str(tmp / f"shard-{start:09d}.safetensors"))
     meta = {**key, "num_captions": len(captions), "dim": encoder.dim, "captions": captions}
     (tmp / META_NAME).write_text(json.dumps(meta, indent=1) + "\n")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+    replace_directory(tmp, out_dir)
     return out_dir
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
-from argen.checkpoint import load_model
+from argen.checkpoint import CheckpointError, load_model
 from argen.tokenizers.avc import AVCConfig, AVCTokenizer
 from argen.tokenizers.causal_video import CausalVideoVQConfig, CausalVideoVQModel
 from argen.tokenizers.coarse_to_fine import CoarseToFineConfig, CoarseToFineVQModel
@@ -40,14 +40,11 @@ TOKENIZERS: dict[str, type[nn.Module]] = {
 
 
 def load(path: str | Path, image_size: int | None = None) -> nn.Module:
-    """Load a tokenizer checkpoint directory (config.json + model.safetensors), an official
-    LlamaGen VQ / VAR VQVAE file (``.pt``, ``.pth``; ``image_size`` defaults to the one in its
-    name, else 256), or a diffusers ``AutoencoderKL`` directory or hub id (``image_size``
-    defaults to 256)."""
-    from argen.convert import is_official_file, load_official_tokenizer
-
-    if is_official_file(path):
-        return load_official_tokenizer(path, image_size)
+    """Load a tokenizer checkpoint directory (config.json + model.safetensors) or a diffusers
+    ``AutoencoderKL`` directory or hub id (``image_size`` defaults to 256). Official LlamaGen /
+    VAR files load with :func:`argen.convert.load_tokenizer`."""
+    if Path(path).is_file():
+        raise CheckpointError(f"{path} is a file: official checkpoints load with convert.load_tokenizer")
     if is_diffusers_vae(path):
         return ContinuousTokenizer.from_pretrained(path, image_size or 256)
     return load_model(path, TOKENIZERS)

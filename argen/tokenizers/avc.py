@@ -24,7 +24,7 @@ import av.logging
 import numpy as np
 import torch
 
-from argen.eval.npz import to_uint8
+from argen.images import to_uint8
 from argen.tokenizers.byte_vocab import ByteStreamTokenizer, split_header
 
 FORMATS = {"libx264": "h264", "mpeg4": "m4v"}

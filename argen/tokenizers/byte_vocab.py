@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from argen.eval.npz import from_uint8
+from argen.images import from_uint8
 from argen.tokenizers.layout import ByteLayout
 from tokenizers import Tokenizer, models, trainers
 

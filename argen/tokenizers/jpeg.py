@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile
 
-from argen.eval.npz import to_uint8
+from argen.images import to_uint8
 from argen.tokenizers.byte_vocab import ByteStreamTokenizer, split_header
 from argen.tokenizers.jpeg_scan import parse_header, scan_is_valid
 

@@ -22,7 +22,7 @@ from timm.utils.model_ema import ModelEmaV3
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from argen.checkpoint import save_model
+from argen.checkpoint import replace_directory, save_model
 from argen.config import to_dict
 from argen.data.batches import ShardedBatches
 from argen.training.codec import build_codec_tokenizer
@@ -232,7 +232,7 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
 
 def _save_checkpoint(accelerator: Accelerator, out: Path, model, ema) -> None:
     """Write the training state to a temporary directory, then swap it in (atomic)."""
-    tmp, final, old = out / f".{CHECKPOINT}-tmp", out / CHECKPOINT, out / f".{CHECKPOINT}-old"
+    tmp, final = out / f".{CHECKPOINT}-tmp", out / CHECKPOINT
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and tmp.exists():
         shutil.rmtree(tmp)
@@ -241,10 +241,7 @@ def _save_checkpoint(accelerator: Accelerator, out: Path, model, ema) -> None:
     state = accelerator.get_state_dict(model)  # consolidated (a collective under FSDP)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if final.exists():
-            final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_directory(tmp, final)
         save_model(accelerator.unwrap_model(model), out / "model", state)
         if ema is not None:
             save_model(ema.module, out / "ema")

@@ -1,5 +1,5 @@
-"""Sample batches in the ADM evaluator format: ``arr_0`` uint8 (N, H, W, C), plus the class id
-or prompt index of each sample."""
+"""Pixels as uint8 arrays, and sample batches in the ADM evaluator format: ``arr_0`` uint8
+(N, H, W, C), plus the class id or prompt index of each sample."""
 
 from __future__ import annotations
 
