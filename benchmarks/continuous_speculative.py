@@ -18,11 +18,13 @@ from pathlib import Path
 import torch
 
 from argen import models, tokenizers
-from argen.cli.sample import reference_images, weights_of
-from argen.eval import class_consistency, classifier_metric, frechet_distance, from_uint8, load_classifier
+from argen.checkpoint import weights_of
+from argen.eval import class_consistency, classifier_features, frechet_distance, from_uint8, load_classifier
+from argen.eval.evaluation import reference_images
+from argen.paradigms import SamplingExtras, for_generator
+from argen.paradigms.generate import generate_batch
 from argen.sampling import SamplingConfig
 from argen.sampling.continuous_speculative import ContinuousSpeculation, ContinuousSpeculativeConfig
-from argen.sampling.generate import generate_batch
 from benchmarks.orderings import draw
 
 
@@ -46,7 +48,7 @@ def main() -> None:
     draft = models.load(weights_of(Path(args.draft), None)).to(args.device).eval()
     tokenizer = tokenizers.load(target_run / "tokenizer").to(args.device).eval()
     classifier = load_classifier(args.classifier).to(args.device)
-    metric = classifier_metric(classifier)
+    metric = classifier_features(classifier)
     real = reference_images(args.reference, tokenizer.config.resolution)
     config = SamplingConfig(
         cfg_scale=args.cfg_scale, flow_steps=args.flow_steps, flow_solver="sde", flow_noise=args.flow_noise
@@ -67,7 +69,10 @@ def main() -> None:
     plain = None
     for name, speculation in methods.items():
         model = draft if name == "plain (draft)" else target
-        generate_batch(model, tokenizer, labels[:2], config, 0, grid_sampler=speculation)  # warm-up
+        paradigm = for_generator(model, tokenizer.layout)
+        generate_batch(
+            paradigm, model, tokenizer, labels[:2], config, 0, SamplingExtras(grid_sampler=speculation)
+        )
         if speculation is not None:
             speculation.totals = dict.fromkeys(speculation.totals, 0)
         start = time.perf_counter()

@@ -21,11 +21,13 @@ import numpy as np
 import torch
 
 from argen import models, tokenizers
-from argen.cli.sample import reference_images, weights_of
-from argen.eval import class_consistency, classifier_metric, frechet_distance, from_uint8, load_classifier
+from argen.checkpoint import weights_of
+from argen.eval import class_consistency, classifier_features, frechet_distance, from_uint8, load_classifier
+from argen.eval.evaluation import reference_images
+from argen.paradigms import SamplingExtras, for_generator
+from argen.paradigms.generate import batch_seed, generate_batch
 from argen.sampling import SamplingConfig
 from argen.sampling.coarse_to_fine import Refinement
-from argen.sampling.generate import batch_seed, generate_batch
 
 
 def draw(
@@ -33,9 +35,10 @@ def draw(
 ) -> tuple[np.ndarray, np.ndarray]:
     """All images (or clips) for ``labels`` and their validity flags, in seeded batches, as
     ``sample.py`` draws them."""
+    paradigm, extras = for_generator(model, tokenizer.layout), SamplingExtras(grid_sampler=sampler)
     parts = [
         generate_batch(
-            model, tokenizer, labels[b : b + batch], config, batch_seed(0, b // batch), grid_sampler=sampler
+            paradigm, model, tokenizer, labels[b : b + batch], config, batch_seed(0, b // batch), extras
         )
         for b in range(0, len(labels), batch)
     ]
@@ -58,7 +61,7 @@ def main() -> None:
     args = p.parse_args()
 
     classifier = load_classifier(args.classifier).to(args.device)
-    metric, real = classifier_metric(classifier), None
+    metric, real = classifier_features(classifier), None
     print(f"samples={args.num_samples} batch={args.batch_size} cfg={args.cfg_scale} device={args.device}")
     print(
         f"{'run':44s} {'tokens':>7s} {'passes':>7s} {'seconds':>7s} {'img/s':>7s} {'fid_clf':>7s} class-cons"

@@ -2,17 +2,21 @@
 
     python benchmarks/sample_throughput.py --ckpt runs/digits/gpt --num-samples 2000
 
-Uses a trained run directory (the README demo makes runs/digits/gpt). Times whole CLI
-invocations in-process: sampling, decoding and writing samples.npz and grid.png.
+Uses a trained run directory (the README demo makes runs/digits/gpt). Times whole ``sample.py``
+invocations: process start-up, loading, sampling, decoding and writing samples.npz and grid.png.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import time
 
-from argen.cli import sample
+
+def sample(args: list[str]) -> int:
+    return subprocess.run([sys.executable, "sample.py", *args], capture_output=True).returncode
 
 
 def main() -> None:
@@ -36,9 +40,9 @@ def main() -> None:
     speeds = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, extra in (("eager", []), ("compiled", ["--compile"])):
-            sample.main([*common, *extra, "--num-samples", str(args.batch_size), "--out", f"{tmp}/warm"])
+            sample([*common, *extra, "--num-samples", str(args.batch_size), "--out", f"{tmp}/warm"])
             start = time.perf_counter()
-            if sample.main([*common, *extra, "--out", f"{tmp}/{name}"]) != 0:
+            if sample([*common, *extra, "--out", f"{tmp}/{name}"]) != 0:
                 raise SystemExit(f"sample.py failed for {name}")
             speeds[name] = args.num_samples / (time.perf_counter() - start)
     print(f"ckpt={args.ckpt} samples={args.num_samples} batch={args.batch_size} cfg={args.cfg_scale}")

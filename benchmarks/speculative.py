@@ -20,10 +20,12 @@ from pathlib import Path
 import torch
 
 from argen import models, tokenizers
-from argen.cli.sample import reference_images, weights_of
-from argen.eval import class_consistency, classifier_metric, frechet_distance, from_uint8, load_classifier
+from argen.checkpoint import weights_of
+from argen.eval import class_consistency, classifier_features, frechet_distance, from_uint8, load_classifier
+from argen.eval.evaluation import reference_images
+from argen.paradigms import SamplingExtras, for_generator
+from argen.paradigms.generate import generate_batch
 from argen.sampling import SamplingConfig
-from argen.sampling.generate import generate_batch
 from argen.sampling.speculative import Speculation, SpeculativeConfig
 from benchmarks.orderings import draw
 
@@ -48,7 +50,7 @@ def main() -> None:
     target = models.load(weights_of(target_run, None)).to(args.device).eval()
     tokenizer = tokenizers.load(target_run / "tokenizer").to(args.device).eval()
     classifier = load_classifier(args.classifier).to(args.device)
-    metric = classifier_metric(classifier)
+    metric = classifier_features(classifier)
     real = reference_images(args.reference, tokenizer.config.resolution)
     config = SamplingConfig(cfg_scale=args.cfg_scale)
     codebook = tokenizer.quantize.codebook().detach()
@@ -69,9 +71,16 @@ def main() -> None:
     )
     results = {}
     for name, speculation in methods.items():
+        warm_up = SamplingExtras(grid_sampler=speculation)
         generate_batch(
-            target, tokenizer, labels[: args.batch_size], config, 0, grid_sampler=speculation
-        )  # warm-up
+            for_generator(target, tokenizer.layout),
+            target,
+            tokenizer,
+            labels[: args.batch_size],
+            config,
+            0,
+            warm_up,
+        )
         seconds = float("inf")
         for _ in range(args.repeats):
             if speculation is not None:

@@ -20,12 +20,13 @@ from pathlib import Path
 import torch
 
 from argen import models, tokenizers
-from argen.cli.sample import reference_images, weights_of
+from argen.checkpoint import weights_of
 from argen.eval import class_consistency, from_uint8, load_classifier
+from argen.eval.evaluation import reference_images
 from argen.eval.fvd import ClipClassifierFeatures, frechet_video_distance
 from argen.models.next_frame import NextFrameLlama
+from argen.paradigms import for_generator
 from argen.sampling import SamplingConfig
-from argen.tokenizers.layout import ByteLayout
 from benchmarks.orderings import draw
 
 
@@ -62,7 +63,8 @@ def main() -> None:
         clips = clips[:, :frames]  # (N, T, H, W, C)
         fvd = frechet_video_distance(features, real, clips)
         consistency = class_consistency(classifier, from_uint8(clips).to(args.device), labels.to(args.device))
-        if isinstance(layout, ByteLayout):
+        paradigm = for_generator(model, layout)
+        if paradigm.checks_validity:  # byte streams: one pass per byte until EOS
             tokens, passes = f"<={layout.max_len}", "stream"
         else:
             tokens = str(layout.num_tokens)

@@ -10,9 +10,9 @@ from argen.cli import sample as sample_cli
 from argen.eval import (
     FeaturesUnavailable,
     class_consistency,
-    classifier_metric,
+    classifier_features,
     frechet_distance,
-    inception_metric,
+    inception_features,
     load_classifier,
 )
 from argen.images import from_uint8, to_uint8
@@ -106,7 +106,7 @@ def test_missing_checkpoint(tmp_path, capsys):
 
 def test_inception_without_weights_names_the_fix(tmp_path):
     with pytest.raises(FeaturesUnavailable, match="does not exist"):
-        inception_metric(tmp_path / "missing.pth")
+        inception_features(tmp_path / "missing.pth")
 
 
 def test_classifier_frechet_distance_is_zero_on_itself_and_grows_with_noise(trained):
@@ -114,7 +114,7 @@ def test_classifier_frechet_distance_is_zero_on_itself_and_grows_with_noise(trai
     from argen.data import DigitsDataset
 
     real = to_uint8(DigitsDataset(8).images[:400])
-    metric = classifier_metric(clf)
+    metric = classifier_features(clf)
     same = frechet_distance(metric, real, real)
     pixels = from_uint8(real)
     noisy = [
@@ -143,7 +143,7 @@ def test_inception_weights_from_a_local_file(tmp_path, monkeypatch):
         patch.setattr("torch.load", lambda *a, **kw: None)
         module = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], "unused")
     torch.save(module.state_dict(), tmp_path / "inception.pth")
-    metric = inception_metric(tmp_path / "inception.pth")
+    metric = inception_features(tmp_path / "inception.pth")
     images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
     assert abs(frechet_distance(metric, images, images)) < 1e-2
 

@@ -9,8 +9,9 @@ import logging
 import sys
 
 from argen.config import ConfigError
+from argen.launch import RunError
 from argen.training.recipes import load_recipe
-from argen.training.trainer import TrainingError, train
+from argen.training.trainer import train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         recipe = load_recipe(args.config, args.overrides)
         out = train(recipe, resume=args.resume)
-    except (ConfigError, TrainingError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, RunError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"done: {out}")

@@ -4,9 +4,9 @@ from argen.eval.classifier import Classifier, ClassifierConfig, load_classifier
 from argen.eval.fid import (
     FeaturesUnavailable,
     class_consistency,
-    classifier_metric,
+    classifier_features,
     frechet_distance,
-    inception_metric,
+    inception_features,
 )
 from argen.images import from_uint8, load_npz, save_npz, to_uint8
 
@@ -15,10 +15,10 @@ __all__ = [
     "ClassifierConfig",
     "FeaturesUnavailable",
     "class_consistency",
-    "classifier_metric",
+    "classifier_features",
     "frechet_distance",
     "from_uint8",
-    "inception_metric",
+    "inception_features",
     "load_classifier",
     "load_npz",
     "save_npz",

@@ -3,14 +3,14 @@ FVD (I3D or clip-classifier features) against a reference set, and class-consist
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from argen.data import build_dataset
 from argen.eval.classifier import load_classifier
-from argen.eval.fid import class_consistency, classifier_metric, frechet_distance, inception_metric
+from argen.eval.fid import class_consistency, classifier_features, frechet_distance, inception_features
 from argen.eval.fvd import (
     DEFAULT_REFERENCE_SIZE,
     ClipClassifierFeatures,
@@ -38,45 +38,63 @@ def reference_images(spec: str, resolution: int, frames: int | None = None) -> n
     return np.concatenate([to_uint8(dataset[i][0][None]) for i in range(count)])
 
 
+@dataclass
+class EvaluationConfig:
+    """What a sampling run is judged by: a reference set (an .npz, an image or video folder, or
+    an embedded dataset) on named features (``inception``, ``i3d`` or ``classifier``; default
+    inception for images, i3d for video), and class-consistency under ``classifier``."""
+
+    reference: str | None = None
+    features: str | None = None
+    inception_weights: str | None = None
+    i3d_weights: str | None = None
+    classifier: str | None = None
+
+
 class Evaluation:
     """The metrics a run asked for, set up before sampling so that a missing reference,
     classifier or Inception weights fail in seconds, not after the samples are drawn."""
 
     def __init__(
-        self, args: argparse.Namespace, resolution: int, device: torch.device, frames: int | None = None
+        self, config: EvaluationConfig, resolution: int, device: torch.device, frames: int | None = None
     ):
-        self.device = device
-        self.classifier = load_classifier(args.classifier).to(device) if args.classifier else None
-        self.metric = self.real = self.video_features = None
-        if args.fid and args.fid_features == "classifier" and self.classifier is None:
+        self.config, self.device = config, device
+        self.classifier = load_classifier(config.classifier).to(device) if config.classifier else None
+        self.extractor = self.real = self.video_features = None
+        if config.reference and config.features == "classifier" and self.classifier is None:
             raise ValueError("--fid-features classifier needs --classifier DIR")
         if self.classifier is not None and self.classifier.config.frames != (frames or 1):
             raise ValueError(
-                f"classifier {args.classifier} reads {self.classifier.config.frames} frame(s) per sample; "
+                f"classifier {config.classifier} reads {self.classifier.config.frames} frame(s) per sample; "
                 f"these samples have {frames or 1}"
             )
-        if args.fid and frames is not None:
-            self.real = reference_images(args.fid, resolution, frames)
-            self.reference = args.fid
-            if args.fid_features == "classifier":
-                self.video_features = ClipClassifierFeatures(self.classifier, args.classifier, device)
-                self.key = "fvd_classifier"
-            elif args.fid_features in (None, "i3d"):
-                self.video_features, self.key = I3DFeatures(args.i3d_weights, device), "fvd"
-            else:
-                raise ValueError("video samples: --fid-features is i3d or classifier")
-            self.features = self.video_features.description
-        elif args.fid:
-            if args.fid_features == "i3d":
-                raise ValueError("--fid-features i3d is for video samples")
-            if args.fid_features in (None, "inception"):
-                self.metric, self.key = inception_metric(args.inception_weights), "fid"
-                self.features = "inception-v3 pool3 (2048-d, torch-fidelity weights)"
-            else:
-                self.metric, self.key = classifier_metric(self.classifier), "fid_classifier"
-                self.features = f"classifier {args.classifier} penultimate ({self.classifier.num_features}-d)"
-            self.real = reference_images(args.fid, resolution)
-            self.reference = args.fid
+        if config.reference:
+            self.set_up_video() if frames is not None else self.set_up_images()
+            self.real = reference_images(config.reference, resolution, frames)
+
+    def set_up_video(self) -> None:
+        """FVD on I3D or clip-classifier features."""
+        c = self.config
+        if c.features == "classifier":
+            self.video_features = ClipClassifierFeatures(self.classifier, c.classifier, self.device)
+            self.key = "fvd_classifier"
+        elif c.features in (None, "i3d"):
+            self.video_features, self.key = I3DFeatures(c.i3d_weights, self.device), "fvd"
+        else:
+            raise ValueError("video samples: --fid-features is i3d or classifier")
+        self.description = self.video_features.description
+
+    def set_up_images(self) -> None:
+        """FID on Inception or classifier features."""
+        c = self.config
+        if c.features == "i3d":
+            raise ValueError("--fid-features i3d is for video samples")
+        if c.features in (None, "inception"):
+            self.extractor, self.key = inception_features(c.inception_weights), "fid"
+            self.description = "inception-v3 pool3 (2048-d, torch-fidelity weights)"
+        else:
+            self.extractor, self.key = classifier_features(self.classifier), "fid_classifier"
+            self.description = f"classifier {c.classifier} penultimate ({self.classifier.num_features}-d)"
 
     @property
     def wanted(self) -> bool:
@@ -86,10 +104,12 @@ class Evaluation:
         metrics: dict = {}
         if self.video_features is not None:
             metrics[self.key] = frechet_video_distance(self.video_features, self.real, images)
-        elif self.metric is not None:
-            metrics[self.key] = frechet_distance(self.metric, self.real, images, device=self.device)
+        elif self.extractor is not None:
+            metrics[self.key] = frechet_distance(self.extractor, self.real, images, device=self.device)
         if self.real is not None:
-            metrics.update(features=self.features, reference=self.reference, reference_size=len(self.real))
+            metrics.update(
+                features=self.description, reference=self.config.reference, reference_size=len(self.real)
+            )
         if self.classifier is not None and labels is not None:
             pixels = from_uint8(images).to(self.device)
             metrics["class_consistency"] = class_consistency(

@@ -1,9 +1,10 @@
 """Fréchet distances between sample sets, on named features.
 
-``inception``: torchmetrics' FrechetInceptionDistance with the standard pool3 features of
-the TF-ported Inception-v3 (the numbers papers report as FID). ``classifier``: the
+``inception``: the standard pool3 features of the TF-ported Inception-v3 (torchmetrics'
+``NoTrainInceptionV3``, torch-fidelity's weights: the numbers papers report as FID). ``classifier``: the
 penultimate features of an :class:`~argen.eval.classifier.Classifier` trained on the dataset;
-reported as ``fid_classifier``, never as plain FID. Statistics accumulate in float64.
+reported as ``fid_classifier``, never as plain FID. The distance itself is
+:func:`argen.eval.frechet.frechet_from_features` (float64), shared with FVD.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3 as INCEPTION_URL
-from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.fid import NoTrainInceptionV3
 
 from argen.eval.classifier import Classifier
+from argen.eval.frechet import frechet_from_features
 
 
 class FeaturesUnavailable(RuntimeError):
@@ -36,13 +38,16 @@ class ClassifierFeatures(nn.Module):
         return self.classifier.features(images.float() / 127.5 - 1)
 
 
-def inception_metric(weights: str | Path | None = None) -> FrechetInceptionDistance:
-    """FID metric on Inception pool3 features; ``weights`` is a local copy of INCEPTION_URL."""
+def inception_features(weights: str | Path | None = None) -> nn.Module:
+    """The standard FID features (Inception-v3 pool3, 2048-d) of uint8 images (B, 3, H, W);
+    ``weights`` is a local copy of INCEPTION_URL."""
     if weights is not None and not Path(weights).is_file():
         raise FeaturesUnavailable(f"--inception-weights {weights} does not exist")
     try:
-        return FrechetInceptionDistance(
-            feature=2048, feature_extractor_weights_path=None if weights is None else str(weights)
+        return NoTrainInceptionV3(
+            name="inception-v3-compat",
+            features_list=["2048"],
+            feature_extractor_weights_path=None if weights is None else str(weights),
         )
     except Exception as err:  # no network and no cached copy
         raise FeaturesUnavailable(
@@ -53,28 +58,34 @@ def inception_metric(weights: str | Path | None = None) -> FrechetInceptionDista
         ) from None
 
 
+def classifier_features(classifier: Classifier) -> ClassifierFeatures:
+    return ClassifierFeatures(classifier)
+
+
+@torch.no_grad()
+def image_features(
+    extractor: nn.Module, images: np.ndarray, batch_size: int = 200, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Features (N, D) in float64 of uint8 images (N, H, W, C)."""
+    batches = (
+        torch.from_numpy(images[i : i + batch_size]).permute(0, 3, 1, 2)
+        for i in range(0, len(images), batch_size)
+    )
+    return torch.cat(
+        [extractor(batch.to(device)).double().cpu() for batch in batches]
+    )  # (B, C, H, W) uint8 in
+
+
 def frechet_distance(
-    metric: FrechetInceptionDistance,
+    extractor: nn.Module,
     real: np.ndarray,
     fake: np.ndarray,
     batch_size: int = 200,
     device: torch.device | str = "cpu",
 ) -> float:
-    """Fréchet distance between uint8 image sets (N, H, W, C) under ``metric``'s features."""
-    for name, images in (("reference", real), ("samples", fake)):
-        if len(images) < 2:
-            raise ValueError(f"the {name} set needs at least 2 images, got {len(images)}")
-    metric = metric.to(device)
-    metric.reset()
-    for images, is_real in ((real, True), (fake, False)):
-        for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(images[start : start + batch_size]).permute(0, 3, 1, 2)
-            metric.update(batch.to(device), real=is_real)  # (B, C, H, W) uint8
-    return float(metric.compute())
-
-
-def classifier_metric(classifier: Classifier) -> FrechetInceptionDistance:
-    return FrechetInceptionDistance(feature=ClassifierFeatures(classifier))
+    """Fréchet distance between uint8 image sets (N, H, W, C) under ``extractor``'s features."""
+    extractor = extractor.to(device).eval()
+    return frechet_from_features(*(image_features(extractor, x, batch_size, device) for x in (real, fake)))
 
 
 @torch.no_grad()

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from argen.eval.classifier import Classifier
 from argen.eval.fid import FeaturesUnavailable
+from argen.eval.frechet import frechet_from_features
 from argen.images import from_uint8
 
 I3D_URL = "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt"
@@ -82,20 +83,6 @@ def clip_features(extractor, clips: np.ndarray, batch_size: int = 32) -> torch.T
     return torch.cat(
         [extractor(clips[i : i + batch_size]).double().cpu() for i in range(0, len(clips), batch_size)]
     )
-
-
-def frechet_from_features(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to features a (N, D) and b (M, D), float64:
-    |mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^1/2)."""
-    for name, x in (("reference", a), ("sample", b)):
-        if len(x) < 2:
-            raise ValueError(f"the {name} set needs at least 2 clips, got {len(x)}")
-    a, b = a.double(), b.double()
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
-    # tr(sqrt(S_a S_b)) = sum of the square roots of the eigenvalues of S_a S_b (real, >= 0)
-    root_trace = torch.linalg.eigvals(cov_a @ cov_b).sqrt().real.sum()
-    return float((mu_a - mu_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * root_trace)
 
 
 def frechet_video_distance(extractor, real: np.ndarray, fake: np.ndarray, batch_size: int = 32) -> float:

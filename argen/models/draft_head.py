@@ -55,6 +55,8 @@ class DraftHead(nn.Module):
         """A new head for ``target`` (a next-token Llama over ids), with its frozen parts copied."""
         if type(target) is not Llama:
             raise ValueError(f"draft heads serve next-token Llama targets, not {type(target).__name__}")
+        if target.config.condition != "class":
+            raise ValueError("draft heads are trained for class-conditional targets")
         head = cls(DraftHeadConfig(**{**asdict(target.config), "n_layer": n_layer}))
         for name in ("tok_emb", "norm", "output"):
             getattr(head, name).load_state_dict(getattr(target, name).state_dict())

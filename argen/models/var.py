@@ -178,7 +178,10 @@ class VARTransformer(nn.Module):
         x = torch.cat([self.embed_start(labels), self.embed_inputs(inputs, self.prefix_len)], 1)
         return self._run(x, self.class_emb(labels), self.attn_bias_for_masking.isfinite())
 
-    def setup_cache(self, labels: torch.Tensor) -> None:
+    def setup_cache(self, labels: torch.Tensor, extra: int = 0) -> None:
+        """A KV cache for the rows of ``labels`` and the whole sequence (no scratch positions)."""
+        if extra:
+            raise ValueError("next-scale caches hold exactly the sequence (no extra positions)")
         c, like = self.config, self.head.weight
         for block in self.blocks:
             block.attn.cache = KVCache(len(labels), c.n_head, self.max_len, c.dim // c.n_head, like)

@@ -43,7 +43,8 @@ class GuidedRows:
     def __enter__(self) -> GuidedRows:
         self.model.setup_cache(self.rows, self.extra)
         step = self.model.forward_cached
-        self.step = compiled_step(self.model, self.model.output.weight.is_cuda) if self.compile else step
+        cuda = next(self.model.parameters()).is_cuda
+        self.step = compiled_step(self.model, cuda) if self.compile else step
         return self
 
     def __exit__(self, *exc) -> None:

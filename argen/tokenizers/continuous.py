@@ -14,7 +14,7 @@ tokens have unit variance.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -113,6 +113,11 @@ class ContinuousTokenizer(nn.Module):
         model = cls(config)
         model.vae.load_state_dict(vae.state_dict())
         return model.eval()
+
+    def with_scales(self, patch_nums: tuple[int, ...]) -> ContinuousTokenizer:
+        """Generate these scales (tokens per side, ending at the grid side) instead of the grid."""
+        self.config = replace(self.config, patch_nums=tuple(patch_nums))
+        return self
 
     @property
     def layout(self) -> ContinuousLayout:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -25,9 +24,9 @@ from tqdm import tqdm
 from argen.checkpoint import replace_directory, save_model
 from argen.config import to_dict
 from argen.data.batches import ShardedBatches
-from argen.training.codec import build_codec_tokenizer
+from argen.launch import RunError, check_world
 from argen.training.optim import build_optimizer, warmup_cosine
-from argen.training.recipes import JPEGTokenizerRecipe, Recipe
+from argen.training.recipes import Recipe
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ RECIPE_FILE = "recipe.json"
 LOG_FILE = "log.jsonl"  # one line of process-averaged metrics per log_every steps
 
 
-class TrainingError(RuntimeError):
+class TrainingError(RunError):
     """Training cannot start or go on (a diverged loss, a clashing output directory...)."""
 
 
@@ -51,18 +50,6 @@ class Progress:
 
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])
-
-
-def check_world(accelerator: Accelerator) -> None:
-    """Fail when a launcher started several processes that Accelerate does not join (they
-    would each train alone and overwrite one another's checkpoints)."""
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched != accelerator.num_processes:
-        raise TrainingError(
-            f"{launched} processes were launched but Accelerate sees {accelerator.num_processes}; "
-            f"on a machine without GPUs set ACCELERATE_USE_CPU=1 (e.g. `ACCELERATE_USE_CPU=1 "
-            f"accelerate launch --multi_gpu --num_processes 2 train.py ...`)"
-        )
 
 
 def configure_model(model: torch.nn.Module, tc, accelerator: Accelerator) -> None:
@@ -101,12 +88,9 @@ def check_output_dir(out: Path, recipe: Recipe, resume: bool) -> None:
         raise TrainingError(f"--resume: the recipe differs from the saved run in {sorted(changed)}")
 
 
-def train(recipe: Recipe, resume: bool = False) -> Path:
-    """Run (or resume) ``recipe``; returns the output directory."""
-    from argen.training.tasks import build_task
-
-    out = Path(recipe.output_dir)
-    tc = recipe.train
+def start_run(recipe: Recipe, resume: bool) -> Accelerator:
+    """The accelerator of a run whose output directory is checked and holds the recipe."""
+    out, tc = Path(recipe.output_dir), recipe.train
     accelerator = Accelerator(
         mixed_precision=tc.mixed_precision,
         log_with="tensorboard",
@@ -118,39 +102,84 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / RECIPE_FILE).write_text(json.dumps(to_dict(recipe), indent=2) + "\n")
-    if isinstance(recipe, JPEGTokenizerRecipe):  # a codec (JPEG, AVC): nothing to optimise
-        if accelerator.is_main_process:
-            build_codec_tokenizer(recipe, out)
-        accelerator.wait_for_everyone()
-        return out
+    return accelerator
 
+
+class Trained:
+    """A task's modules, optimisers and schedules prepared by Accelerate, with the step counter
+    and the EMA weights registered for checkpointing."""
+
+    def __init__(self, task, tc, accelerator: Accelerator) -> None:
+        self.names = ["model", *task.extra_modules]
+        modules = [task.model, *task.extra_modules.values()]
+        optimizers = [
+            build_optimizer(m, task.lr(name), tc.weight_decay, tc.betas)
+            for name, m in zip(self.names, modules)
+        ]
+        schedule = warmup_cosine(tc.warmup_steps, tc.max_steps, tc.min_lr_ratio)
+        schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, schedule) for opt in optimizers]
+        prepared = accelerator.prepare(*modules, *optimizers, *schedulers)
+        n = len(modules)
+        self.modules, self.optimizers, self.schedulers = prepared[:n], prepared[n : 2 * n], prepared[2 * n :]
+        self.wrapped = dict(zip(self.names, self.modules))
+        self.progress = Progress()
+        accelerator.register_for_checkpointing(self.progress)
+        self.ema = None
+        if tc.ema_decay > 0:
+            self.ema = ModelEmaV3(
+                accelerator.unwrap_model(self.modules[0]), decay=tc.ema_decay, use_warmup=True
+            )
+            accelerator.register_for_checkpointing(self.ema)
+
+
+def train(recipe: Recipe, resume: bool = False) -> Path:
+    """Run (or resume) ``recipe``; returns the output directory."""
+    from argen.training.tasks import build_task
+
+    out, tc = Path(recipe.output_dir), recipe.train
+    accelerator = start_run(recipe, resume)
     set_seed(recipe.seed)  # identical initial weights on every process
     task = build_task(recipe, accelerator)
+    if task.model is None:  # nothing to optimise (codec tokenizers): the run is its export
+        if accelerator.is_main_process:
+            task.export(out)
+        accelerator.wait_for_everyone()
+        return out
     set_seed(recipe.seed, device_specific=True)  # distinct dropout / augmentation per process
     configure_model(task.model, tc, accelerator)
-
-    names = ["model", *task.extra_modules]
-    modules = [task.model, *task.extra_modules.values()]
-    optimizers = [
-        build_optimizer(m, task.lr(name), tc.weight_decay, tc.betas) for name, m in zip(names, modules)
-    ]
-    schedule = warmup_cosine(tc.warmup_steps, tc.max_steps, tc.min_lr_ratio)
-    schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, schedule) for opt in optimizers]
-    prepared = accelerator.prepare(*modules, *optimizers, *schedulers)
-    n = len(modules)
-    modules, optimizers, schedulers = prepared[:n], prepared[n : 2 * n], prepared[2 * n :]
-    wrapped = dict(zip(names, modules))
-
-    progress = Progress()
-    accelerator.register_for_checkpointing(progress)
-    ema = None
-    if tc.ema_decay > 0:
-        ema = ModelEmaV3(accelerator.unwrap_model(modules[0]), decay=tc.ema_decay, use_warmup=True)
-        accelerator.register_for_checkpointing(ema)
+    state = Trained(task, tc, accelerator)
     if resume:
         accelerator.load_state(str(out / CHECKPOINT))
-        logger.info("resumed %s at step %d", out, progress.step)
+        logger.info("resumed %s at step %d", out, state.progress.step)
+    batch_iter = iter(batch_loader(task, recipe, accelerator, state.progress.step))
+    accelerator.init_trackers("logs", config=_flat_scalars(to_dict(recipe)))
+    bar = tqdm(
+        total=tc.max_steps,
+        initial=state.progress.step,
+        disable=not accelerator.is_main_process,
+        desc=recipe.task,
+    )
+    log = StepLog(out, accelerator)
+    while state.progress.step < tc.max_steps:
+        step_logs = optimizer_step(task, state, batch_iter, tc, accelerator, out)
+        state.progress.step += 1
+        if state.ema is not None:
+            state.ema.update(accelerator.unwrap_model(state.modules[0]), step=state.progress.step)
+        bar.update(1)
+        log.add(step_logs)
+        if state.progress.step % tc.log_every == 0 or state.progress.step == tc.max_steps:
+            bar.set_postfix(log.write(state.progress.step, state.schedulers[0].get_last_lr()[0]))
+        if state.progress.step % tc.save_every == 0 or state.progress.step == tc.max_steps:
+            _save_checkpoint(accelerator, out, state.modules[0], state.ema)
+            if accelerator.is_main_process:
+                task.export(out)
+    bar.close()
+    accelerator.end_training()
+    return out
 
+
+def batch_loader(task, recipe: Recipe, accelerator: Accelerator, step: int) -> DataLoader:
+    """This process's slice of every global batch, from the batch after ``step``'s."""
     batches = ShardedBatches(
         len(task.dataset),
         recipe.data.batch_size,
@@ -158,76 +187,74 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
         accelerator.process_index,
         accelerator.num_processes,
     )
-    loader = DataLoader(
+    return DataLoader(
         task.dataset,
-        batch_sampler=batches.iterate(progress.step * tc.grad_accum),
+        batch_sampler=batches.iterate(step * recipe.train.grad_accum),
         num_workers=recipe.data.num_workers,
         generator=torch.Generator(),  # keeps the global RNG untouched, so resume is exact
     )
-    batch_iter = iter(loader)
-    accelerator.init_trackers("logs", config=_flat_scalars(to_dict(recipe)))
 
-    def save() -> None:
-        _save_checkpoint(accelerator, out, modules[0], ema)
-        if accelerator.is_main_process:
-            task.export(out)
 
-    bar = tqdm(
-        total=tc.max_steps,
-        initial=progress.step,
-        disable=not accelerator.is_main_process,
-        desc=recipe.task,
-    )
+def optimizer_step(task, state: Trained, batch_iter, tc, accelerator: Accelerator, out: Path) -> dict:
+    """Accumulate ``grad_accum`` micro-batches (all-reduce on the last only), stop on a
+    non-finite loss, clip and step -> the step's scalars, averaged over micro-batches."""
+    for m in state.modules:
+        m.train()
     logs: dict[str, float] = {}
-    logged_steps = 0
-    while progress.step < tc.max_steps:
-        for m in modules:
-            m.train()
-        for micro in range(tc.grad_accum):
-            batch = [t.to(accelerator.device) for t in next(batch_iter)]
-            with contextlib.ExitStack() as stack:
-                if micro < tc.grad_accum - 1:
-                    for m in modules:
-                        stack.enter_context(accelerator.no_sync(m))
-                losses, step_logs = task.compute_losses(wrapped, batch, progress.step)
-                for loss in losses.values():
-                    accelerator.backward(loss / tc.grad_accum)
-            for key, value in step_logs.items():
-                logs[key] = logs.get(key, 0.0) + float(value) / tc.grad_accum
-        loss_values = accelerator.reduce(torch.stack([l.detach().float() for l in losses.values()]), "mean")
-        if not torch.isfinite(loss_values).all():
-            raise TrainingError(
-                f"non-finite loss ({dict(zip(losses, loss_values.tolist()))}) at step "
-                f"{progress.step}; training stopped. The last good checkpoint is kept in {out / CHECKPOINT}"
-                f" (resume with --resume after lowering the learning rate)"
-            )
-        for name, module, opt, sched in zip(names, modules, optimizers, schedulers):
-            if name in losses:
-                if tc.grad_clip > 0:
-                    accelerator.clip_grad_norm_(module.parameters(), tc.grad_clip)
-                opt.step()
-                sched.step()
-            opt.zero_grad(set_to_none=True)
-        progress.step += 1
-        logged_steps += 1
-        if ema is not None:
-            ema.update(accelerator.unwrap_model(modules[0]), step=progress.step)
-        bar.update(1)
-        if progress.step % tc.log_every == 0 or progress.step == tc.max_steps:
-            means = torch.tensor(list(logs.values()), device=accelerator.device) / logged_steps
-            logs = dict(zip(logs, accelerator.reduce(means, "mean").tolist()))  # all processes
-            logs["lr"] = schedulers[0].get_last_lr()[0]
-            accelerator.log(logs, step=progress.step)
-            if accelerator.is_main_process:
-                with open(out / LOG_FILE, "a") as f:
-                    f.write(json.dumps({"step": progress.step, **logs}) + "\n")
-            bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "lr"})
-            logs, logged_steps = {}, 0
-        if progress.step % tc.save_every == 0 or progress.step == tc.max_steps:
-            save()
-    bar.close()
-    accelerator.end_training()
-    return out
+    for micro in range(tc.grad_accum):
+        batch = [t.to(accelerator.device) for t in next(batch_iter)]
+        with contextlib.ExitStack() as stack:
+            if micro < tc.grad_accum - 1:
+                for m in state.modules:
+                    stack.enter_context(accelerator.no_sync(m))
+            losses, step_logs = task.compute_losses(state.wrapped, batch, state.progress.step)
+            for loss in losses.values():
+                accelerator.backward(loss / tc.grad_accum)
+        for key, value in step_logs.items():
+            logs[key] = logs.get(key, 0.0) + float(value) / tc.grad_accum
+    loss_values = accelerator.reduce(torch.stack([l.detach().float() for l in losses.values()]), "mean")
+    if not torch.isfinite(loss_values).all():
+        raise TrainingError(
+            f"non-finite loss ({dict(zip(losses, loss_values.tolist()))}) at step "
+            f"{state.progress.step}; training stopped. The last good checkpoint is kept in {out / CHECKPOINT}"
+            f" (resume with --resume after lowering the learning rate)"
+        )
+    for name, module, opt, sched in zip(state.names, state.modules, state.optimizers, state.schedulers):
+        if name in losses:
+            if tc.grad_clip > 0:
+                accelerator.clip_grad_norm_(module.parameters(), tc.grad_clip)
+            opt.step()
+            sched.step()
+        opt.zero_grad(set_to_none=True)
+    return logs
+
+
+class StepLog:
+    """Scalars summed over the steps since the last log line; written process-averaged to the
+    trackers and ``log.jsonl``."""
+
+    def __init__(self, out: Path, accelerator: Accelerator) -> None:
+        self.out, self.accelerator = out, accelerator
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+
+    def add(self, logs: dict[str, float]) -> None:
+        for key, value in logs.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.steps += 1
+
+    def write(self, step: int, lr: float) -> dict[str, str]:
+        """Log the means at ``step``; returns them formatted for the progress bar."""
+        acc = self.accelerator
+        means = torch.tensor(list(self.sums.values()), device=acc.device) / self.steps
+        logs = dict(zip(self.sums, acc.reduce(means, "mean").tolist()))  # all processes
+        logs["lr"] = lr
+        acc.log(logs, step=step)
+        if acc.is_main_process:
+            with open(self.out / LOG_FILE, "a") as f:
+                f.write(json.dumps({"step": step, **logs}) + "\n")
+        self.sums, self.steps = {}, 0
+        return {k: f"{v:.4g}" for k, v in logs.items() if k != "lr"}
 
 
 def _save_checkpoint(accelerator: Accelerator, out: Path, model, ema) -> None:

@@ -1,23 +1,33 @@
-"""Training tasks: what ``train.py`` trains, chosen by the recipe's ``task``."""
+"""Training tasks: what ``train.py`` trains, chosen by the recipe's type."""
 
 from __future__ import annotations
 
 from accelerate import Accelerator
 
-from argen.training.recipes import Recipe
+from argen.training.recipes import (
+    ClassifierRecipe,
+    DraftHeadRecipe,
+    GeneratorRecipe,
+    JPEGTokenizerRecipe,
+    Recipe,
+    TokenizerRecipe,
+)
 
 
 def build_task(recipe: Recipe, accelerator: Accelerator):
+    """The task of ``recipe``'s type (or of its nearest parent type)."""
     from argen.training.tasks.classifier import ClassifierTask
+    from argen.training.tasks.codec import CodecTask
     from argen.training.tasks.draft_head import DraftHeadTask
     from argen.training.tasks.generator import GeneratorTask
     from argen.training.tasks.tokenizer import TokenizerTask
 
-    kinds = {
-        "tokenizer": TokenizerTask,
-        "generator": GeneratorTask,
-        "refiner": GeneratorTask,
-        "classifier": ClassifierTask,
-        "draft_head": DraftHeadTask,
+    tasks = {
+        TokenizerRecipe: TokenizerTask,
+        JPEGTokenizerRecipe: CodecTask,  # and AVC: nothing to optimise
+        GeneratorRecipe: GeneratorTask,  # task: generator or refiner
+        ClassifierRecipe: ClassifierTask,
+        DraftHeadRecipe: DraftHeadTask,
     }
-    return kinds[recipe.task](recipe, accelerator)
+    kind = next(cls for cls in type(recipe).__mro__ if cls in tasks)
+    return tasks[kind](recipe, accelerator)

@@ -25,8 +25,6 @@ class DraftHeadTask(Task):
         super().__init__(recipe)
         run = Path(recipe.target)
         target = models.load(weights_of(run, None))
-        if target.config.condition != "class":
-            raise ValueError("draft heads are trained for class-conditional targets")
         self.model = DraftHead.from_target(target, recipe.layers)  # checks the target's kind
         tokenizer = tokenizers.load(run / TARGET_TOKENIZER)
         if tokenizer.config.resolution != recipe.data.resolution:

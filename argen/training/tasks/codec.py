@@ -14,6 +14,7 @@ from argen.data import build_dataset
 from argen.tokenizers.avc import AVCConfig, AVCTokenizer
 from argen.tokenizers.byte_vocab import train_bpe
 from argen.tokenizers.jpeg import JPEGTokenizer
+from argen.training.tasks.base import Task
 
 logger = logging.getLogger(__name__)
 
@@ -46,3 +47,15 @@ def build_codec_tokenizer(recipe, out: Path) -> Path:
     if lengths.max() > config.max_len:
         raise ValueError(f"streams reach {int(lengths.max())} tokens; raise model.max_len ({config.max_len})")
     return save_model(tokenizer, out / "model")
+
+
+class CodecTask(Task):
+    """A codec tokenizer's run: no model to optimise; its export writes the tokenizer."""
+
+    model = None
+
+    def __init__(self, recipe, accelerator) -> None:
+        super().__init__(recipe)
+
+    def export(self, out: Path) -> None:
+        build_codec_tokenizer(self.recipe, out)

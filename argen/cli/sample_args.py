@@ -1,0 +1,115 @@
+"""``sample.py``'s command line: what to sample, how, with which extras, and where to write."""
+
+from __future__ import annotations
+
+import argparse
+
+from argen.sampling import SamplingConfig
+
+# options that do not change the samples drawn
+DISPLAY_ONLY = {
+    "out",
+    "fid",
+    "fid_features",
+    "inception_weights",
+    "i3d_weights",
+    "classifier",
+    "compile",
+    "fps",
+}
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", required=True, help="generator run directory, model directory or LlamaGen .pt")
+    p.add_argument("--tokenizer", help="tokenizer directory or LlamaGen .pt (default: <ckpt>/tokenizer)")
+    p.add_argument("--image-size", type=int, help="LlamaGen .pt files: default from the file name, else 256")
+    p.add_argument("--weights", choices=["ema", "model"], help="default: ema when the run has it")
+    p.add_argument("--precision", choices=["fp32", "bf16"], help="generator weights (default: bf16 on GPU)")
+    p.add_argument("--classes", help='class models: "all" (default) or comma-separated class ids')
+    p.add_argument("--prompt", action="append", help="text models: a prompt (repeatable)")
+    p.add_argument("--prompts-file", help="text models: a UTF-8 file with one prompt per line")
+    p.add_argument("--text-encoder", help="text models: override the encoder named in the checkpoint")
+
+
+def add_sampling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-samples", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--cfg-scale", type=float, default=1.0)
+    p.add_argument("--cfg-interval", type=float, nargs=2, default=(0.0, 1.0), metavar=("START", "END"))
+    p.add_argument("--cfg-schedule", choices=["constant", "linear"], default="constant")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--flow-steps", type=int, default=25, help="continuous tokens: ODE steps of the head")
+    p.add_argument("--flow-solver", choices=["euler", "heun", "sde"], default="euler")
+    p.add_argument("--flow-noise", type=float, default=1.0, help="continuous tokens, sde: diffusion scale")
+    p.add_argument(
+        "--cfg-noise-interval",
+        type=float,
+        nargs=2,
+        default=(0.0, 1.0),
+        metavar=("LO", "HI"),
+        help="continuous tokens: guide only while the noise level t (1 = noise) lies in [LO, HI]",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true", help="torch.compile the one-token decode step")
+
+
+def add_extra_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--speculative", metavar="DRAFT", help="draft generator (run or model directory)")
+    p.add_argument("--draft-length", type=int, default=4, help="speculative: tokens drafted per round")
+    p.add_argument(
+        "--relaxed-k", type=int, default=0, help="speculative: latent neighbours per code (LANTERN)"
+    )
+    p.add_argument("--relaxed-delta", type=float, default=0.0, help="speculative: total-variation budget")
+    p.add_argument("--relaxed-lambda", type=float, help="speculative: cap on the aggregated mass (LANTERN++)")
+    p.add_argument(
+        "--residual-tries", type=int, default=32, help="continuous speculative: residual proposals"
+    )
+    p.add_argument(
+        "--refiner", metavar="RUN", help="coarse-to-fine models: the fine-label run (task: refiner)"
+    )
+    p.add_argument(
+        "--fine-temperature", type=float, default=1.0, help="coarse-to-fine: 0 takes the likeliest code"
+    )
+    p.add_argument("--edit", metavar="IMAGE", help="next-scale models: edit this image (needs --mask)")
+    p.add_argument("--mask", metavar="MASK", help="--edit: a grayscale image, white where it is regenerated")
+    p.add_argument("--given-frames", type=int, help="video: keep the first N frames of real clips")
+    p.add_argument("--given-from", metavar="DATASET", help="video: the clips --given-frames come from")
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fps", type=int, default=8, help="video: frame rate of the mp4 files")
+    p.add_argument("--resize", type=int, help="bicubic resize of the samples, e.g. 384 -> 256 for FID")
+    p.add_argument("--out", help="output directory (default: <ckpt>/samples)")
+    p.add_argument("--fid", metavar="REF", help="reference: an .npz, an image folder or an embedded dataset")
+    p.add_argument(
+        "--fid-features",
+        choices=["inception", "i3d", "classifier"],
+        help="default: inception for images, i3d (FVD) for video",
+    )
+    p.add_argument("--inception-weights", help="local copy of the Inception weights for FID")
+    p.add_argument("--i3d-weights", help="video: local i3d_torchscript.pt for FVD")
+    p.add_argument("--classifier", help="classifier directory: class-consistency (and its FID features)")
+
+
+def parse_args(argv: list[str] | None, description: str | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for add in (add_model_args, add_sampling_args, add_extra_args, add_output_args):
+        add(p)
+    return p.parse_args(argv)
+
+
+def sampling_config(args: argparse.Namespace) -> SamplingConfig:
+    return SamplingConfig(
+        cfg_scale=args.cfg_scale,
+        cfg_interval=tuple(args.cfg_interval),
+        cfg_schedule=args.cfg_schedule,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        flow_steps=args.flow_steps,
+        flow_solver=args.flow_solver,
+        flow_noise=args.flow_noise,
+        cfg_noise_interval=tuple(args.cfg_noise_interval),
+    )

@@ -1,0 +1,73 @@
+"""What ``sample.py`` writes: ``samples.npz``, ``grid.png``, an mp4 per video sample, and
+``metrics.json`` when the run is evaluated or has statistics of its own."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.utils import make_grid
+
+from argen.data.video_io import write_mp4
+from argen.images import save_npz
+
+
+def sample_grid(images: np.ndarray, columns: int) -> np.ndarray:
+    """uint8 samples -> one PNG-ready grid (H, W, C): ten rows of ``columns`` images, or for
+    clips (N, T, H, W, C) one row of frames per sample, ten samples."""
+    if images.ndim == 5:
+        first = images[:10]
+        frames = torch.from_numpy(first.reshape(-1, *first.shape[2:])).permute(0, 3, 1, 2)  # (10*T, C, H, W)
+        grid = make_grid(frames, nrow=first.shape[1])
+    else:
+        grid = make_grid(
+            torch.from_numpy(images[: columns * 10]).permute(0, 3, 1, 2), nrow=columns, padding=1
+        )
+    return grid.permute(1, 2, 0).numpy()
+
+
+def write_samples(run, images: np.ndarray, valid: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
+    """samples.npz (with validity flags where samples can be invalid), grid.png, videos/*.mp4."""
+    out = run.out
+    extra = {"valid": valid} if run.paradigm.checks_validity else {}
+    save_npz(out / "samples.npz", images, **arrays, **extra)
+    run.conditions.write_names(out, run.names)
+    if images.ndim == 5:  # videos: an mp4 each
+        (out / "videos").mkdir(exist_ok=True)
+        for i, clip in enumerate(images):
+            write_mp4(out / "videos" / f"{i:06d}.mp4", clip, fps=run.args.fps)
+    Image.fromarray(sample_grid(images, len(run.names))).save(out / "grid.png")
+    videos = f", {out}/videos/*.mp4" if images.ndim == 5 else ""
+    print(f"wrote {len(images)} samples to {out}/samples.npz{videos} and {out}/grid.png")
+
+
+def write_metrics(
+    run, images: np.ndarray, valid: np.ndarray, class_ids: np.ndarray | None, seconds: float
+) -> None:
+    """metrics.json: the asked-for metrics, stream validity, and the extras' statistics."""
+    args, extras = run.args, run.extras
+    speculation = extras.grid_sampler if args.speculative else None
+    if not (run.evaluation.wanted or speculation or run.paradigm.checks_validity or extras.frames):
+        return
+    metrics = run.evaluation(images, class_ids) if run.evaluation.wanted else {}
+    if run.paradigm.checks_validity:  # how many generated samples were well formed
+        metrics["streams"] = {"valid": int(valid.sum()), "invalid": int((~valid).sum())}
+    metrics.update(
+        num_samples=len(images),
+        sampling=vars(run.config) | {"seed": args.seed, "weights": str(run.model_dir)},
+        sampling_seconds=seconds,  # this invocation's share (main process)
+    )
+    if speculation is not None:
+        metrics["speculative"] = vars(speculation.config) | {
+            "tokens_per_target_call": speculation.tokens_per_call,  # main process's batches
+            "residual_fallbacks": speculation.totals.get("fallbacks", 0),
+            "draft": args.speculative,
+        }
+    if extras.frames is not None:
+        metrics["frame_prediction"] = {"given_frames": args.given_frames, "given_from": args.given_from}
+    if args.refiner:
+        metrics["coarse_to_fine"] = {"refiner": args.refiner, "fine_temperature": args.fine_temperature}
+    (run.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in metrics.items() if k != "sampling"}, indent=2))

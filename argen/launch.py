@@ -1,0 +1,23 @@
+"""What every entry point checks about how it was launched."""
+
+from __future__ import annotations
+
+import os
+
+from accelerate import Accelerator
+
+
+class RunError(RuntimeError):
+    """A run (training or sampling) cannot start or go on."""
+
+
+def check_world(accelerator: Accelerator) -> None:
+    """Fail when a launcher started several processes that Accelerate does not join (they
+    would each run alone and overwrite one another's outputs)."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != accelerator.num_processes:
+        raise RunError(
+            f"{launched} processes were launched but Accelerate sees {accelerator.num_processes}; "
+            f"on a machine without GPUs set ACCELERATE_USE_CPU=1 (e.g. `ACCELERATE_USE_CPU=1 "
+            f"accelerate launch --multi_gpu --num_processes 2 train.py ...`)"
+        )

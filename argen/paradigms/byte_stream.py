@@ -1,0 +1,51 @@
+"""Byte streams (JPEG-LM, AVC-LM): a codec's bytes (or byte-pair merges) as a 1-D sequence,
+generated token by token until EOS with 1-D RoPE; a stream that does not decode is rendered
+best-effort and counted as invalid."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from argen.paradigms.base import Paradigm, SamplingExtras, cross_entropy
+from argen.sampling.next_token import sample_next_token
+from argen.tokenizers.layout import ByteLayout
+
+
+class ByteStreams(Paradigm):
+    name = "byte streams"
+    layout = ByteLayout
+    checks_validity = True
+
+    def sizes(self, layout: ByteLayout) -> dict:
+        return super().sizes(layout) | {"rope": "1d"}
+
+    def loss(self, model, tokenizer, tokens, condition):
+        tokens = tokens.flatten(1)  # (B, L)
+        return cross_entropy(
+            model(tokens, condition), tokens, ignore=tokenizer.layout.pad
+        )  # no loss on padding
+
+    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
+        layout = tokenizer.layout
+        return sample_next_token(
+            model,
+            condition,
+            config,
+            generator,
+            compile=extras.compile,
+            stop_token=layout.eos,
+            pad_token=layout.pad,
+        )
+
+    def decode(self, tokenizer, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        layout = tokenizer.layout
+        unfinished = int((~(ids == layout.eos).any(1)).sum())
+        if unfinished:
+            warnings.warn(
+                f"{unfinished} of {len(ids)} streams reached max_len ({layout.max_len}) without EOS; "
+                "they are decoded as they are",
+                stacklevel=2,
+            )
+        return tokenizer.decode_checked(ids)

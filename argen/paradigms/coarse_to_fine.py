@@ -1,0 +1,78 @@
+"""Coarse to fine (CTF): stage 1 generates a grid of coarse labels (clusters of the VQ
+codebook) token by token; stage 2, the fine-label model (``task: refiner``), reads them all
+and picks every code within its cluster at once. Sampling needs both (``--refiner``)."""
+
+from __future__ import annotations
+
+import torch
+
+from argen.checkpoint import CheckpointError
+from argen.models.refiner import FineLabelConfig, FineLabelTransformer
+from argen.paradigms.base import Paradigm, SamplingExtras, cross_entropy, recipe_model_args, refuse_head
+from argen.paradigms.raster import RasterIds
+from argen.sampling.coarse_to_fine import Refinement
+from argen.tokenizers.layout import CoarseToFineLayout
+
+
+class CoarseLabels(RasterIds):
+    """Stage 1: the Llama over coarse labels; decoded through its refiner's fine ids."""
+
+    name = "coarse-to-fine labels"
+    layout = CoarseToFineLayout
+
+    def loss(self, model, tokenizer, tokens, condition):
+        labels = tokenizer.coarse(tokens.flatten(1))  # (B, L) coarse labels
+        return cross_entropy(model(labels, condition), labels)
+
+    def check_extras(self, extras: SamplingExtras) -> None:
+        if extras.grid_sampler is None:
+            raise ValueError(
+                "this generator predicts coarse labels: pass --refiner RUN (its task: refiner run)"
+            )
+
+    def speculation(self, target, tokenizer, draft, options, config):
+        raise ValueError("--speculative and --refiner do not combine")
+
+    def refinement(self, model, tokenizer, refiner, fine_temperature: float, compile: bool) -> Refinement:
+        if fine_temperature < 0:
+            raise ValueError("--fine-temperature must be >= 0")
+        keys = ("vocab_size", "grid_size", "condition", "num_classes", "caption_dim")
+        if not isinstance(refiner, FineLabelTransformer) or any(
+            getattr(refiner.config, k) != getattr(model.config, k) for k in keys
+        ):
+            raise CheckpointError(
+                f"the refiner is not a fine-label model for this generator (same {', '.join(keys)})"
+            )
+        if not torch.equal(refiner.coarse_labels.cpu(), tokenizer.coarse_labels.cpu()):
+            raise CheckpointError("the refiner was trained on other coarse labels than the tokenizer's")
+        return Refinement(refiner, fine_temperature, compile)
+
+
+class FineLabels(Paradigm):
+    """Stage 2 (``task: refiner``): every fine id at once given all coarse labels."""
+
+    name = "fine labels (refiner)"
+    layout = CoarseToFineLayout
+    generators = (FineLabelTransformer,)
+    variant = "refiner"
+    requirement = (
+        "a refiner needs a coarse-to-fine tokenizer (a run's tokenizer/ trained with coarse_clusters > 0)"
+    )
+
+    def build(self, recipe, tokenizer, sizes):
+        if recipe.coarse_clusters:
+            raise ValueError("coarse_clusters is for stage 1; a refiner reads the labels of its tokenizer")
+        refuse_head(recipe)
+        args = recipe_model_args(recipe) | sizes
+        model = FineLabelTransformer(
+            FineLabelConfig(**args, fine_vocab_size=tokenizer.layout.fine_vocab_size)
+        )
+        model.coarse_labels.copy_(tokenizer.coarse_labels)
+        return model
+
+    def loss(self, model, tokenizer, tokens, condition):
+        tokens = tokens.flatten(1)  # (B, L) fine ids
+        return cross_entropy(model(tokenizer.coarse(tokens), condition), tokens)  # (B, L, V_fine)
+
+    def check_extras(self, extras: SamplingExtras) -> None:
+        raise ValueError("a fine-label model samples as the --refiner of its coarse-label run")

@@ -1,0 +1,100 @@
+"""Continuous tokens with a flow-matching head: a KL autoencoder's latent grid generated token
+by token (MAR's per-token head) or scale by scale (FlowAR's per-scale head); the raster form
+also decodes speculatively (CSpD: whole SDE sampling paths accepted or redrawn)."""
+
+from __future__ import annotations
+
+import torch
+
+from argen.checkpoint import CheckpointError
+from argen.models.continuous import (
+    ContinuousLlama,
+    ContinuousLlamaConfig,
+    ContinuousNextScaleConfig,
+    ContinuousNextScaleLlama,
+)
+from argen.models.heads import FlowHeadConfig
+from argen.paradigms.base import Paradigm, SamplingExtras, SpeculationOptions, recipe_model_args
+from argen.paradigms.next_scale import check_scales
+from argen.paradigms.raster import check_draft
+from argen.sampling.continuous import sample_continuous_next_scale, sample_continuous_next_token
+from argen.sampling.continuous_speculative import ContinuousSpeculation, ContinuousSpeculativeConfig
+from argen.tokenizers.layout import ContinuousLayout
+
+
+class ContinuousTokens(Paradigm):
+    """What both continuous paradigms share: sizes and the tokenizer check."""
+
+    layout = ContinuousLayout
+
+    def sizes(self, layout: ContinuousLayout) -> dict:
+        return dict(vocab_size=0, grid_size=(layout.height, layout.width), token_dim=layout.token_dim)
+
+    def check_pair(self, model, layout, model_dir, tokenizer_dir):
+        c = model.config
+        if (layout.token_dim, (layout.height, layout.width)) != (c.token_dim, tuple(c.grid_size)):
+            raise CheckpointError(
+                f"tokenizer {tokenizer_dir} ({layout}) does not match generator {model_dir} "
+                f"(token_dim {c.token_dim}, grid {c.grid_size})"
+            )
+
+
+class ContinuousRaster(ContinuousTokens):
+    name = "continuous raster tokens"
+    generators = (ContinuousLlama,)
+
+    def serves(self, layout) -> bool:
+        return super().serves(layout) and not layout.scales
+
+    def build(self, recipe, tokenizer, sizes):
+        args = recipe_model_args(recipe) | sizes
+        return ContinuousLlama(ContinuousLlamaConfig(**args, head=recipe.head or FlowHeadConfig()))
+
+    def loss(self, model, tokenizer, tokens, condition):
+        loss = model(tokens, condition)  # flow matching on every token (B, L, d)
+        return loss, {"flow_loss": loss.item()}
+
+    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
+        if extras.grid_sampler is not None:  # continuous speculative decoding
+            return extras.grid_sampler(model, condition, config, generator)
+        return sample_continuous_next_token(model, condition, config, generator)  # (B, L, d)
+
+    def speculation(self, target, tokenizer, draft, options: SpeculationOptions, config):
+        if not isinstance(draft, ContinuousLlama) or options.relaxed_delta > 0:
+            raise ValueError(
+                "continuous targets take a continuous next-token draft and no relaxed acceptance"
+            )
+        if config.flow_solver != "sde" or config.flow_noise <= 0:
+            raise ValueError("continuous speculative decoding needs --flow-solver sde and --flow-noise > 0")
+        check_draft(draft, target, ("token_dim", "grid_size", "condition", "num_classes"), options.source)
+        return ContinuousSpeculation(
+            draft, ContinuousSpeculativeConfig(options.draft_length, options.residual_tries)
+        )
+
+
+class ContinuousScales(ContinuousTokens):
+    name = "continuous scales"
+    generators = (ContinuousNextScaleLlama,)
+    tokenizer_in_loss = True
+
+    def serves(self, layout) -> bool:
+        return super().serves(layout) and bool(layout.scales)
+
+    def build(self, recipe, tokenizer, sizes):
+        args = recipe_model_args(recipe) | sizes
+        head = recipe.head or FlowHeadConfig(attention=True)
+        return ContinuousNextScaleLlama(
+            ContinuousNextScaleConfig(**args, patch_nums=tokenizer.layout.scales, head=head)
+        )
+
+    def loss(self, model, tokenizer, tokens, condition):
+        maps = tokenizer.scale_maps(tokens)  # [(B, pn**2, d), ...]
+        loss = model(tokenizer.teacher_inputs(maps), condition, torch.cat(maps, 1))
+        return loss, {"flow_loss": loss.item()}
+
+    def check_pair(self, model, layout, model_dir, tokenizer_dir):
+        super().check_pair(model, layout, model_dir, tokenizer_dir)
+        check_scales(model, layout, model_dir, tokenizer_dir)
+
+    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
+        return sample_continuous_next_scale(model, tokenizer, condition, config, generator)  # (B, L, d)

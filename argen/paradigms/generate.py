@@ -1,0 +1,91 @@
+"""Images from a generator and its tokenizer, in seeded batches that any number of
+processes can share, skip when already drawn, and gather."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from argen.images import to_uint8
+from argen.models.llama import Condition
+from argen.paradigms.base import Paradigm, SamplingExtras, model_device
+from argen.sampling.config import SamplingConfig
+
+
+def batch_seed(seed: int, batch_index: int) -> int:
+    """The seed of one batch: the same whichever process draws it."""
+    return seed * 1_000_003 + batch_index
+
+
+@torch.no_grad()
+def generate_batch(
+    paradigm: Paradigm,
+    model: torch.nn.Module,
+    tokenizer: torch.nn.Module,
+    condition: Condition,
+    config: SamplingConfig,
+    seed: int,
+    extras: SamplingExtras | None = None,
+    resize: int | None = None,
+    given: torch.Tensor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sample one image per condition row (class ids (b,) or a Caption) -> (uint8 (b, H, W, C),
+    or (b, T, H, W, C) for video; valid (b,) bool: whether each sample decoded from well-formed
+    tokens, always true except for byte streams).
+
+    ``resize`` resamples the decoded images (plain bicubic, as LlamaGen does before evaluating
+    its 384 px models at 256 px); ``given`` (video) holds the ids (b, n, h, w) of the first n
+    latent frames, kept as they are (frame prediction)."""
+    device = model_device(model)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    extras = extras or SamplingExtras()
+    tokens = paradigm.sample(model, tokenizer, condition.to(device), config, generator, extras, given)
+    images, valid = paradigm.decode(tokenizer, tokens)  # (b, [T,] C, H, W), (b,)
+    if resize is not None:
+        images = F.interpolate(images, size=(resize, resize), mode="bicubic", align_corners=False)
+    return to_uint8(images), valid.cpu().numpy()
+
+
+class BatchStore:
+    """Finished batches on disk (``<out>/.parts/batch-NNNNNN.npy`` and the validity flags in
+    ``valid-NNNNNN.npy``), so an interrupted run continues where it stopped. Parts drawn with
+    other settings are discarded."""
+
+    def __init__(self, out: Path, settings: dict):
+        self.dir = out / ".parts"
+        self.settings = json.loads(json.dumps(settings))  # as it reads back from disk
+
+    def prepare(self) -> None:
+        """Main process only: start the folder, or keep it if its settings match."""
+        stamp = self.dir / "settings.json"
+        if self.dir.exists() and (not stamp.is_file() or json.loads(stamp.read_text()) != self.settings):
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps(self.settings, indent=2))
+
+    def path(self, index: int, kind: str = "batch") -> Path:
+        return self.dir / f"{kind}-{index:06d}.npy"
+
+    def has(self, index: int) -> bool:
+        return self.path(index).is_file()
+
+    def put(self, index: int, images: np.ndarray, valid: np.ndarray) -> None:
+        """Write the flags, then the images: a batch counts as drawn once its images exist."""
+        for kind, array in (("valid", valid), ("batch", images)):
+            tmp = self.dir / f".{kind}-{index:06d}.tmp.npy"
+            np.save(tmp, array)
+            os.replace(tmp, self.path(index, kind))
+
+    def gather(self, num_batches: int) -> tuple[np.ndarray, np.ndarray]:
+        """All images (N, H, W, C) and validity flags (N,), in batch order."""
+        images = np.concatenate([np.load(self.path(b)) for b in range(num_batches)])
+        return images, np.concatenate([np.load(self.path(b, "valid")) for b in range(num_batches)])
+
+    def clear(self) -> None:
+        shutil.rmtree(self.dir)
