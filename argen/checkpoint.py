@@ -26,7 +26,8 @@ class CheckpointError(RuntimeError):
 
 def replace_directory(tmp: str | Path, target: str | Path) -> Path:
     """Move the finished directory ``tmp`` onto ``target``: the previous ``target`` is set
-    aside first and removed last, so a crash leaves one complete copy in place."""
+    aside first and removed last, so at every moment one complete copy exists (at ``target``,
+    or for the instant between the two renames beside it as ``.<name>.old``)."""
     tmp, target = Path(tmp), Path(target)
     old = target.with_name(f".{target.name}.old")
     if old.exists():

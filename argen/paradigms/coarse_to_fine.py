@@ -14,6 +14,9 @@ from argen.sampling.coarse_to_fine import Refinement
 from argen.tokenizers.layout import CoarseToFineLayout
 
 
+STAGE_TWO = "a fine-label model samples as the --refiner of its coarse-label run"
+
+
 class CoarseLabels(RasterIds):
     """Stage 1: the Llama over coarse labels; decoded through its refiner's fine ids."""
 
@@ -75,4 +78,7 @@ class FineLabels(Paradigm):
         return cross_entropy(model(tokenizer.coarse(tokens), condition), tokens)  # (B, L, V_fine)
 
     def check_extras(self, extras: SamplingExtras) -> None:
-        raise ValueError("a fine-label model samples as the --refiner of its coarse-label run")
+        raise ValueError(STAGE_TWO)
+
+    def sample(self, model, tokenizer, condition, config, generator, extras, given=None):
+        raise ValueError(STAGE_TWO)
