@@ -61,8 +61,24 @@ def add_extra_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--relaxed-k", type=int, default=0, help="speculative: latent neighbours per code (LANTERN)"
     )
-    p.add_argument("--relaxed-delta", type=float, default=0.0, help="speculative: total-variation budget")
-    p.add_argument("--relaxed-lambda", type=float, help="speculative: cap on the aggregated mass (LANTERN++)")
+    p.add_argument(
+        "--relaxed-delta", type=float, default=0.0, help="speculative: mass a neighbour run may add (LANTERN)"
+    )
+    p.add_argument(
+        "--relaxed-lambda", type=float, help="speculative: the run adds at most (lambda - 1) p(x) (LANTERN++)"
+    )
+    p.add_argument(
+        "--relaxed-residual",
+        choices=["lantern", "standard"],
+        default="lantern",
+        help="speculative, relaxed: after a rejection, drop the rejected code's neighbours from q (LANTERN)",
+    )
+    p.add_argument(
+        "--relaxed-space",
+        choices=["embedding", "lookup"],
+        default="embedding",
+        help="speculative, relaxed: neighbours on the raw code embeddings (LANTERN) or the lookup vectors",
+    )
     p.add_argument(
         "--residual-tries", type=int, default=32, help="continuous speculative: residual proposals"
     )

@@ -108,6 +108,8 @@ def load_extras(
             args.relaxed_delta,
             args.relaxed_lambda,
             args.residual_tries,
+            args.relaxed_residual,
+            args.relaxed_space,
         )
         draft = load_weights(args.speculative, args.weights, device, dtype)
         extras.grid_sampler = paradigm.speculation(model, tokenizer, draft, options, sampling)

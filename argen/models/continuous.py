@@ -25,6 +25,14 @@ class ContinuousLlamaConfig(LlamaConfig):
     token_dim: int = 16
     head: FlowHeadConfig = field(default_factory=FlowHeadConfig)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.head.attention:
+            raise ValueError(
+                "head.attention is for next-scale generators (token_scales): a raster model's head "
+                "would attend to later tokens in training and sees one token at a time in sampling"
+            )
+
 
 class ContinuousLlama(Llama):
     """Next-token generation of continuous tokens (B, L, token_dim)."""

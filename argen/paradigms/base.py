@@ -43,6 +43,8 @@ class SpeculationOptions:
     relaxed_delta: float = 0.0
     relaxed_lambda: float | None = None
     residual_tries: int = 32
+    relaxed_residual: str = "lantern"
+    relaxed_space: str = "embedding"
 
 
 def cross_entropy(

@@ -13,7 +13,6 @@ from argen.paradigms.raster import RasterIds
 from argen.sampling.coarse_to_fine import Refinement
 from argen.tokenizers.layout import CoarseToFineLayout
 
-
 STAGE_TWO = "a fine-label model samples as the --refiner of its coarse-label run"
 
 

@@ -64,8 +64,11 @@ class ContinuousRaster(ContinuousTokens):
             raise ValueError(
                 "continuous targets take a continuous next-token draft and no relaxed acceptance"
             )
-        if config.flow_solver != "sde" or config.flow_noise <= 0:
-            raise ValueError("continuous speculative decoding needs --flow-solver sde and --flow-noise > 0")
+        if config.flow_solver != "sde" or config.flow_noise <= 0 or config.temperature <= 0:
+            raise ValueError(
+                "continuous speculative decoding needs --flow-solver sde, --flow-noise > 0 "
+                "and --temperature > 0"
+            )
         check_draft(draft, target, ("token_dim", "grid_size", "condition", "num_classes"), options.source)
         return ContinuousSpeculation(
             draft, ContinuousSpeculativeConfig(options.draft_length, options.residual_tries)

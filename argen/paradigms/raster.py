@@ -41,7 +41,13 @@ class RasterIds(Paradigm):
                 "heads are trained on its ema weights when it has them)"
             )
         spec = SpeculativeConfig(
-            options.draft_length, options.relaxed_k, options.relaxed_delta, options.relaxed_lambda
+            options.draft_length,
+            options.relaxed_k,
+            options.relaxed_delta,
+            options.relaxed_lambda,
+            options.relaxed_residual,
+            options.relaxed_space,
         )
-        codebook = tokenizer.quantize.codebook().detach() if spec.relaxed else None
-        return Speculation(draft, spec, codebook)
+        quantize = tokenizer.quantize
+        vectors = quantize.embedding.weight if spec.relaxed_space == "embedding" else quantize.codebook()
+        return Speculation(draft, spec, vectors.detach() if spec.relaxed else None)

@@ -10,6 +10,10 @@ redrawn from the residual max(P - Q, 0) by acceptance-rejection: target paths ar
 and kept with probability 1 - Q/P, at most ``max_tries`` times (a row that exhausts them
 keeps the last proposal, counted in ``fallbacks``: the only departure from the target's
 distribution). After ``draft_length`` accepts the target draws one more token itself.
+
+Unlike plain SDE sampling, which ends at its last step's mean, the paths here keep the last
+step's noise: that step's Gaussian density is what makes the final token's law comparable
+between the two models. Temperature scales every step's noise in both models' densities.
 """
 
 from __future__ import annotations
@@ -65,14 +69,17 @@ class PathSampler:
         s, shape = self.sampling, (z.shape[1], self.model.config.token_dim)
         start = gaussian(self.generators, self.batch, *shape, device=z.device) * s.temperature
         normal = lambda: gaussian(self.generators, self.batch, *shape, device=z.device)  # noqa: E731
-        return sample_sde_path(self.velocity(z, scales), start, s.flow_steps, s.flow_noise, normal)
+        return sample_sde_path(
+            self.velocity(z, scales), start, s.flow_steps, s.flow_noise, normal, s.temperature
+        )
 
     def log_density(
         self, path: torch.Tensor, z: torch.Tensor, scales: torch.Tensor, means: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Log density (B, n) of paths (K+1, B, n, d) under this model, up to a shared constant;
         ``means`` (K, B, n, d): this model's step means along the path, when ``draw`` made it."""
-        return path_log_density(self.velocity(z, scales), path, self.sampling.flow_noise, means)
+        s = self.sampling
+        return path_log_density(self.velocity(z, scales), path, s.flow_noise, means, s.temperature)
 
 
 def draw_residual(
@@ -184,10 +191,10 @@ def sample_continuous_speculative(
 ) -> tuple[torch.Tensor, dict]:
     """Generate ``target.config.num_tokens`` tokens per condition row -> (tokens (B, L, d),
     stats of :func:`~argen.sampling.speculative.speculate` and ``fallbacks``)."""
-    if sampling.flow_solver != "sde" or sampling.flow_noise <= 0:
+    if sampling.flow_solver != "sde" or sampling.flow_noise <= 0 or sampling.temperature <= 0:
         raise ValueError(
-            "continuous speculative decoding needs --flow-solver sde with --flow-noise > 0: "
-            "acceptance compares the densities of the heads' Gaussian sampling steps"
+            "continuous speculative decoding needs --flow-solver sde with --flow-noise > 0 and "
+            "--temperature > 0: acceptance compares the densities of the heads' Gaussian sampling steps"
         )
     shape = ("token_dim", "num_tokens")
     if any(getattr(target.config, k) != getattr(draft.config, k) for k in shape):

@@ -45,46 +45,63 @@ def flow_times(steps: int) -> list[float]:
 
 
 def sde_step(
-    v: torch.Tensor, x: torch.Tensor, t: float, s: float, noise: float
+    v: torch.Tensor, x: torch.Tensor, t: float, s: float, noise: float, temperature: float = 1.0
 ) -> tuple[torch.Tensor, float]:
     """One Euler-Maruyama step from t to s < t of the reverse SDE with diffusion g(t)^2 =
     2 * noise * t, which has the ODE's marginals: x_s ~ N(mean, std^2) with the score taken
-    from the velocity (E[eps | x_t] = x_t + (1 - t) v). Returns (mean, std)."""
+    from the velocity (E[eps | x_t] = x_t + (1 - t) v). Returns (mean, std), the std scaled by
+    ``temperature`` (MAR's temperature: every stochastic step's noise)."""
     eps = x + (1 - t) * v
-    return x - (t - s) * (v + noise * eps), sde_std(t, s, noise)
+    return x - (t - s) * (v + noise * eps), sde_std(t, s, noise, temperature)
 
 
-def sde_std(t: float, s: float, noise: float) -> float:
+def sde_std(t: float, s: float, noise: float, temperature: float = 1.0) -> float:
     """The standard deviation of an SDE step from t to s."""
-    return math.sqrt(2 * noise * t * (t - s))
+    return temperature * math.sqrt(2 * noise * t * (t - s))
 
 
 @torch.no_grad()
 def sample_sde_path(
-    velocity: Velocity, x: torch.Tensor, steps: int, noise: float, normal: Callable[[], torch.Tensor]
+    velocity: Velocity,
+    x: torch.Tensor,
+    steps: int,
+    noise: float,
+    normal: Callable[[], torch.Tensor],
+    temperature: float = 1.0,
+    last_mean: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Integrate the SDE from x at t = 1 with Gaussian draws ``normal()`` (shaped like x) ->
-    (the path (steps + 1, *x.shape), ending at the sample; the step means (steps, *x.shape))."""
+    """Integrate the SDE from x at t = 1 with Gaussian draws ``normal()`` (shaped like x), each
+    step's noise scaled by ``temperature`` -> (the path (steps + 1, *x.shape), ending at the
+    sample; the step means (steps, *x.shape)). ``last_mean`` ends at the last step's mean, as
+    FlowAR / SiT do, instead of adding its noise."""
     path, means = [x], []
     grid = flow_times(steps)
-    for t, s in zip(grid[:-1], grid[1:]):
-        mean, std = sde_step(velocity(x, t), x, t, s, noise)
-        x = mean + std * normal()
+    for k, (t, s) in enumerate(zip(grid[:-1], grid[1:])):
+        mean, std = sde_step(velocity(x, t), x, t, s, noise, temperature)
+        x = mean if last_mean and k == steps - 1 else mean + std * normal()
         path.append(x)
         means.append(mean)
     return torch.stack(path), torch.stack(means)
 
 
 @torch.no_grad()
-def path_log_density(velocity: Velocity, path: torch.Tensor, noise: float, means: torch.Tensor | None = None):
+def path_log_density(
+    velocity: Velocity,
+    path: torch.Tensor,
+    noise: float,
+    means: torch.Tensor | None = None,
+    temperature: float = 1.0,
+) -> torch.Tensor:
     """Log density (B, n) of an SDE path (steps + 1, B, n, d) under ``velocity``'s Gaussian
-    transitions, up to a constant that every velocity field shares (the start and the
-    normalisers); ``means`` given: the transitions' means, already computed."""
+    transitions (their noise scaled by ``temperature`` > 0, as the path was drawn), up to a
+    constant that every velocity field shares (the start and the normalisers); ``means``
+    given: the transitions' means, already computed."""
     grid = flow_times(len(path) - 1)
     total = 0.0
     for k, (t, s) in enumerate(zip(grid[:-1], grid[1:])):
         mean = means[k] if means is not None else sde_step(velocity(path[k], t), path[k], t, s, noise)[0]
-        total = total - (path[k + 1] - mean).square().sum(-1) / (2 * sde_std(t, s, noise) ** 2)
+        std = sde_std(t, s, noise, temperature)
+        total = total - (path[k + 1] - mean).square().sum(-1) / (2 * std**2)
     return total
 
 
@@ -105,8 +122,8 @@ def sample_flow(
     ``noise``) from noise (t = 1) to data (t = 0) -> tokens (B, n, d).
 
     ``z`` is (B, n, D), or with guidance (``cfg_scale != 1``) the stacked [conditional;
-    unconditional] rows (2B, n, D); see :func:`flow_velocity`. The start noise is scaled by
-    ``temperature``."""
+    unconditional] rows (2B, n, D); see :func:`flow_velocity`. ``temperature`` scales the start
+    noise and, for the SDE, every step's noise; the SDE ends at its last step's mean."""
     guided = cfg_scale != 1.0
     rows = z.shape[0] // 2 if guided else z.shape[0]
     shape = (rows, z.shape[1], token_dim)
@@ -114,7 +131,7 @@ def sample_flow(
     velocity = flow_velocity(head, z, guided, cfg_scale, cfg_interval)
     if solver == "sde":
         normal = lambda: torch.randn(shape, generator=generator, device=z.device)  # noqa: E731
-        return sample_sde_path(velocity, x, steps, noise, normal)[0][-1]
+        return sample_sde_path(velocity, x, steps, noise, normal, temperature, last_mean=True)[0][-1]
     grid = flow_times(steps)
     for t, t_next in zip(grid[:-1], grid[1:]):
         h = t - t_next

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -13,7 +14,9 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     if top_p < 1.0:
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
         cum = sorted_logits.softmax(-1).cumsum(-1)
-        remove = cum - sorted_logits.softmax(-1) >= top_p  # keep the token that crosses top_p
+        # drop a token once the tokens before it hold more than top_p (LlamaGen's rule: ties at
+        # exactly top_p are kept), so the token that crosses top_p stays
+        remove = F.pad(cum[..., :-1] > top_p, (1, 0), value=False)
         logits = logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
     return logits
 

@@ -5,10 +5,19 @@ position in both KV caches.
 
 Standard acceptance (``relaxed_delta = 0``) draws exactly from the target's distribution:
 accept a drafted x with probability min(1, p(x)/q(x)), else draw from max(p - q, 0)
-renormalised. Relaxed acceptance (LANTERN) adds to p(x) the target mass of x's nearest codes
-in the tokenizer's latent space, the longest nearest-first run whose mass stays within
-``relaxed_delta`` (so the accepted distribution is within that total variation of p), capped
-at ``relaxed_lambda * p(x)`` when set (LANTERN++). Greedy decoding (temperature 0) accepts x
+renormalised.
+
+Relaxed acceptance (LANTERN) adds to p(x) the target mass of x's nearest codes in the
+tokenizer's latent space (``relaxed_space``: the raw code embeddings, as LANTERN measures them,
+or the vectors the quantiser looks up): the longest nearest-first run of the ``relaxed_k``
+nearest codes whose mass is at most ``relaxed_delta``, or with ``relaxed_lambda`` set
+(LANTERN++) at most (lambda - 1) p(x), delta then playing no part. Moving that run's mass onto
+x gives a distribution p~ with TV(p, p~) <= delta for each drafted token; the accepted tokens
+follow neither p nor p~ exactly, and the output can be much further than delta from p (a
+uniform p against a draft that covers half the codes ends at TV 0.5 with delta = 0.05).
+After a rejection in which neighbours were absorbed, LANTERN's residual (``relaxed_residual:
+lantern``) zeroes the draft's q at the k + 1 nearest codes of the rejected token before taking
+max(p - q, 0); ``standard`` keeps the plain residual. Greedy decoding (temperature 0) accepts x
 when its aggregated mass reaches the target's top probability.
 """
 
@@ -16,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -33,8 +43,10 @@ Generators = torch.Generator | list[torch.Generator]  # one for the batch, or on
 class SpeculativeConfig:
     draft_length: int = 4
     relaxed_k: int = 0  # latent neighbours per code considered by relaxed acceptance
-    relaxed_delta: float = 0.0  # total-variation budget; 0 is standard speculative sampling
-    relaxed_lambda: float | None = None  # LANTERN++ cap on the aggregated mass, as a multiple of p(x)
+    relaxed_delta: float = 0.0  # mass a neighbour run may add; 0 (and no lambda) is standard sampling
+    relaxed_lambda: float | None = None  # LANTERN++: the run adds at most (lambda - 1) p(x); replaces delta
+    relaxed_residual: Literal["lantern", "standard"] = "lantern"  # after a relaxed rejection
+    relaxed_space: Literal["embedding", "lookup"] = "embedding"  # where neighbours are measured
 
     def __post_init__(self) -> None:
         if self.draft_length < 1:
@@ -43,16 +55,22 @@ class SpeculativeConfig:
             raise ValueError("relaxed_k must be >= 0 and relaxed_delta in [0, 1]")
         if self.relaxed_lambda is not None and self.relaxed_lambda < 1:
             raise ValueError(f"relaxed_lambda must be >= 1, got {self.relaxed_lambda}")
+        if self.relaxed_residual not in ("lantern", "standard") or self.relaxed_space not in (
+            "embedding",
+            "lookup",
+        ):
+            raise ValueError("relaxed_residual is lantern or standard, relaxed_space embedding or lookup")
 
     @property
     def relaxed(self) -> bool:
-        return self.relaxed_k > 0 and self.relaxed_delta > 0
+        return self.relaxed_k > 0 and (self.relaxed_delta > 0 or self.relaxed_lambda is not None)
 
 
 def code_neighbours(codebook: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
     """Code vectors (V, D) -> ids (V, k) of each code's k nearest other codes, nearest first.
 
-    Pass the vectors the quantiser compares (l2-normalised ones for an l2 codebook)."""
+    Pass the raw code embeddings (LANTERN's space) or the vectors the quantiser compares
+    (l2-normalised ones for an l2 codebook)."""
     size = codebook.shape[0]
     if not 0 < k < size:
         raise ValueError(f"need 0 < k < codebook size {size}, got {k}")
@@ -65,18 +83,27 @@ def code_neighbours(codebook: torch.Tensor, k: int, chunk: int = 2048) -> torch.
     return torch.cat(out)
 
 
-def relaxed_mass(
-    p: torch.Tensor, x: torch.Tensor, neighbours: torch.Tensor | None, delta: float, cap: float | None
-) -> torch.Tensor:
-    """p(x) plus the mass of x's longest nearest-first neighbour run within ``delta``.
+def neighbour_run(
+    p: torch.Tensor, x: torch.Tensor, neighbours: torch.Tensor | None, delta: float, lam: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """p(x) plus the mass of x's longest nearest-first neighbour run within the budget (``delta``,
+    or (lam - 1) p(x) when ``lam`` is set), and whether the run absorbed any neighbour.
 
-    p (N, V), x (N,) -> (N,). Without neighbours or with delta 0 this is p(x)."""
+    p (N, V), x (N,), neighbours (V, K) -> (mass (N,), absorbed (N,) bool)."""
     px = p.gather(1, x[:, None])[:, 0]
-    if neighbours is None or delta <= 0:
-        return px
+    if neighbours is None or (delta <= 0 and lam is None):
+        return px, torch.zeros_like(px, dtype=torch.bool)
+    budget = (lam - 1) * px if lam is not None else torch.full_like(px, delta)
     run = p.gather(1, neighbours[x]).cumsum(1)  # (N, K): mass of the first j+1 neighbours
-    added = torch.where(run <= delta, run, torch.zeros_like(run)).amax(1)
-    return px + added if cap is None else torch.minimum(px + added, cap * px)
+    within = run <= budget[:, None]
+    return px + torch.where(within, run, torch.zeros_like(run)).amax(1), within.any(1)
+
+
+def relaxed_mass(
+    p: torch.Tensor, x: torch.Tensor, neighbours: torch.Tensor | None, delta: float, lam: float | None
+) -> torch.Tensor:
+    """The aggregated mass of :func:`neighbour_run`, p (N, V), x (N,) -> (N,)."""
+    return neighbour_run(p, x, neighbours, delta, lam)[0]
 
 
 def uniform(generators: Generators, rows: int, *shape: int, device: torch.device) -> torch.Tensor:
@@ -213,11 +240,22 @@ def speculate(out: torch.Tensor, length: int, k: int, round: Callable) -> dict:
     return stats | {"tokens_per_call": stats["tokens"] / max(stats["row_calls"], 1)}
 
 
-def target_token(p: torch.Tensor, q: torch.Tensor, m: torch.Tensor, k: int, pick, greedy: bool):
+def target_token(
+    p: torch.Tensor,
+    q: torch.Tensor,
+    m: torch.Tensor,
+    k: int,
+    pick,
+    greedy: bool,
+    unseen: torch.Tensor | None = None,
+):
     """The target's own token after m (B,) accepted drafts: from p (B, k+1, V) after k accepts,
-    else from the residual max(p - q, 0) at the first rejection (greedy: p's top token)."""
+    else from the residual max(p - q, 0) at the first rejection (greedy: p's top token), with q
+    zeroed where ``unseen`` (B, V) is set (LANTERN's residual)."""
     rows = torch.arange(len(m), device=m.device)
     p_m, q_m = p[rows, m], q[rows, m.clamp(max=k - 1)]
+    if unseen is not None:
+        q_m = q_m.masked_fill(unseen, 0.0)
     residual = (p_m - q_m).clamp_min(0)
     norm = residual.sum(-1, keepdim=True)
     residual = torch.where(norm > 0, residual / norm.clamp_min(1e-30), p_m)
@@ -232,7 +270,8 @@ class Verifier:
 
     def __init__(self, big: GuidedRows, drafter, spec: SpeculativeConfig, sampling, pick, generators):
         self.big, self.drafter, self.spec, self.sampling = big, drafter, spec, sampling
-        self.pick, self.generators, self.neighbours = pick, generators, None
+        self.pick, self.generators = pick, generators
+        self.neighbours = None  # (V, k + 1) nearest codes of each code, when relaxed
         length, extra = big.model.config.num_tokens, 2 * spec.draft_length + 1
         self.scales = guidance_scales(sampling, length, extra, pick.device)
 
@@ -261,17 +300,30 @@ class Verifier:
         p = probabilities(self.logits(outputs, index + 1), self.sampling)  # (B, k+1, V)
         self.features.scatter_(1, self.big.double(index + 1)[..., None].expand_as(verified), verified)
         flat_p, flat_x = p[:, :k].flatten(0, 1), drafted.flatten()  # (B*k, V), (B*k,)
-        mass = relaxed_mass(flat_p, flat_x, self.neighbours, spec.relaxed_delta, spec.relaxed_lambda)
-        mass = mass.view(batch, k)
+        near = None if self.neighbours is None else self.neighbours[:, : spec.relaxed_k]
+        mass, absorbed = neighbour_run(flat_p, flat_x, near, spec.relaxed_delta, spec.relaxed_lambda)
+        mass, absorbed = mass.view(batch, k), absorbed.view(batch, k)
         u = uniform(self.generators, batch, k, device=n.device)
         if self.sampling.temperature == 0:
             accept = mass >= p[:, :k].amax(-1)
         else:
             accept = u * q.gather(2, drafted[..., None])[..., 0] <= mass
         m = accept.long().cumprod(1).sum(1)  # (B,) accepted drafts
-        final = target_token(p, q, m, k, self.pick, self.sampling.temperature == 0)
+        final = target_token(
+            p, q, m, k, self.pick, self.sampling.temperature == 0, self.unseen(drafted, absorbed, m)
+        )
         new = torch.cat([drafted, final[:, None]], 1).scatter(1, m[:, None], final[:, None])  # (B, k+1)
         return m, new
+
+    def unseen(self, drafted: torch.Tensor, absorbed: torch.Tensor, m: torch.Tensor) -> torch.Tensor | None:
+        """LANTERN's residual: where a rejected draft had absorbed neighbours, its k + 1 nearest
+        codes (B, V) are taken out of q."""
+        if self.neighbours is None or self.spec.relaxed_residual != "lantern":
+            return None
+        rows, at = torch.arange(len(m), device=m.device), m.clamp(max=self.spec.draft_length - 1)
+        codes = self.neighbours[drafted[rows, at]]  # (B, k+1)
+        mask = torch.zeros(len(m), self.neighbours.shape[0], dtype=torch.bool, device=m.device)
+        return mask.scatter(1, codes, True) & absorbed[rows, at][:, None]
 
 
 class Picker:
@@ -298,7 +350,7 @@ def sample_speculative(
 ) -> tuple[torch.Tensor, dict]:
     """Generate ``target.config.num_tokens`` ids per condition row -> (ids (B, L), stats of
     :func:`speculate`). ``neighbours`` (V, K) from :func:`code_neighbours` enables relaxed
-    acceptance."""
+    acceptance (K >= ``relaxed_k`` + 1 for LANTERN's residual)."""
     if (target.config.vocab_size, target.config.num_tokens) != (
         draft.config.vocab_size,
         draft.config.num_tokens,
@@ -312,7 +364,7 @@ def sample_speculative(
     with big, drafter_for(draft, condition, sampling, extra) as drafter:
         verifier = Verifier(big, drafter, spec, sampling, pick, generators)
         if spec.relaxed and neighbours is not None:
-            verifier.neighbours = neighbours[:, : spec.relaxed_k]
+            verifier.neighbours = neighbours[:, : spec.relaxed_k + 1]
         out = torch.zeros(batch, length + extra, dtype=torch.long, device=device)
         verifier.start(out, length)
         stats = speculate(out, length, k, lambda n: verifier(out, n))
@@ -347,7 +399,7 @@ class Speculation(SpeculationTotals):
         if config.relaxed:
             if codebook is None:
                 raise ValueError("relaxed acceptance needs the tokenizer's codebook")
-            self.neighbours = code_neighbours(codebook, min(config.relaxed_k, codebook.shape[0] - 1))
+            self.neighbours = code_neighbours(codebook, min(config.relaxed_k + 1, codebook.shape[0] - 1))
 
     def __call__(self, target, condition: Condition, sampling: SamplingConfig, generator: Generators):
         ids, stats = sample_speculative(

@@ -104,8 +104,12 @@ def decode_interval(bits: Bits, scan: ScanFormat, mcus: int) -> None:
                 if size == 0:
                     if run != 15:
                         break  # end of block
+                    if k + 16 > 64:
+                        raise ValueError("a run of 16 zeros past coefficient 63")
                     k += 16
                     continue
+                if size > 10:
+                    raise ValueError("AC magnitude category above 10")
                 k += run
                 if k > 63:
                     raise ValueError("coefficient index past 63")

@@ -1,0 +1,143 @@
+"""Details that must match the reference algorithms: LANTERN++'s lambda rule and LANTERN's
+residual and neighbour space, MAR's temperature and FlowAR's last SDE step, raster flow heads,
+JPEG scan limits and LlamaGen's top-p at ties."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from argen import paradigms
+from argen.models import ContinuousLlamaConfig, Llama, LlamaConfig
+from argen.models.heads import FlowHead, FlowHeadConfig
+from argen.paradigms import SpeculationOptions
+from argen.sampling import SamplingConfig
+from argen.sampling.flow import flow_velocity, sample_flow, sample_sde_path
+from argen.sampling.logits import filter_logits
+from argen.sampling.speculative import (
+    SpeculativeConfig,
+    code_neighbours,
+    relaxed_mass,
+    sample_speculative,
+    target_token,
+)
+from argen.tokenizers import VQConfig, VQModel
+from argen.tokenizers.jpeg_scan import ScanFormat, scan_is_valid
+from tests.test_continuous_speculative import gaussian_velocity
+from tests.test_speculative import pair
+
+
+def test_lantern_plus_plus_lambda_bounds_the_run_not_the_sum():
+    p = torch.tensor([[0.010, 0.015, 0.004, 0.971]])
+    x, neighbours = torch.tensor([0]), torch.tensor([[1, 2], [0, 2], [0, 1], [0, 1]])
+    # (lambda - 1) p(x) = 0.010: no neighbour run fits, so nothing is added (delta plays no part)
+    assert relaxed_mass(p, x, neighbours, 1.0, 2.0).item() == pytest.approx(0.010)
+    # (lambda - 1) p(x) = 0.020: the run {1, 2} (0.019) fits whole
+    assert relaxed_mass(p, x, neighbours, 0.0, 3.0).item() == pytest.approx(0.029)
+    assert SpeculativeConfig(2, relaxed_k=2, relaxed_lambda=2.0).relaxed  # lambda alone relaxes
+
+
+def test_lantern_residual_drops_the_rejected_codes_neighbours_from_q():
+    p = torch.tensor([[[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25]]])  # (B=1, k+1=2, V=4)
+    q = torch.tensor([[[0.4, 0.3, 0.2, 0.1]]])  # (B, k=1, V)
+    m = torch.tensor([0])  # the first draft was rejected
+    as_is = lambda probs: probs  # noqa: E731 - return the distribution drawn from
+    standard = target_token(p, q, m, 1, as_is, False)
+    torch.testing.assert_close(standard, torch.tensor([[0.0, 0.0, 0.25, 0.75]]))
+    unseen = torch.tensor([[False, True, True, False]])  # the rejected code's k + 1 nearest codes
+    lantern = target_token(p, q, m, 1, as_is, False, unseen)  # max(p - q', 0), q' = [0.4, 0, 0, 0.1]
+    torch.testing.assert_close(lantern, torch.tensor([[0.0, 0.2, 0.3, 0.3]]) / 0.8)
+
+
+def test_relaxed_residual_options_change_the_draws():
+    torch.manual_seed(0)
+    target, draft = pair(vocab_size=16, grid_size=(1, 12))
+    with torch.no_grad():  # a target far from uniform, so that drafts are rejected
+        target.output.weight.normal_(std=0.5)
+    labels = torch.arange(5).repeat(8)
+    neighbours = code_neighbours(torch.randn(16, 4, generator=torch.Generator().manual_seed(0)), 4)
+    runs = {}
+    for residual in ("lantern", "standard"):
+        spec = SpeculativeConfig(3, relaxed_k=3, relaxed_delta=0.1, relaxed_residual=residual)
+        g = torch.Generator().manual_seed(0)
+        runs[residual] = sample_speculative(target, draft, labels, SamplingConfig(), spec, g, neighbours)[0]
+    assert not torch.equal(runs["lantern"], runs["standard"])  # same seeds: only the residual differs
+
+
+def test_relaxed_neighbours_are_measured_on_the_raw_embeddings_by_default():
+    torch.manual_seed(0)
+    tok = VQModel(VQConfig(resolution=8, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, z_channels=8,
+                           norm_groups=4, codebook_size=32, codebook_dim=4))  # fmt: skip
+    with torch.no_grad():  # codes of very different lengths: raw and normalised neighbours differ
+        tok.quantize.embedding.weight.mul_(torch.rand(32, 1) * 10)
+    target = Llama(LlamaConfig(vocab_size=32, grid_size=(4, 4), dim=16, n_layer=1, n_head=2, num_classes=3))
+    paradigm = paradigms.for_generator(target, tok.layout)
+    spaces = {}
+    for space in ("embedding", "lookup"):
+        options = SpeculationOptions("draft", 2, relaxed_k=3, relaxed_delta=0.1, relaxed_space=space)
+        spaces[space] = paradigm.speculation(target, tok, target, options, SamplingConfig()).neighbours
+    torch.testing.assert_close(spaces["embedding"], code_neighbours(tok.quantize.embedding.weight, 4))
+    torch.testing.assert_close(spaces["lookup"], code_neighbours(tok.quantize.codebook(), 4))
+    assert not torch.equal(spaces["embedding"], spaces["lookup"])
+
+
+def sde_std(temperature: float) -> float:
+    start = torch.randn(4000, 1, 1, generator=torch.Generator().manual_seed(0)) * temperature
+    g = torch.Generator().manual_seed(1)
+    normal = lambda: torch.randn(4000, 1, 1, generator=g)  # noqa: E731
+    path, _ = sample_sde_path(gaussian_velocity(0.5), start, 25, 1.0, normal, temperature, last_mean=True)
+    return path[-1].std().item()
+
+
+def test_temperature_scales_every_sde_step():
+    full, half, zero = sde_std(1.0), sde_std(0.5), sde_std(0.0)
+    assert full == pytest.approx(0.5, abs=0.03)  # the target N(0, 0.5^2)
+    assert half < 0.7 * full and zero < 1e-6  # before: 0.480 and 0.475, barely below 1.0's
+
+
+def test_plain_sde_sampling_ends_at_the_last_mean():
+    torch.manual_seed(0)
+    head = FlowHead(FlowHeadConfig(width=8), token_dim=2, cond_dim=4)
+    for param in head.parameters():
+        torch.nn.init.normal_(param, std=0.3)
+    z = torch.randn(3, 2, 4)
+    drawn = sample_flow(head, z, 2, 5, "sde", generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    start = torch.randn(3, 2, 2, generator=g)
+    normal = lambda: torch.randn(3, 2, 2, generator=g)  # noqa: E731
+    path, means = sample_sde_path(flow_velocity(head, z, False), start, 5, 1.0, normal, last_mean=True)
+    torch.testing.assert_close(drawn, path[-1])
+    torch.testing.assert_close(path[-1], means[-1])  # no noise added at the last step
+
+
+def test_raster_models_refuse_attention_flow_heads():
+    with pytest.raises(ValueError, match="next-scale"):
+        ContinuousLlamaConfig(head=FlowHeadConfig(attention=True, width=8, heads=2))
+
+
+def one_block_scan() -> ScanFormat:
+    """One 8x8 block; DC: '0' = size 0; AC: '00' ZRL, '01' EOB, '10' size 11, '110' size 1."""
+    dc = {(1, 0b0): 0x00}
+    ac = {(2, 0b00): 0xF0, (2, 0b01): 0x00, (2, 0b10): 0x0B, (3, 0b110): 0x01}
+    return ScanFormat({(0, 0): dc, (1, 0): ac}, ((0, 0, 0),), 1, 1, 0)
+
+
+def packed(bits: str) -> bytes:
+    bits += "1" * (-len(bits) % 8)  # libjpeg pads with ones
+    return int(bits, 2).to_bytes(len(bits) // 8, "big").replace(b"\xff", b"\xff\x00")  # byte stuffing
+
+
+def test_jpeg_scan_refuses_zero_runs_past_63_and_large_ac_categories():
+    scan = one_block_scan()
+    assert scan_is_valid(packed("0" + "00" * 3 + "01"), scan)  # 48 zeros, then end of block
+    assert not scan_is_valid(packed("0" + "00" * 4), scan)  # 64 zeros from coefficient 1: past 63
+    assert scan_is_valid(packed("0" + "110" + "0" + "01"), scan)  # category 1
+    assert not scan_is_valid(packed("0" + "10" + "0" * 11 + "01"), scan)  # category 11
+
+
+def test_top_p_keeps_ties_as_llamagen_does():
+    logits = torch.tensor([[0.0, -math.log(2), -math.log(2)]])  # probabilities 0.5, 0.25, 0.25
+    assert filter_logits(logits, top_p=0.75).isfinite().all()  # the first two hold exactly 0.75
+    assert filter_logits(logits, top_p=0.7).isfinite().tolist() == [[True, True, False]]
