@@ -77,9 +77,16 @@ def test_official_var_files_load_directly(tmp_path):
         quant_conv_kernel=3,
         phi_count=4,
     )
-    torch.save(vae_to_var(MultiScaleVQModel(config)), tmp_path / "vae_ch8v40z8.pth")
+    original = MultiScaleVQModel(config).eval()
+    torch.save(vae_to_var(original), tmp_path / "vae_ch8v40z8.pth")
     loaded = load_tokenizer(tmp_path / "vae_ch8v40z8.pth")
     assert isinstance(loaded, MultiScaleVQModel) and loaded.config == config
+    state = original.state_dict()
+    assert loaded.state_dict().keys() == state.keys()
+    assert all(torch.equal(v, state[k]) for k, v in loaded.state_dict().items())  # every weight, not shapes
+    pixels = torch.rand(1, 3, 256, 256) * 2 - 1
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(loaded.encode(pixels), original.encode(pixels)))
 
 
 def tiny_var(shared_aln: bool = False):

@@ -1,5 +1,8 @@
 """Speed options must not change results: compiled decoding, activation checkpointing."""
 
+import os
+import shutil
+
 import pytest
 import torch
 
@@ -11,11 +14,10 @@ def test_compiled_decoding_draws_the_same_tokens_as_eager():
     model, labels = tiny_llama(n_kv_head=2), torch.tensor([0, 3])
     config = SamplingConfig(cfg_scale=2.0, top_k=20)
     eager = sample_next_token(model, labels, config, torch.Generator().manual_seed(0))
-    try:
-        compiled = sample_next_token(model, labels, config, torch.Generator().manual_seed(0), compile=True)
-    except Exception as err:  # no working compiler toolchain on this machine
-        pytest.skip(f"torch.compile is unavailable here: {type(err).__name__}: {err}")
-    assert torch.equal(eager, compiled)
+    if not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
+        pytest.skip("no C++ compiler: torch.compile cannot build CPU kernels here")
+    compiled = sample_next_token(model, labels, config, torch.Generator().manual_seed(0), compile=True)
+    assert torch.equal(eager, compiled)  # any compile failure (a graph break included) fails here
 
 
 def test_activation_checkpointing_gives_the_same_loss_and_gradients():

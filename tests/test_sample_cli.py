@@ -238,7 +238,15 @@ def test_prompt_cli_writes_grid_npz_and_prompts(trained, trained_t2i, tmp_path):
 def test_resize_resamples_the_saved_samples(trained, tmp_path):
     done = sample(trained, tmp_path / "s", "--num-samples", "2", "--resize", "12")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert np.load(tmp_path / "s" / "samples.npz")["arr_0"].shape == (2, 12, 12, 3)
+    resized = np.load(tmp_path / "s" / "samples.npz")["arr_0"]
+    assert resized.shape == (2, 12, 12, 3)
+    assert sample(trained, tmp_path / "p", "--num-samples", "2").returncode == 0  # the same draws, 8 px
+    plain = from_uint8(np.load(tmp_path / "p" / "samples.npz")["arr_0"])  # (2, 3, 8, 8)
+    expected = to_uint8(
+        torch.nn.functional.interpolate(plain, size=(12, 12), mode="bicubic", align_corners=False)
+    )
+    diff = np.abs(resized.astype(int) - expected.astype(int))  # bicubic of the 8 px samples, up to rounding
+    assert diff.max() <= 2 and diff.mean() < 0.5
 
 
 def test_speculative_sampling_cli(trained, tmp_path):

@@ -17,8 +17,8 @@ from tests.conftest import gpt_recipe, vq_recipe, write_yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def weights(directory: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(directory / "model.safetensors"))
+def weights(directory: Path, name: str = "model.safetensors") -> dict[str, torch.Tensor]:
+    return load_file(str(directory / name))
 
 
 def assert_same_weights(a: Path, b: Path) -> None:
@@ -91,10 +91,17 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained, tmp_path, mo
 
 
 def test_tokenizer_with_patchgan_trains(tmp_path):
-    data = vq_recipe(tmp_path / "gan", max_steps=3, save_every=3)
-    data["loss"] = dict(disc_weight=0.5, disc_start=1, disc_layers=1, disc_channels=8, reconstruction="l1")
-    out = train(recipe_from_dict(data))
-    assert (out / "checkpoint").is_dir() and (out / "model").is_dir()
+    runs = {}
+    for steps in (1, 3):  # the discriminator starts at step 1: the 1-step run never steps it
+        data = vq_recipe(tmp_path / f"gan{steps}", max_steps=steps, save_every=steps, log_every=1)
+        data["loss"] = dict(
+            disc_weight=0.5, disc_start=1, disc_layers=1, disc_channels=8, reconstruction="l1"
+        )
+        runs[steps] = train(recipe_from_dict(data))
+    logged = [json.loads(line) for line in (runs[3] / "log.jsonl").read_text().splitlines()]
+    assert "d_loss" not in logged[0] and all("d_loss" in x and "g_loss" in x for x in logged[1:])
+    before, after = (weights(runs[n] / "checkpoint", "model_1.safetensors") for n in (1, 3))
+    assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
 
 
 def run_cli(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
@@ -128,9 +135,18 @@ LAUNCH = [
 
 
 def test_two_process_accelerate_launch_cpu(trained, tmp_path):
-    data = gpt_recipe(tmp_path / "ddp", trained["vq"] / "model", max_steps=2, save_every=2)
-    config = write_yaml(tmp_path / "gpt.yaml", data)
-    done = run_cli([*LAUNCH, "train.py", "--config", str(config)], env={"ACCELERATE_USE_CPU": "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert (tmp_path / "ddp" / "checkpoint" / "random_states_1.pkl").is_file()  # two processes ran
-    assert (tmp_path / "ddp" / "ema" / "model.safetensors").is_file()
+    runs = {}
+    for procs, batch in ((2, 8), (1, 16)):  # the same global batch
+        data = gpt_recipe(tmp_path / f"p{procs}", trained["vq"] / "model", max_steps=2, save_every=2)
+        data["data"]["batch_size"] = batch
+        data["model"].update(dropout=0.0, class_dropout=0.0)  # processes draw their own random numbers
+        config = write_yaml(tmp_path / f"gpt{procs}.yaml", data)
+        launcher = LAUNCH if procs > 1 else [sys.executable]
+        done = run_cli([*launcher, "train.py", "--config", str(config)], env={"ACCELERATE_USE_CPU": "1"})
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[procs] = tmp_path / f"p{procs}"
+    assert (runs[2] / "checkpoint" / "random_states_1.pkl").is_file()  # two processes ran
+    for kind in ("model", "ema"):  # the EMA weights too: updated alike on every process
+        a, b = weights(runs[1] / kind), weights(runs[2] / kind)
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
