@@ -25,6 +25,7 @@ from argen.sampling.speculative import (
 )
 from argen.tokenizers import VQConfig, VQModel
 from argen.tokenizers.jpeg_scan import ScanFormat, scan_is_valid
+from tests.test_continuous import tiny_tokenizer
 from tests.test_continuous_speculative import gaussian_velocity
 from tests.test_speculative import pair
 
@@ -141,3 +142,16 @@ def test_top_p_keeps_ties_as_llamagen_does():
     logits = torch.tensor([[0.0, -math.log(2), -math.log(2)]])  # probabilities 0.5, 0.25, 0.25
     assert filter_logits(logits, top_p=0.75).isfinite().all()  # the first two hold exactly 0.75
     assert filter_logits(logits, top_p=0.7).isfinite().tolist() == [[True, True, False]]
+
+
+def test_flowar_resampling_goes_through_the_full_grid():
+    tok = tiny_tokenizer(patch_nums=(1, 2, 4)).with_scales((1, 2, 4), "flowar")
+    tokens = torch.randn(2, 4, 2)  # scale 1: 2x2 tokens of width 2
+    grid = tokens.transpose(1, 2).reshape(2, 2, 2, 2)  # (B, d, 2, 2)
+    full = torch.nn.functional.interpolate(grid, size=(4, 4), mode="bicubic", align_corners=False)
+    expected = torch.nn.functional.interpolate(full, size=(4, 4), mode="area").flatten(2).transpose(1, 2)
+    torch.testing.assert_close(tok.next_input(tokens, 1), expected)
+    bilinear = tiny_tokenizer(patch_nums=(1, 2, 4)).next_input(tokens, 1)
+    assert not torch.allclose(bilinear, expected)
+    with pytest.raises(ValueError, match="scale_resample"):
+        tiny_tokenizer(patch_nums=(1, 2, 4)).with_scales((1, 2, 4), "nearest")

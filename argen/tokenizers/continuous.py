@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +43,9 @@ class ContinuousConfig:
     shift_factor: float = 0.0
     patch_size: int = 1
     patch_nums: tuple[int, ...] = ()  # FlowAR scales in tokens per side, ending at the grid side
+    # how a scale becomes the next scale's input: bilinear up to it, or "flowar": bicubic up to
+    # the full grid, then area down to the next scale (FlowAR's)
+    scale_resample: Literal["bilinear", "flowar"] = "bilinear"
 
     def __post_init__(self) -> None:
         stride = 2 ** (len(self.block_out_channels) - 1) * self.patch_size
@@ -52,6 +56,8 @@ class ContinuousConfig:
             list(self.patch_nums) != sorted(set(self.patch_nums)) or self.patch_nums[-1] != side
         ):
             raise ValueError(f"patch_nums must increase strictly and end at the token grid side {side}")
+        if self.scale_resample not in ("bilinear", "flowar"):
+            raise ValueError(f"scale_resample is bilinear or flowar, got {self.scale_resample!r}")
 
     @property
     def side(self) -> int:
@@ -114,9 +120,10 @@ class ContinuousTokenizer(nn.Module):
         model.vae.load_state_dict(vae.state_dict())
         return model.eval()
 
-    def with_scales(self, patch_nums: tuple[int, ...]) -> ContinuousTokenizer:
-        """Generate these scales (tokens per side, ending at the grid side) instead of the grid."""
-        self.config = replace(self.config, patch_nums=tuple(patch_nums))
+    def with_scales(self, patch_nums: tuple[int, ...], resample: str = "bilinear") -> ContinuousTokenizer:
+        """Generate these scales (tokens per side, ending at the grid side) instead of the grid,
+        each the next one's input through ``resample`` (see ``ContinuousConfig.scale_resample``)."""
+        self.config = replace(self.config, patch_nums=tuple(patch_nums), scale_resample=resample)
         return self
 
     @property
@@ -166,11 +173,17 @@ class ContinuousTokenizer(nn.Module):
         ]
 
     def next_input(self, tokens: torch.Tensor, scale: int) -> torch.Tensor:
-        """Scale ``scale``'s tokens (B, pn**2, d) -> the generator's input for the next scale,
-        upsampled bilinearly (B, pn_next**2, d)."""
-        pn, nxt = self.config.patch_nums[scale], self.config.patch_nums[scale + 1]
+        """Scale ``scale``'s tokens (B, pn**2, d) -> the generator's input for the next scale
+        (B, pn_next**2, d): upsampled bilinearly, or FlowAR's bicubic to the full grid then
+        area-downsampled."""
+        c = self.config
+        pn, nxt = c.patch_nums[scale], c.patch_nums[scale + 1]
         grid = rearrange(tokens, "b (h w) d -> b d h w", h=pn)
-        up = F.interpolate(grid, size=(nxt, nxt), mode="bilinear", align_corners=False)
+        if c.scale_resample == "flowar":
+            full = F.interpolate(grid, size=(c.side, c.side), mode="bicubic", align_corners=False)
+            up = F.interpolate(full, size=(nxt, nxt), mode="area")
+        else:
+            up = F.interpolate(grid, size=(nxt, nxt), mode="bilinear", align_corners=False)
         return rearrange(up, "b d h w -> b (h w) d")
 
     def teacher_inputs(self, maps: list[torch.Tensor]) -> torch.Tensor:

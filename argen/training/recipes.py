@@ -146,6 +146,9 @@ class GeneratorRecipe:
     # continuous tokenizers: generate these scales (FlowAR; tokens per side, ending at the grid
     # side) instead of the raster grid; the run's tokenizer/ records them
     token_scales: tuple[int, ...] = ()
+    # continuous scales: how a scale becomes the next one's input, bilinear or flowar (FlowAR's
+    # bicubic up to the grid, then area down)
+    token_resample: Literal["bilinear", "flowar"] = "bilinear"
     # continuous tokenizers: the flow-matching head (default: MAR's MLP for a grid, FlowAR's
     # per-scale transformer for scales)
     head: FlowHeadConfig | None = None

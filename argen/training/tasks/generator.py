@@ -60,7 +60,7 @@ def prepared_tokenizer(recipe: GeneratorRecipe) -> torch.nn.Module:
         with_scales = getattr(tokenizer, "with_scales", None)
         if with_scales is None:
             raise ValueError("token_scales is for continuous tokenizers")
-        with_scales(tuple(recipe.token_scales))
+        with_scales(tuple(recipe.token_scales), recipe.token_resample)
     if tokenizer.config.resolution != recipe.data.resolution:
         raise ValueError(
             f"data.resolution ({recipe.data.resolution}) must equal the tokenizer's resolution "
