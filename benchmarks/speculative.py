@@ -23,10 +23,10 @@ from argen import models, tokenizers
 from argen.checkpoint import weights_of
 from argen.eval import class_consistency, classifier_features, frechet_distance, from_uint8, load_classifier
 from argen.eval.evaluation import reference_images
-from argen.paradigms import SamplingExtras, for_generator
+from argen.paradigms import SamplingExtras, SpeculationOptions, for_generator
 from argen.paradigms.generate import generate_batch
 from argen.sampling import SamplingConfig
-from argen.sampling.speculative import Speculation, SpeculativeConfig
+from argen.sampling.speculative import Speculation
 from benchmarks.orderings import draw
 
 
@@ -42,6 +42,9 @@ def main() -> None:
     p.add_argument("--draft-length", type=int, default=3)
     p.add_argument("--relaxed-k", type=int, default=50)
     p.add_argument("--deltas", type=float, nargs="+", default=[0.05, 0.1, 0.2])
+    p.add_argument("--relaxed-lambda", type=float, help="LANTERN++: also a relaxed run with this lambda")
+    p.add_argument("--relaxed-residual", choices=["lantern", "standard"], default="lantern")
+    p.add_argument("--relaxed-space", choices=["embedding", "lookup"], default="embedding")
     p.add_argument("--repeats", type=int, default=2, help="timed passes per method (best is kept)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
@@ -53,21 +56,30 @@ def main() -> None:
     metric = classifier_features(classifier)
     real = reference_images(args.reference, tokenizer.config.resolution)
     config = SamplingConfig(cfg_scale=args.cfg_scale)
-    codebook = tokenizer.quantize.codebook().detach()
+    paradigm = for_generator(target, tokenizer.layout)
     labels = torch.arange(args.num_samples) % target.config.num_classes
 
     methods: dict[str, Speculation | None] = {"plain": None}
+    relaxed = {f"relaxed d={d}": dict(relaxed_delta=d) for d in args.deltas}
+    if args.relaxed_lambda is not None:
+        relaxed[f"relaxed l={args.relaxed_lambda}"] = dict(relaxed_lambda=args.relaxed_lambda)
     for index, path in enumerate(args.draft):
         draft = models.load(weights_of(Path(path), None)).to(args.device).eval()
         tag = f" [{index}]" if len(args.draft) > 1 else ""
-        methods[f"speculative{tag}"] = Speculation(draft, SpeculativeConfig(args.draft_length), codebook)
-        for delta in args.deltas:
-            spec = SpeculativeConfig(args.draft_length, args.relaxed_k, delta)
-            methods[f"relaxed d={delta}{tag}"] = Speculation(draft, spec, codebook)
+        for name, settings in {"speculative": {}, **relaxed}.items():
+            options = SpeculationOptions(
+                path,
+                args.draft_length,
+                relaxed_k=args.relaxed_k if settings else 0,
+                relaxed_residual=args.relaxed_residual,
+                relaxed_space=args.relaxed_space,
+                **settings,
+            )
+            methods[f"{name}{tag}"] = paradigm.speculation(target, tokenizer, draft, options, config)
     print(
         f"target={args.target} draft={args.draft} samples={args.num_samples} batch={args.batch_size} "
         f"cfg={args.cfg_scale} draft_length={args.draft_length} relaxed_k={args.relaxed_k} "
-        f"device={args.device}"
+        f"residual={args.relaxed_residual} space={args.relaxed_space} device={args.device}"
     )
     results = {}
     for name, speculation in methods.items():
