@@ -60,10 +60,6 @@ def refuse_head(recipe) -> None:
         raise ValueError("head: is for continuous tokenizers")
 
 
-def model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 def recipe_model_args(recipe) -> dict:
     """The recipe's model section as constructor arguments."""
     return {f.name: getattr(recipe.model, f.name) for f in fields(recipe.model)}

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 
 from argen.images import to_uint8
 from argen.models.llama import Condition
-from argen.paradigms.base import Paradigm, SamplingExtras, model_device
+from argen.paradigms.base import Paradigm, SamplingExtras
 from argen.sampling.config import SamplingConfig
+from argen.sampling.decode import model_device
 
 
 def batch_seed(seed: int, batch_index: int) -> int:

@@ -11,7 +11,8 @@ import torch
 from argen.checkpoint import CheckpointError
 from argen.data import build_dataset
 from argen.models.next_frame import NextFrameLlama
-from argen.paradigms.base import Paradigm, SamplingExtras, model_device, refuse_head
+from argen.paradigms.base import Paradigm, SamplingExtras, refuse_head
+from argen.sampling.decode import model_device
 from argen.sampling.next_frame import sample_next_frame
 from argen.sampling.next_token import sample_next_token
 from argen.tokenizers.layout import VideoLayout

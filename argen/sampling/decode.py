@@ -16,6 +16,11 @@ from argen.models.llama import Condition
 from argen.sampling.config import SamplingConfig
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where a model's weights live."""
+    return next(model.parameters()).device
+
+
 def compiled_step(model: torch.nn.Module, cuda: bool):
     """``model.forward_cached`` compiled for one-token inputs."""
     mode = "reduce-overhead" if cuda else "default"
@@ -43,7 +48,7 @@ class GuidedRows:
     def __enter__(self) -> GuidedRows:
         self.model.setup_cache(self.rows, self.extra)
         step = self.model.forward_cached
-        cuda = next(self.model.parameters()).is_cuda
+        cuda = model_device(self.model).type == "cuda"
         self.step = compiled_step(self.model, cuda) if self.compile else step
         return self
 

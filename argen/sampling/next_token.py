@@ -8,7 +8,7 @@ import torch
 
 from argen.models.llama import Condition
 from argen.sampling.config import SamplingConfig
-from argen.sampling.decode import GuidedRows, cached_decode, token_blocks
+from argen.sampling.decode import GuidedRows, cached_decode, model_device, token_blocks
 from argen.sampling.guidance import guide
 from argen.sampling.logits import sample_logits
 
@@ -93,10 +93,6 @@ def recompute_next_token(
             logits = guide(logits, config.scale_at(i, num_tokens))
         out[:, i] = sample_logits(logits, config.temperature, config.top_k, config.top_p, generator)
     return out
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def check_given(given: torch.Tensor, rows: int, num_tokens: int) -> int:
