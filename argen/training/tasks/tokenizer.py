@@ -7,14 +7,7 @@ from torch import nn
 from torch.func import functional_call
 
 from argen.data import build_dataset
-from argen.tokenizers import (
-    CausalVideoVQModel,
-    ContinuousTokenizer,
-    FrameVQModel,
-    FrequencyVQModel,
-    MultiScaleVQModel,
-    VQModel,
-)
+from argen.tokenizers import TOKENIZERS
 from argen.tokenizers.blocks import PatchDiscriminator
 from argen.training.recipes import TokenizerRecipe
 from argen.training.tasks.base import Task, random_flip
@@ -34,6 +27,11 @@ def lpips_loss() -> nn.Module:
         ) from None
 
 
+def tokenizer_class(config) -> type[nn.Module]:
+    """The registered tokenizer built from ``config`` (each class names its config type)."""
+    return next(cls for cls in TOKENIZERS.values() if cls.Config is type(config))
+
+
 class TokenizerTask(Task):
     def __init__(self, recipe: TokenizerRecipe, accelerator) -> None:
         super().__init__(recipe)
@@ -45,15 +43,7 @@ class TokenizerTask(Task):
             )
         if getattr(recipe.model, "frames", data.frames) != data.frames:
             raise ValueError(f"model.frames ({recipe.model.frames}) must equal data.frames ({data.frames})")
-        kinds = {
-            "vq": VQModel,
-            "multiscale": MultiScaleVQModel,
-            "frequency": FrequencyVQModel,
-            "continuous": ContinuousTokenizer,
-            "frame_vq": FrameVQModel,
-            "causal_video": CausalVideoVQModel,
-        }
-        self.model = kinds[recipe.tokenizer](recipe.model)
+        self.model = tokenizer_class(recipe.model)(recipe.model)
         loss = recipe.loss
         self.extra_modules = {}
         if loss.disc_weight > 0:
