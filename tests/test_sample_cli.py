@@ -1,4 +1,5 @@
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -294,3 +295,26 @@ def test_draft_head_trains_on_the_target_and_drafts_from_the_cli(trained, tmp_pa
     assert np.array_equal(load("plain"), load("spec"))  # greedy speculative output is the target's
     other = sample(trained, tmp_path / "other", *common, "--speculative", str(head), "--weights", "model")
     assert other.returncode == 2 and "another target" in other.stderr
+
+
+def test_an_output_folder_holds_one_run(trained, tmp_path, capsys):
+    out, clf = tmp_path / "s", str(trained["classifier"] / "model")
+    first = ["--ckpt", str(trained["gpt"]), "--out", str(out), "--num-samples", "4", "--classifier", clf]
+    assert sample_cli.main(first) == 0 and (out / "metrics.json").is_file()
+    before = np.load(out / "samples.npz")["arr_0"]
+    second = ["--ckpt", str(trained["gpt"]), "--out", str(out), "--num-samples", "2", "--seed", "5"]
+    assert sample_cli.main(second) == 2 and "--overwrite" in capsys.readouterr().err  # refused, kept
+    assert np.array_equal(np.load(out / "samples.npz")["arr_0"], before)
+    assert sample_cli.main([*second, "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["grid.png", "samples.npz"]  # no metrics.json left
+    assert len(np.load(out / "samples.npz")["arr_0"]) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]  # no staging or old copies beside it
+
+
+def test_default_output_folders_tell_runs_apart(trained, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained["gpt"], run)
+    for seed in ("1", "2"):
+        assert sample_cli.main(["--ckpt", str(run), "--num-samples", "2", "--seed", seed]) == 0
+    folders = sorted(p.name for p in run.glob("samples-*"))
+    assert len(folders) == 2 and all(f.startswith("samples-cfg1-seed") and "-n2-" in f for f in folders)

@@ -8,6 +8,8 @@ processes and gathered on the main one."""
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from accelerate import Accelerator
 from tqdm import tqdm
 
 from argen import paradigms
-from argen.checkpoint import CheckpointError
+from argen.checkpoint import CheckpointError, atomic_directory
 from argen.cli.sample_args import DISPLAY_ONLY, parse_args, sampling_config
 from argen.cli.sample_inputs import CONDITIONS, load_extras, resolve_dirs
 from argen.cli.sample_outputs import write_metrics, write_samples
@@ -79,8 +81,9 @@ def load_run(args: argparse.Namespace, device: torch.device) -> SampleRun:
         device,
         frames,
     )
-    ckpt = Path(args.ckpt)
-    out = Path(args.out or (ckpt.with_name(f"{ckpt.stem}_samples") if ckpt.is_file() else ckpt / "samples"))
+    settings = run_settings(args, model_dir, tokenizer_dir, names)
+    out = Path(args.out) if args.out else default_out(Path(args.ckpt), settings)
+    BatchStore(out, settings).check(args.overwrite)  # before anything is drawn
     return SampleRun(
         args,
         model,
@@ -98,15 +101,26 @@ def load_run(args: argparse.Namespace, device: torch.device) -> SampleRun:
     )
 
 
+def run_settings(args: argparse.Namespace, model_dir: Path, tokenizer_dir: Path, names: list) -> dict:
+    """Everything that decides the samples drawn (a resumed run must match it)."""
+    settings = {k: v for k, v in vars(args).items() if k not in DISPLAY_ONLY}
+    return settings | {"model": str(model_dir), "tokenizer": str(tokenizer_dir), "conditions": names}
+
+
+def default_out(ckpt: Path, settings: dict) -> Path:
+    """A folder name that tells runs apart: the main settings, then a digest of all of them."""
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    name = f"samples-cfg{settings['cfg_scale']:g}-seed{settings['seed']}-n{settings['num_samples']}-{digest}"
+    return ckpt.with_name(f"{ckpt.stem}_{name}") if ckpt.is_file() else ckpt / name
+
+
 def draw_batches(
     run: SampleRun, labels: torch.Tensor, accelerator: Accelerator
 ) -> tuple[BatchStore, int, float]:
     """Draw this process's missing batches into the run's store -> (store, batches, seconds)."""
     args = run.args
     num_batches = -(-args.num_samples // args.batch_size)
-    settings = {k: v for k, v in vars(args).items() if k not in DISPLAY_ONLY}
-    settings.update(model=str(run.model_dir), tokenizer=str(run.tokenizer_dir), conditions=run.names)
-    store = BatchStore(run.out, settings)
+    store = BatchStore(run.out, run_settings(args, run.model_dir, run.tokenizer_dir, run.names))
     if accelerator.is_main_process:
         store.prepare()
     accelerator.wait_for_everyone()
@@ -149,9 +163,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     images, valid = store.gather(num_batches)  # (N, H, W, C), (N,)
     arrays = run.conditions.arrays(run.names, labels)
-    write_samples(run, images, valid, arrays)
-    store.clear()
-    write_metrics(run, images, valid, arrays.get("labels"), seconds)
+
+    def write(directory: Path) -> None:  # a fresh folder, moved onto --out (its parts go with it)
+        write_samples(run, directory, images, valid, arrays)
+        write_metrics(run, directory, images, valid, arrays.get("labels"), seconds)
+
+    atomic_directory(run.out, write)
+    print(f"wrote {len(images)} samples to {run.out}")
     return 0
 
 

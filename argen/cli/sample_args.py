@@ -16,6 +16,7 @@ DISPLAY_ONLY = {
     "classifier",
     "compile",
     "fps",
+    "overwrite",
 }
 
 
@@ -97,7 +98,14 @@ def add_extra_args(p: argparse.ArgumentParser) -> None:
 def add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=int, default=8, help="video: frame rate of the mp4 files")
     p.add_argument("--resize", type=int, help="bicubic resize of the samples, e.g. 384 -> 256 for FID")
-    p.add_argument("--out", help="output directory (default: <ckpt>/samples)")
+    p.add_argument(
+        "--out",
+        help="output directory, holding this run only (default: <ckpt>/samples-cfg<S>-seed<N>-n<count>-<hash "
+        "of the settings>)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace what --out holds (another run's results)"
+    )
     p.add_argument("--fid", metavar="REF", help="reference: an .npz, an image folder or an embedded dataset")
     p.add_argument(
         "--fid-features",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,9 +29,10 @@ def sample_grid(images: np.ndarray, columns: int) -> np.ndarray:
     return grid.permute(1, 2, 0).numpy()
 
 
-def write_samples(run, images: np.ndarray, valid: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
+def write_samples(
+    run, out: Path, images: np.ndarray, valid: np.ndarray, arrays: dict[str, np.ndarray]
+) -> None:
     """samples.npz (with validity flags where samples can be invalid), grid.png, videos/*.mp4."""
-    out = run.out
     extra = {"valid": valid} if run.paradigm.checks_validity else {}
     save_npz(out / "samples.npz", images, **arrays, **extra)
     run.conditions.write_names(out, run.names)
@@ -39,12 +41,10 @@ def write_samples(run, images: np.ndarray, valid: np.ndarray, arrays: dict[str, 
         for i, clip in enumerate(images):
             write_mp4(out / "videos" / f"{i:06d}.mp4", clip, fps=run.args.fps)
     Image.fromarray(sample_grid(images, len(run.names))).save(out / "grid.png")
-    videos = f", {out}/videos/*.mp4" if images.ndim == 5 else ""
-    print(f"wrote {len(images)} samples to {out}/samples.npz{videos} and {out}/grid.png")
 
 
 def write_metrics(
-    run, images: np.ndarray, valid: np.ndarray, class_ids: np.ndarray | None, seconds: float
+    run, out: Path, images: np.ndarray, valid: np.ndarray, class_ids: np.ndarray | None, seconds: float
 ) -> None:
     """metrics.json: the asked-for metrics, stream validity, and the extras' statistics."""
     args, extras = run.args, run.extras
@@ -69,5 +69,5 @@ def write_metrics(
         metrics["frame_prediction"] = {"given_frames": args.given_frames, "given_from": args.given_from}
     if args.refiner:
         metrics["coarse_to_fine"] = {"refiner": args.refiner, "fine_temperature": args.fine_temperature}
-    (run.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps({k: v for k, v in metrics.items() if k != "sampling"}, indent=2))

@@ -55,20 +55,36 @@ def generate_batch(
 
 class BatchStore:
     """Finished batches on disk (``<out>/.parts/batch-NNNNNN.npy`` and the validity flags in
-    ``valid-NNNNNN.npy``), so an interrupted run continues where it stopped. Parts drawn with
-    other settings are discarded."""
+    ``valid-NNNNNN.npy``), so an interrupted run continues where it stopped. An output folder
+    holds one run: anything else in it (another run's results, or parts drawn with other
+    settings) is refused unless overwritten."""
 
     def __init__(self, out: Path, settings: dict):
-        self.dir = out / ".parts"
+        self.out, self.dir = out, out / ".parts"
         self.settings = json.loads(json.dumps(settings))  # as it reads back from disk
 
-    def prepare(self) -> None:
-        """Main process only: start the folder, or keep it if its settings match."""
+    @property
+    def resumable(self) -> bool:
+        """Whether the folder holds parts drawn with these settings."""
         stamp = self.dir / "settings.json"
-        if self.dir.exists() and (not stamp.is_file() or json.loads(stamp.read_text()) != self.settings):
+        return stamp.is_file() and json.loads(stamp.read_text()) == self.settings
+
+    def check(self, overwrite: bool) -> None:
+        """Refuse a folder that holds anything but this run's parts, unless ``overwrite``."""
+        others = [p.name for p in self.out.iterdir() if p.name != ".parts"] if self.out.is_dir() else []
+        if not overwrite and (others or (self.dir.exists() and not self.resumable)):
+            held = ", ".join(sorted(others)[:5]) or "parts drawn with other settings"
+            raise ValueError(
+                f"{self.out} already holds another run ({held}); pass --overwrite to replace it "
+                "or choose another --out"
+            )
+
+    def prepare(self) -> None:
+        """Main process only: start the parts folder, or keep it if its settings match."""
+        if self.dir.exists() and not self.resumable:
             shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(json.dumps(self.settings, indent=2))
+        (self.dir / "settings.json").write_text(json.dumps(self.settings, indent=2))
 
     def path(self, index: int, kind: str = "batch") -> Path:
         return self.dir / f"{kind}-{index:06d}.npy"
@@ -87,6 +103,3 @@ class BatchStore:
         """All images (N, H, W, C) and validity flags (N,), in batch order."""
         images = np.concatenate([np.load(self.path(b)) for b in range(num_batches)])
         return images, np.concatenate([np.load(self.path(b, "valid")) for b in range(num_batches)])
-
-    def clear(self) -> None:
-        shutil.rmtree(self.dir)
