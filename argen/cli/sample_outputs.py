@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -70,4 +71,6 @@ def write_metrics(
     if args.refiner:
         metrics["coarse_to_fine"] = {"refiner": args.refiner, "fine_temperature": args.fine_temperature}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    for warning in metrics.get("warnings", []):
+        print(f"WARNING: {warning}", file=sys.stderr)
     print(json.dumps({k: v for k, v in metrics.items() if k != "sampling"}, indent=2))

@@ -10,13 +10,20 @@ import torch
 
 from argen.data import build_dataset
 from argen.eval.classifier import load_classifier
-from argen.eval.fid import class_consistency, classifier_features, frechet_distance, inception_features
+from argen.eval.fid import (
+    class_consistency,
+    classifier_features,
+    frechet_distance,
+    inception_features,
+    predict,
+)
 from argen.eval.fvd import (
     DEFAULT_REFERENCE_SIZE,
     ClipClassifierFeatures,
     I3DFeatures,
     frechet_video_distance,
 )
+from argen.eval.judge import collapse_warnings, record_warnings
 from argen.images import from_uint8, load_npz, to_uint8
 
 
@@ -60,6 +67,9 @@ class Evaluation:
     ):
         self.config, self.device = config, device
         self.classifier = load_classifier(config.classifier).to(device) if config.classifier else None
+        self.warnings = []  # about the judge, recorded with the metrics
+        if self.classifier is not None:
+            self.warnings = record_warnings(config.classifier, self.classifier.config.num_classes)
         self.extractor = self.real = self.video_features = None
         if config.reference and config.features == "classifier" and self.classifier is None:
             raise ValueError("--fid-features classifier needs --classifier DIR")
@@ -110,9 +120,11 @@ class Evaluation:
             metrics.update(
                 features=self.description, reference=self.config.reference, reference_size=len(self.real)
             )
+        warnings = list(self.warnings)
         if self.classifier is not None and labels is not None:
-            pixels = from_uint8(images).to(self.device)
-            metrics["class_consistency"] = class_consistency(
-                self.classifier, pixels, torch.from_numpy(labels).to(self.device)
-            )
+            pixels, requested = from_uint8(images).to(self.device), torch.from_numpy(labels).to(self.device)
+            metrics["class_consistency"] = class_consistency(self.classifier, pixels, requested)
+            warnings += collapse_warnings(predict(self.classifier, pixels), requested)
+        if warnings:
+            metrics["warnings"] = warnings
         return metrics

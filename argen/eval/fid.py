@@ -89,14 +89,20 @@ def frechet_distance(
 
 
 @torch.no_grad()
+def predict(classifier: Classifier, pixels: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """The classifier's class for each sample (N, C, H, W) in [-1, 1] -> (N,)."""
+    return torch.cat(
+        [classifier(pixels[i : i + batch_size]).argmax(-1) for i in range(0, len(pixels), batch_size)]
+    )
+
+
+@torch.no_grad()
 def class_consistency(
     classifier: Classifier, pixels: torch.Tensor, labels: torch.Tensor, batch_size: int = 500
 ) -> dict[str, float]:
     """Accuracy of ``classifier`` on samples (N, C, H, W) in [-1, 1] of requested ``labels``:
     overall and per requested class."""
-    preds = torch.cat(
-        [classifier(pixels[i : i + batch_size]).argmax(-1) for i in range(0, len(pixels), batch_size)]
-    )
+    preds = predict(classifier, pixels, batch_size)
     hits = (preds == labels).float()
     result = {"overall": hits.mean().item()}
     for label in labels.unique().tolist():
