@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from accelerate import Accelerator
+
+logger = logging.getLogger(__name__)
 
 
 class RunError(RuntimeError):
@@ -20,4 +23,10 @@ def check_world(accelerator: Accelerator) -> None:
             f"{launched} processes were launched but Accelerate sees {accelerator.num_processes}; "
             f"on a machine without GPUs set ACCELERATE_USE_CPU=1 (e.g. `ACCELERATE_USE_CPU=1 "
             f"accelerate launch --multi_gpu --num_processes 2 train.py ...`)"
+        )
+    gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if gpus and accelerator.device.type == "cpu":
+        logger.warning(
+            "the launch asked for GPU(s) (CUDA_VISIBLE_DEVICES=%s) but none is available: running on the CPU",
+            gpus,
         )

@@ -318,3 +318,16 @@ def test_default_output_folders_tell_runs_apart(trained, tmp_path):
         assert sample_cli.main(["--ckpt", str(run), "--num-samples", "2", "--seed", seed]) == 0
     folders = sorted(p.name for p in run.glob("samples-*"))
     assert len(folders) == 2 and all(f.startswith("samples-cfg1-seed") and "-n2-" in f for f in folders)
+
+
+def test_every_option_has_help_and_shows_its_default():
+    from argen.cli.sample_args import build_parser
+
+    parser = build_parser()
+    help_text = " ".join(parser.format_help().split())
+    for action in parser._actions:
+        assert action.help, action.option_strings
+        if action.default not in (None, False, "==SUPPRESS=="):
+            assert "default" in action.help or f"(default: {action.default}" in help_text.replace("'", ""), (
+                action
+            )

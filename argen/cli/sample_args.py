@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from argen.cli import HelpFormatter
 from argen.sampling import SamplingConfig
 
 # options that do not change the samples drawn
@@ -33,16 +34,35 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--num-samples", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--cfg-scale", type=float, default=1.0)
-    p.add_argument("--cfg-interval", type=float, nargs=2, default=(0.0, 1.0), metavar=("START", "END"))
-    p.add_argument("--cfg-schedule", choices=["constant", "linear"], default="constant")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument(
+        "--num-samples", type=int, default=100, help="samples to draw, cycling over the conditions"
+    )
+    p.add_argument("--batch-size", type=int, default=100, help="samples per batch (and per seed)")
+    p.add_argument("--cfg-scale", type=float, default=1.0, help="classifier-free guidance scale (1: none)")
+    p.add_argument(
+        "--cfg-interval",
+        type=float,
+        nargs=2,
+        default=(0.0, 1.0),
+        metavar=("START", "END"),
+        help="the fraction of the sequence that is guided",
+    )
+    p.add_argument(
+        "--cfg-schedule",
+        choices=["constant", "linear"],
+        default="constant",
+        help="linear: the scale ramps from 1 to --cfg-scale over tokens or scales",
+    )
+    p.add_argument("--temperature", type=float, default=1.0, help="0 draws the likeliest token")
+    p.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens (0: all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="keep the nucleus of this mass (1: all)")
     p.add_argument("--flow-steps", type=int, default=25, help="continuous tokens: ODE steps of the head")
-    p.add_argument("--flow-solver", choices=["euler", "heun", "sde"], default="euler")
+    p.add_argument(
+        "--flow-solver",
+        choices=["euler", "heun", "sde"],
+        default="euler",
+        help="continuous tokens: the head's ODE solver, or the SDE of the same marginals",
+    )
     p.add_argument("--flow-noise", type=float, default=1.0, help="continuous tokens, sde: diffusion scale")
     p.add_argument(
         "--cfg-noise-interval",
@@ -52,13 +72,13 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
         metavar=("LO", "HI"),
         help="continuous tokens: guide only while the noise level t (1 = noise) lies in [LO, HI]",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="batch b is drawn with a seed made of this and b")
     p.add_argument("--compile", action="store_true", help="torch.compile the one-token decode step")
 
 
 def add_extra_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speculative", metavar="DRAFT", help="draft generator (run or model directory)")
-    p.add_argument("--draft-length", type=int, default=4, help="speculative: tokens drafted per round")
+    p.add_argument("--draft-length", type=int, default=3, help="speculative: tokens drafted per round")
     p.add_argument(
         "--relaxed-k", type=int, default=0, help="speculative: latent neighbours per code (LANTERN)"
     )
@@ -117,11 +137,15 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classifier", help="classifier directory: class-consistency (and its FID features)")
 
 
-def parse_args(argv: list[str] | None, description: str | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(description: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     for add in (add_model_args, add_sampling_args, add_extra_args, add_output_args):
         add(p)
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None, description: str | None = None) -> argparse.Namespace:
+    return build_parser(description).parse_args(argv)
 
 
 def sampling_config(args: argparse.Namespace) -> SamplingConfig:

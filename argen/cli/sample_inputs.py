@@ -20,6 +20,8 @@ from argen.text import TextEncoder, check_prompts, read_prompts_file, warn_trunc
 
 def resolve_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
     run = Path(args.ckpt)
+    if not run.exists():
+        raise CheckpointError(f"--ckpt {run} does not exist")
     if is_run(run):
         model_dir, tokenizer_dir = weights_of(run, args.weights), args.tokenizer or run / "tokenizer"
     else:

@@ -8,6 +8,7 @@ import argparse
 import logging
 import sys
 
+from argen.cli import HelpFormatter
 from argen.config import ConfigError
 from argen.launch import RunError
 from argen.training.recipes import load_recipe
@@ -15,9 +16,7 @@ from argen.training.trainer import train
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--config", required=True, help="YAML recipe (configs/*.yaml)")
     parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoint")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=3e-4")

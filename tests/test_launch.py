@@ -1,0 +1,21 @@
+"""What every entry point checks about how it was launched."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from argen.launch import RunError, check_world
+
+
+def test_a_gpu_launch_without_a_gpu_says_so(monkeypatch, caplog):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    check_world(SimpleNamespace(num_processes=1, device=torch.device("cpu")))
+    assert "none is available: running on the CPU" in caplog.text
+
+
+def test_processes_that_accelerate_did_not_join_are_refused(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RunError, match="ACCELERATE_USE_CPU=1"):
+        check_world(SimpleNamespace(num_processes=1, device=torch.device("cpu")))
