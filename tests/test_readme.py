@@ -1,0 +1,46 @@
+"""Every file and command the README names exists in the repository or is made by a README
+command: recipes, examples, benchmarks, and the runs that later commands read."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+COMMANDS = "\n".join(re.findall(r"```bash\n(.*?)```", README, flags=re.S))
+REPO_PATH = re.compile(r"(?<![\w/.])((?:configs|examples|benchmarks)/[\w./-]+\.(?:yaml|py|png|txt))")
+
+
+def test_named_files_exist():
+    named = set(REPO_PATH.findall(README))
+    named |= {f"benchmarks/{m}.py" for m in re.findall(r"python -m benchmarks\.(\w+)", README)}
+    assert named, "the README names no files"
+    named = {p for p in named if not re.search(r"/[A-Z]\.", p)}  # placeholders such as configs/X.yaml
+    missing = sorted(p for p in named if not (ROOT / p).is_file())
+    assert not missing, f"the README names files that do not exist: {missing}"
+
+
+def made_runs() -> set[str]:
+    """Run directories a README command writes: recipes' output_dir (or its override), --out
+    targets, converter destinations."""
+    made = set()
+    for line in COMMANDS.splitlines():
+        for config in re.findall(r"--config (\S+\.yaml)", line):
+            if "output_dir=" not in line and "RECIPE" not in config:
+                made.add(yaml.safe_load((ROOT / config).read_text())["output_dir"])
+        made.update(re.findall(r"output_dir=(\S+)", line))
+        made.update(re.findall(r"--out (\S+)", line))
+        convert = re.search(r"python -m argen\.convert \S+ \S+ (runs/\S+)", line)
+        if convert:
+            made.add(convert.group(1))
+    return made
+
+
+def test_runs_read_by_commands_are_made_by_commands():
+    made = made_runs()
+    read = set(re.findall(r"\s(runs/[\w/.-]+)", COMMANDS))
+    unmade = sorted(r for r in read if not any(r.startswith(m) or m.startswith(r) for m in made))
+    assert not unmade, f"README commands read runs no README command makes: {unmade}"
