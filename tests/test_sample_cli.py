@@ -331,3 +331,8 @@ def test_every_option_has_help_and_shows_its_default():
             assert "default" in action.help or f"(default: {action.default}" in help_text.replace("'", ""), (
                 action
             )
+
+
+def test_a_missing_run_directory_is_named(tmp_path, capsys):
+    assert sample_cli.main(["--ckpt", str(tmp_path / "runs" / "digit" / "gpt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
