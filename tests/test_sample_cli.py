@@ -83,6 +83,7 @@ def test_sampling_is_seeded_and_independent_of_the_process_count(trained, tmp_pa
         (["--classes", "two"], "comma-separated integers"),
         (["--edit", "image.png", "--mask", "mask.png"], "needs a next-scale"),
         (["--edit", "image.png"], "go together"),
+        (["--constrained"], "--constrained is for byte-stream generators"),
         (["--fid", "digits", "--inception-weights", "/nonexistent.pth"], "does not exist"),
         (["--fid", "digits", "--fid-features", "classifier"], "needs --classifier"),
         (

@@ -113,6 +113,12 @@ def add_extra_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask", metavar="MASK", help="--edit: a grayscale image, white where it is regenerated")
     p.add_argument("--given-frames", type=int, help="video: keep the first N frames of real clips")
     p.add_argument("--given-from", metavar="DATASET", help="video: the clips --given-frames come from")
+    p.add_argument(
+        "--constrained",
+        action=argparse.BooleanOptionalAction,
+        help="byte streams: draw only ids that keep the stream valid codec syntax (default: on where the "
+        "tokenizer models its syntax: JPEG)",
+    )
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:

@@ -102,6 +102,7 @@ def load_extras(
 ) -> SamplingExtras:
     """The run's extras, each built (and checked) by the paradigm that offers it."""
     extras = SamplingExtras(compile=args.compile)
+    extras.constraint = paradigm.syntax_constraint(tokenizer, args.constrained)
     if args.speculative:
         options = SpeculationOptions(
             args.speculative,

@@ -18,19 +18,20 @@ import torch.nn.functional as F
 from argen.checkpoint import CheckpointError
 from argen.models.llama import Condition, Llama
 from argen.sampling.config import SamplingConfig
-from argen.sampling.next_token import GridSampler
+from argen.sampling.next_token import GridSampler, TokenConstraint
 
 
 @dataclass
 class SamplingExtras:
     """What a sampling run adds to plain sampling: a compiled step, a sampler that replaces
     next-token sampling on grids (speculative decoding, coarse-to-fine refinement), an edit
-    source (next-scale) or given frames (video)."""
+    source (next-scale), given frames (video) or a syntax constraint (byte streams)."""
 
     compile: bool = False
     grid_sampler: GridSampler | None = None
     edit: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
     frames: Any = None  # FramePrompts of video paradigms
+    constraint: TokenConstraint | None = None  # byte streams: the codec's syntax
 
 
 @dataclass
@@ -140,6 +141,12 @@ class Paradigm:
 
     def edit_source(self, tokenizer, image: str, mask: str, device: torch.device):
         raise ValueError(f"--edit needs a next-scale (multi-scale tokenizer) generator, not {self.name}")
+
+    def syntax_constraint(self, tokenizer, requested: bool | None) -> TokenConstraint | None:
+        """The constraint ``--constrained`` asks for (None: the paradigm's default)."""
+        if requested:
+            raise ValueError(f"--constrained is for byte-stream generators (JPEG-LM), not {self.name}")
+        return None
 
     def frame_prompts(self, model, tokenizer, dataset: str, given_frames: int, device: torch.device):
         raise ValueError(

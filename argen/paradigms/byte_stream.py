@@ -1,6 +1,7 @@
 """Byte streams (JPEG-LM, AVC-LM): a codec's bytes (or byte-pair merges) as a 1-D sequence,
 generated token by token until EOS with 1-D RoPE; a stream that does not decode is rendered
-best-effort and counted as invalid."""
+best-effort and counted as invalid. Where the tokenizer models its codec's syntax (JPEG's scan
+automaton) sampling is constrained to valid streams by default."""
 
 from __future__ import annotations
 
@@ -37,7 +38,17 @@ class ByteStreams(Paradigm):
             compile=extras.compile,
             stop_token=layout.eos,
             pad_token=layout.pad,
+            constraint=extras.constraint,
         )
+
+    def syntax_constraint(self, tokenizer, requested: bool | None):
+        """On by default where the tokenizer models its codec's syntax (JPEG)."""
+        constraint = tokenizer.syntax() if requested is not False else None
+        if requested and constraint is None:
+            raise ValueError(
+                f"--constrained: {type(tokenizer).__name__} has no syntax automaton (JPEG tokenizers have one)"
+            )
+        return constraint
 
     def decode(self, tokenizer, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         layout = tokenizer.layout

@@ -13,6 +13,18 @@ from argen.sampling.guidance import guide
 from argen.sampling.logits import sample_logits
 
 
+class ConstrainedRows(Protocol):
+    """Per-row syntax states of one sampling call (byte streams): which ids may come next."""
+
+    def allowed(self, remaining: int, device: torch.device | None = None) -> torch.Tensor: ...  # (B, V)
+
+    def advance(self, tokens: torch.Tensor) -> None: ...
+
+
+class TokenConstraint(Protocol):
+    def begin(self, rows: int) -> ConstrainedRows: ...
+
+
 class GridSampler(Protocol):
     """A replacement for :func:`sample_next_token` on raster grids (speculative decoding,
     coarse-to-fine): condition rows -> ids (B, L)."""
@@ -33,6 +45,7 @@ def sample_next_token(
     stop_token: int | None = None,
     pad_token: int = 0,
     given: torch.Tensor | None = None,
+    constraint: TokenConstraint | None = None,
 ) -> torch.Tensor:
     """Generate ``model.config.num_tokens`` ids per condition row (class ids (B,) or a
     :class:`Caption`) -> (B, L).
@@ -44,13 +57,16 @@ def sample_next_token(
     is never drawn, a row that has emitted the stop token continues with padding, and the
     loop ends once every row has; else it never waits on the device. ``given`` (B, G) ids are
     kept as the first G tokens (frame prediction: the tokens of real frames) and only the rest
-    is drawn.
+    is drawn. A ``constraint`` (a codec's syntax) removes the ids it does not allow after
+    guidance and before temperature, top-k and top-p: each row draws from the model's
+    distribution restricted to valid continuations.
     """
     num_tokens = model.config.num_tokens
     if not use_cache:
         return recompute_next_token(model, condition, config, generator)
     out = torch.full((len(condition), num_tokens), pad_token, dtype=torch.long, device=model_device(model))
     done = torch.zeros(len(condition), dtype=torch.bool, device=out.device)
+    syntax = constraint.begin(len(condition)) if constraint is not None else None
     rows = GuidedRows(model, condition, config, compile=compile)
     x = model.embed_condition(rows.rows)  # (B', prefix, D)
     first = 0
@@ -63,7 +79,13 @@ def sample_next_token(
         logits = guide(logits[:, -1], weight) if config.guided else logits[:, -1]  # (B, V)
         if stop_token is not None:
             logits[:, pad_token] = float("-inf")  # padding is never drawn, only filled in
+        if syntax is not None:
+            logits = logits.masked_fill(
+                ~syntax.allowed(num_tokens - first - k - 1, logits.device), float("-inf")
+            )
         token = sample_logits(logits, config.temperature, config.top_k, config.top_p, generator)
+        if syntax is not None:
+            syntax.advance(token)
         if stop_token is not None:
             token = token.masked_fill(done, pad_token)
             done.logical_or_(token == stop_token)

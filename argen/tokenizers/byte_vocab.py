@@ -49,9 +49,11 @@ class ByteVocabulary:
                 break
             if 0 <= i < self.bos:
                 kept.append(i)
-        if self.bpe is None:
-            return bytes(kept)
-        return "".join(self.bpe.id_to_token(i) for i in kept).encode("latin-1")
+        return b"".join(self.token_bytes(i) for i in kept)
+
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes of one stream id (below ``bos``)."""
+        return bytes([token]) if self.bpe is None else self.bpe.id_to_token(token).encode("latin-1")
 
     def pack(self, streams: list[bytes], max_len: int) -> torch.Tensor:
         """Streams -> ids (B, max_len): each stream's ids, EOS, then PAD. A stream that does
@@ -89,6 +91,11 @@ class ByteStreamTokenizer(nn.Module):
     def render(self, stream: bytes) -> tuple[np.ndarray, bool]:
         """One header-less stream -> (uint8 (..., H, W, 3), whether it is valid). Never raises."""
         raise NotImplementedError
+
+    def syntax(self):
+        """A :class:`~argen.tokenizers.stream_constraint.StreamConstraint` that admits only
+        valid streams, or None where the codec's syntax is not modelled byte-wise."""
+        return None
 
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,8 @@ from PIL import Image, ImageFile
 from argen.images import to_uint8
 from argen.tokenizers.byte_vocab import ByteStreamTokenizer, split_header
 from argen.tokenizers.jpeg_scan import parse_header, scan_is_valid
+from argen.tokenizers.jpeg_syntax import ScanAutomaton
+from argen.tokenizers.stream_constraint import StreamConstraint
 
 SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 EOI = b"\xff\xd9"
@@ -59,6 +61,14 @@ class JPEGTokenizer(ByteStreamTokenizer):
         blank = self.jpeg_bytes(np.zeros((config.resolution, config.resolution, 3), np.uint8))
         self.header = blank[: scan_start(blank)]
         self.scan_format = parse_header(self.header)
+        self.constraint: StreamConstraint | None = None
+
+    def syntax(self) -> StreamConstraint:
+        """The scan automaton over this vocabulary (built once, its tables filled as used)."""
+        if self.constraint is None:
+            automaton = ScanAutomaton(self.scan_format)
+            self.constraint = StreamConstraint(automaton, self.vocab, self.config.max_len)
+        return self.constraint
 
     def jpeg_bytes(self, image: np.ndarray) -> bytes:
         """One uint8 image (H, W, 3) -> its whole JPEG file."""

@@ -8,6 +8,11 @@ import re
 from dataclasses import dataclass
 
 
+UNSUPPORTED = {0xC1: "extended sequential", 0xC2: "progressive", 0xC3: "lossless"} | {
+    m: "arithmetic-coded" for m in (0xC9, 0xCA, 0xCB, 0xCC, 0xCD, 0xCE, 0xCF)
+}
+
+
 @dataclass(frozen=True)
 class ScanFormat:
     """What the fixed header says about the scan that follows it."""
@@ -44,7 +49,11 @@ def parse_header(header: bytes) -> ScanFormat:
                     code <<= 1
                 huffman[(table >> 4, table & 15)] = codes
                 j += 17 + sum(counts)
+        elif marker in UNSUPPORTED:
+            raise ValueError(f"{UNSUPPORTED[marker]} JPEG is not supported: only baseline (SOF0) scans are")
         elif marker == 0xC0:  # SOF0: size and sampling factors
+            if payload[0] != 8:
+                raise ValueError(f"{payload[0]}-bit JPEG is not supported: only 8-bit baseline scans are")
             height, width = int.from_bytes(payload[1:3], "big"), int.from_bytes(payload[3:5], "big")
             for c in range(payload[5]):
                 ident, factors = payload[6 + 3 * c], payload[7 + 3 * c]

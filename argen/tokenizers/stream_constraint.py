@@ -1,0 +1,96 @@
+"""Which ids of a byte vocabulary may come next, by a byte automaton (a codec's syntax).
+
+An id (a byte or a byte-pair merge) is allowed when every byte of it is allowed in turn and
+the stream can still be finished, EOS included, within the positions left; EOS is allowed
+exactly when the automaton is in a final state. Per automaton state the ids' costs ("positions
+needed after this id") are computed once, by walking a trie of the vocabulary, and cached: a
+step of sampling is a lookup and a comparison per row.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+
+from argen.tokenizers.byte_vocab import ByteVocabulary
+
+FINISHED = "finished"  # a row past its EOS
+
+
+class ByteAutomaton(Protocol):
+    start: object
+
+    def step(self, state, byte: int): ...  # the next state, or None
+
+    def min_bytes(self, state) -> float: ...  # bytes that surely finish the stream from state
+
+    def finished(self, state) -> bool: ...
+
+
+class StreamConstraint:
+    """A vocabulary's ids masked by a byte automaton, for streams of at most ``max_len`` ids."""
+
+    def __init__(self, automaton: ByteAutomaton, vocab: ByteVocabulary, max_len: int):
+        self.automaton, self.vocab, self.max_len = automaton, vocab, max_len
+        shortest = automaton.min_bytes(automaton.start) + 1
+        if shortest > max_len:
+            raise ValueError(
+                f"a syntax-constrained stream may need {shortest} ids with EOS; max_len is {max_len}"
+            )
+        self.trie: dict = {}  # byte -> [children, id or -1]
+        for token in range(vocab.bos):
+            node = self.trie
+            *head, last = vocab.token_bytes(token)
+            for byte in head:
+                node = node.setdefault(byte, [{}, -1])[0]
+            node.setdefault(last, [{}, -1])[1] = token
+        self.costs: dict = {}  # state -> (positions needed after each id (V,), id -> next state)
+
+    def options(self, state) -> tuple[torch.Tensor, dict]:
+        """(positions each id needs after it, inf if not allowed (V,), id -> next state)."""
+        if state in self.costs:
+            return self.costs[state]
+        need = torch.full((self.vocab.size,), math.inf)
+        following = {self.vocab.eos: FINISHED}
+        if state is FINISHED or self.automaton.finished(state):
+            need[self.vocab.eos] = 0
+        else:
+            stack = [(state, self.trie)]
+            while stack:
+                at, node = stack.pop()
+                for byte, (children, token) in node.items():
+                    after = self.automaton.step(at, byte)
+                    if after is None:
+                        continue
+                    if token >= 0:
+                        need[token] = self.automaton.min_bytes(after) + 1  # + EOS
+                        following[token] = after
+                    if children:
+                        stack.append((after, children))
+        self.costs[state] = (need, following)
+        return need, following
+
+    def begin(self, rows: int) -> ConstrainedRows:
+        return ConstrainedRows(self, rows)
+
+
+class ConstrainedRows:
+    """The automaton state of each row of one sampling call."""
+
+    def __init__(self, constraint: StreamConstraint, rows: int):
+        self.constraint = constraint
+        self.states = [constraint.automaton.start] * rows
+
+    def allowed(self, remaining: int, device: torch.device | None = None) -> torch.Tensor:
+        """(B, V) bool: the ids each row may take with ``remaining`` positions after it."""
+        need = torch.stack([self.constraint.options(s)[0] for s in self.states])  # (B, V)
+        return (need <= remaining).to(device)
+
+    def advance(self, tokens: torch.Tensor) -> None:
+        """Move every row past its drawn id (B,); a finished row stays finished."""
+        for row, token in enumerate(tokens.tolist()):
+            state = self.states[row]
+            if state is not FINISHED:
+                self.states[row] = self.constraint.options(state)[1][token]

@@ -1,0 +1,137 @@
+"""JPEG-syntax-constrained sampling: the scan automaton agrees with the scan checker, streams
+drawn under the mask from any logits are valid and decode, they end within max_len, and
+unsupported headers or paradigms are refused."""
+
+import io
+import random
+
+import pytest
+import torch
+from PIL import Image
+
+from argen.models.llama import Llama, LlamaConfig
+from argen.paradigms.byte_stream import ByteStreams
+from argen.paradigms.raster import RasterIds
+from argen.sampling import SamplingConfig
+from argen.sampling.next_token import sample_next_token
+from argen.tokenizers import JPEGConfig, JPEGTokenizer
+from argen.tokenizers.byte_vocab import train_bpe
+from argen.tokenizers.jpeg import EOI
+from argen.tokenizers.jpeg_scan import parse_header, scan_is_valid
+from argen.tokenizers.jpeg_syntax import ScanAutomaton
+from tests.test_jpeg import digits
+
+
+def accepts(automaton: ScanAutomaton, stream: bytes) -> bool:
+    state = automaton.start
+    for byte in stream:
+        state = automaton.step(state, byte)
+        if state is None:
+            return False
+    return automaton.finished(state)
+
+
+def mutations(stream: bytes, rng: random.Random, n: int):
+    for _ in range(n):
+        data, i = bytearray(stream), rng.randrange(len(stream))
+        kind = rng.randrange(3)
+        if kind == 0:
+            data[i] = rng.randrange(256)
+        elif kind == 1:
+            del data[i:]
+        else:
+            data.insert(i, rng.randrange(256))
+        yield bytes(data)
+
+
+@pytest.mark.parametrize("resolution,restart", [(16, 0), (32, 1)])
+def test_automaton_accepts_exactly_the_valid_scans(resolution, restart):
+    tok = JPEGTokenizer(JPEGConfig(resolution=resolution, restart_interval=restart, max_len=512))
+    automaton, rng = ScanAutomaton(tok.scan_format), random.Random(0)
+    streams = tok.streams(torch.rand(3, 3, resolution, resolution) * 2 - 1)
+    assert all(accepts(automaton, s) for s in streams)
+    verdicts = [
+        (accepts(automaton, m), scan_is_valid(m, tok.scan_format))
+        for s in streams
+        for m in mutations(s, rng, 150)
+    ]
+    assert all(a == b for a, b in verdicts)
+    assert 0 < sum(b for _, b in verdicts) < len(verdicts)  # both kinds of verdict were tested
+
+
+def draw_constrained(tok: JPEGTokenizer, rows: int, seed: int) -> list[bytes]:
+    """Streams drawn under the mask from random logits (no model): each step masks, samples
+    with top-k and advances, as the sampler does."""
+    generator = torch.Generator().manual_seed(seed)
+    syntax = tok.syntax().begin(rows)
+    ids = torch.full((rows, tok.config.max_len), tok.vocab.pad)
+    for i in range(tok.config.max_len):
+        logits = torch.randn(rows, tok.vocab.size, generator=generator) * 3
+        logits[:, tok.vocab.eos] += 2  # a model that wants to stop early
+        logits = logits.masked_fill(~syntax.allowed(tok.config.max_len - i - 1), float("-inf"))
+        logits[:, :] = torch.where(logits >= logits.topk(8).values[:, -1:], logits, float("-inf"))
+        ids[:, i] = torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+        syntax.advance(ids[:, i])
+    return [tok.vocab.decode(row) for row in ids.tolist()], ids
+
+
+@pytest.mark.parametrize(
+    "restart,bpe,max_len", [(0, False, 64), (1, False, 160), (0, True, 48), (2, True, 96)]
+)
+def test_masked_streams_from_random_logits_are_valid_and_decode(restart, bpe, max_len):
+    resolution = 16 if restart < 2 else 32
+    config = JPEGConfig(resolution=resolution, restart_interval=restart, max_len=max_len)
+    if bpe:
+        plain = JPEGTokenizer(config)
+        config.bpe = train_bpe(plain.streams(digits(100, resolution)), 320)
+    tok = JPEGTokenizer(config)
+    streams, ids = draw_constrained(tok, 12, seed=restart)
+    assert (ids == tok.vocab.eos).any(1).all()  # every row ended within max_len
+    for stream in streams:
+        assert scan_is_valid(stream, tok.scan_format)
+        with Image.open(io.BytesIO(tok.header + stream + EOI)) as image:
+            image.load()  # a strict decode: no truncated-image leniency
+            assert image.size == (resolution, resolution)
+    assert tok.decode_checked(ids)[1].all()
+
+
+def test_sampler_with_constraint_keeps_every_stream_valid():
+    tok = JPEGTokenizer(JPEGConfig(resolution=16, max_len=64))
+    torch.manual_seed(0)
+    model = Llama(
+        LlamaConfig(
+            vocab_size=tok.vocab.size,
+            grid_size=(1, 64),
+            num_classes=10,
+            dim=32,
+            n_layer=1,
+            n_head=2,
+            rope="1d",
+        )
+    ).eval()
+    labels = torch.arange(10)
+    config = SamplingConfig(cfg_scale=2.0, top_k=50)
+
+    def draw(constraint):
+        return sample_next_token(
+            model, labels, config, torch.Generator().manual_seed(0),
+            stop_token=tok.vocab.eos, pad_token=tok.vocab.pad, constraint=constraint,
+        )  # fmt: skip
+
+    free, masked = draw(None), draw(tok.syntax())
+    assert tok.decode_checked(free)[1].sum() <= 2  # an untrained model rarely writes a valid scan
+    assert tok.decode_checked(masked)[1].all()
+    assert torch.equal(masked, draw(tok.syntax()))  # deterministic under a seed
+
+
+def test_unsupported_headers_and_paradigms_are_refused():
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buffer, "JPEG", progressive=True)
+    with pytest.raises(ValueError, match="progressive"):
+        parse_header(buffer.getvalue())
+    with pytest.raises(ValueError, match="max_len"):
+        JPEGTokenizer(JPEGConfig(resolution=32, max_len=8)).syntax()
+    with pytest.raises(ValueError, match="byte-stream"):
+        RasterIds().syntax_constraint(None, True)
+    assert RasterIds().syntax_constraint(None, None) is None
+    assert ByteStreams().syntax_constraint(JPEGTokenizer(JPEGConfig(resolution=16)), False) is None
