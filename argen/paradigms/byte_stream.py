@@ -46,7 +46,7 @@ class ByteStreams(Paradigm):
         constraint = tokenizer.syntax() if requested is not False else None
         if requested and constraint is None:
             raise ValueError(
-                f"--constrained: {type(tokenizer).__name__} has no syntax automaton (JPEG tokenizers have one)"
+                f"--constrained: {type(tokenizer).__name__} has no syntax automaton (JPEG has one)"
             )
         return constraint
 

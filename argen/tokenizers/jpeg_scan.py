@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-
 UNSUPPORTED = {0xC1: "extended sequential", 0xC2: "progressive", 0xC3: "lossless"} | {
     m: "arithmetic-coded" for m in (0xC9, 0xCA, 0xCB, 0xCC, 0xCD, 0xCE, 0xCF)
 }
