@@ -31,11 +31,12 @@ from argen.sampling.coarse_to_fine import Refinement
 
 
 def draw(
-    model, tokenizer, labels: torch.Tensor, config: SamplingConfig, sampler, batch: int
+    model, tokenizer, labels: torch.Tensor, config: SamplingConfig, sampler, batch: int, constraint=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """All images (or clips) for ``labels`` and their validity flags, in seeded batches, as
-    ``sample.py`` draws them."""
-    paradigm, extras = for_generator(model, tokenizer.layout), SamplingExtras(grid_sampler=sampler)
+    ``sample.py`` draws them (``constraint``: a byte stream's syntax, as ``--constrained``)."""
+    paradigm = for_generator(model, tokenizer.layout)
+    extras = SamplingExtras(grid_sampler=sampler, constraint=constraint)
     parts = [
         generate_batch(
             paradigm, model, tokenizer, labels[b : b + batch], config, batch_seed(0, b // batch), extras

@@ -1,0 +1,63 @@
+"""JPEG-LM with and without the scan-syntax mask, in one run: the same runs sample the same
+classes with the same seeds, once freely and once constrained to valid scans
+(``sample.py --constrained``); for each: the share of valid streams, classifier-feature FID
+against the dataset, class-consistency and sampling wall time. The
+constrained time includes filling the automaton's tables (they start empty).
+
+    python -m benchmarks.constrained_streams --runs runs/digits/jpeg_lm
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from argen import models, tokenizers
+from argen.checkpoint import weights_of
+from argen.eval import class_consistency, classifier_features, frechet_distance, from_uint8, load_classifier
+from argen.eval.evaluation import reference_images
+from argen.sampling import SamplingConfig
+from benchmarks.orderings import draw
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", nargs="+", required=True)
+    p.add_argument("--classifier", default="runs/digits/classifier/model")
+    p.add_argument("--reference", default="digits")
+    p.add_argument("--num-samples", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--cfg-scale", type=float, default=2.0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args()
+
+    classifier = load_classifier(args.classifier).to(args.device)
+    metric, device = classifier_features(classifier), torch.device(args.device)
+    config = SamplingConfig(cfg_scale=args.cfg_scale)
+    print(f"samples={args.num_samples} batch={args.batch_size} cfg={args.cfg_scale} device={args.device}")
+    print(f"{'run':28s} {'mask':>5s} {'valid':>6s} {'fid_clf':>8s} {'class-cons':>10s} {'seconds':>8s}")
+    for run in args.runs:
+        model = models.load(weights_of(Path(run), None)).to(device).eval()
+        tokenizer = tokenizers.load(Path(run) / "tokenizer").to(device).eval()
+        real = reference_images(args.reference, tokenizer.config.resolution)
+        labels = torch.arange(args.num_samples) % model.config.num_classes
+        draw(model, tokenizer, labels[: args.batch_size], config, None, args.batch_size)  # warm-up
+        times = {}
+        for name, constraint in (("off", None), ("on", tokenizer.syntax())):
+            start = time.perf_counter()
+            images, valid = draw(model, tokenizer, labels, config, None, args.batch_size, constraint)
+            times[name] = time.perf_counter() - start
+            fid = frechet_distance(metric, real, images, device=device)
+            consistency = class_consistency(classifier, from_uint8(images).to(device), labels.to(device))
+            print(
+                f"{run:28s} {name:>5s} {valid.mean():6.1%} {fid:8.3f} {consistency['overall']:10.3f} "
+                f"{times[name]:8.2f}"
+            )
+        print(f"{run:28s} constrained / free sampling time: {times['on'] / times['off']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
