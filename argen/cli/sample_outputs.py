@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.utils import make_grid
 
 from argen.data.video_io import write_mp4
 from argen.images import save_npz
@@ -19,6 +18,8 @@ from argen.images import save_npz
 def sample_grid(images: np.ndarray, columns: int) -> np.ndarray:
     """uint8 samples -> one PNG-ready grid (H, W, C): ten rows of ``columns`` images, or for
     clips (N, T, H, W, C) one row of frames per sample, ten samples."""
+    from torchvision.utils import make_grid  # imported when used: torchvision is slow to import
+
     if images.ndim == 5:
         first = images[:10]
         frames = torch.from_numpy(first.reshape(-1, *first.shape[2:])).permute(0, 3, 1, 2)  # (10*T, C, H, W)

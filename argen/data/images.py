@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +59,10 @@ class ImageFolderDataset(Dataset):
         self.transform = self.image_transform(resolution)
 
     @staticmethod
-    def image_transform(resolution: int) -> v2.Compose:
+    def image_transform(resolution: int):
         """PIL image -> (3, resolution, resolution) in [-1, 1]: shorter side resized, centre cropped."""
+        from torchvision.transforms import v2  # imported when used: torchvision is slow to import
+
         return v2.Compose(
             [
                 v2.PILToTensor(),

@@ -14,8 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3 as INCEPTION_URL
-from torchmetrics.image.fid import NoTrainInceptionV3
 
 from argen.eval.classifier import Classifier
 from argen.eval.frechet import frechet_from_features
@@ -40,7 +38,12 @@ class ClassifierFeatures(nn.Module):
 
 def inception_features(weights: str | Path | None = None) -> nn.Module:
     """The standard FID features (Inception-v3 pool3, 2048-d) of uint8 images (B, 3, H, W);
-    ``weights`` is a local copy of INCEPTION_URL."""
+    ``weights`` is a local copy of torch-fidelity's ``URL_INCEPTION_V3``."""
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3 as INCEPTION_URL
+    from torchmetrics.image.fid import (
+        NoTrainInceptionV3,
+    )  # imported when used: torchmetrics is slow to import
+
     if weights is not None and not Path(weights).is_file():
         raise FeaturesUnavailable(f"--inception-weights {weights} does not exist")
     try:

@@ -20,7 +20,6 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL
 from einops import rearrange
 from torch import nn
 
@@ -71,6 +70,8 @@ class ContinuousTokenizer(nn.Module):
     def __init__(self, config: ContinuousConfig):
         super().__init__()
         self.config = c = config
+        from diffusers import AutoencoderKL  # imported when used: diffusers takes seconds to import
+
         n = len(c.block_out_channels)
         self.vae = AutoencoderKL(
             in_channels=c.in_channels,
@@ -96,6 +97,8 @@ class ContinuousTokenizer(nn.Module):
         cls, source: str | Path, resolution: int = 256, patch_size: int = 1, patch_nums: tuple[int, ...] = ()
     ) -> ContinuousTokenizer:
         """A diffusers ``AutoencoderKL`` (local directory or hub id) with its scaling factor."""
+        from diffusers import AutoencoderKL
+
         try:
             vae = AutoencoderKL.from_pretrained(str(source))
         except (OSError, ValueError) as err:
