@@ -23,6 +23,24 @@ from benchmarks._common import build_llama, timed
 VAR_SCALES = {16: (1, 2, 3, 4, 5, 6, 8, 10, 13, 16), 8: (1, 2, 3, 4, 6, 8), 4: (1, 2, 3, 4)}
 
 
+def tiny_multiscale_vq(grid: int, vocab: int, scales: tuple[int, ...]) -> MultiScaleVQModel:
+    """A random multi-scale VQ with ``vocab`` codes over a ``grid`` latent (its decoder is tiny:
+    the timing is the generator's)."""
+    config = MultiScaleVQConfig(
+        resolution=grid,
+        base_channels=8,
+        channel_mult=(1,),
+        num_res_blocks=1,
+        z_channels=8,
+        norm_groups=4,
+        codebook_size=vocab,
+        codebook_dim=8,
+        patch_nums=scales,
+        phi_count=min(4, len(scales)),
+    )
+    return MultiScaleVQModel(config)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="small")
@@ -49,24 +67,7 @@ def main() -> None:
         },
     )
     var = NextScaleLlama(config).to(args.device).eval()
-    tokenizer = (
-        MultiScaleVQModel(
-            MultiScaleVQConfig(
-                resolution=args.grid,
-                base_channels=8,
-                channel_mult=(1,),
-                num_res_blocks=1,
-                z_channels=8,
-                norm_groups=4,
-                codebook_size=args.vocab,
-                codebook_dim=8,
-                patch_nums=scales,
-                phi_count=min(4, len(scales)),
-            )
-        )
-        .to(args.device)
-        .eval()
-    )
+    tokenizer = tiny_multiscale_vq(args.grid, args.vocab, scales).to(args.device).eval()
     labels = torch.arange(args.batch, device=args.device) % 1000
     sampling = SamplingConfig(cfg_scale=args.cfg_scale, top_k=100)
     next_token = timed(lambda: sample_next_token(raster, labels, sampling), args.device, args.repeats)

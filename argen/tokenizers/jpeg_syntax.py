@@ -8,13 +8,13 @@ padding); then a restart marker RSTn follows, or, after the last MCU, nothing: t
 end exactly there. Feeding a byte walks its 8 bits through the Huffman tables of the header;
 a byte is allowed when the walk neither leaves the tables nor breaks the block structure
 (magnitude category above 11 / 10, a run past coefficient 63) and the block can still be
-finished. The streams it accepts are exactly those :func:`argen.tokenizers.jpeg_scan.scan_is_valid`
-accepts.
+finished; ``successors`` walks all 256 bytes as one bit tree. The streams it accepts are
+exactly those :func:`argen.tokenizers.jpeg_scan.scan_is_valid` accepts.
 
 ``min_bytes(state)`` bounds how many bytes it takes at most to finish along the shortest
 completion (twice the bytes of its bits, for stuffing, plus markers): a sampler that keeps
 ``min_bytes`` within the tokens left always ends a stream in time. Transitions are computed
-when first asked for and cached.
+when first asked for; the shortest completions are cached.
 """
 
 from __future__ import annotations
@@ -30,19 +30,16 @@ State = tuple[int, int, int, int, int, int, bool]  # phase, mcu, block, k, lengt
 
 
 class HuffmanTable:
-    """One table's codes as (length, code) -> symbol, and its proper prefixes."""
+    """One table's codes as (length, code) -> symbol, its proper prefixes, and below each
+    prefix the (remaining code bits, symbol) of every code that extends it."""
 
     def __init__(self, codes: dict[tuple[int, int], int]):
         self.leaves = dict(codes)
         self.inner = {(n, c >> (length - n)) for length, c in codes for n in range(1, length)} | {(0, 0)}
-
-    def below(self, length: int, code: int) -> list[tuple[int, int]]:
-        """(remaining code bits, symbol) of every code that extends the prefix."""
-        return [
-            (n - length, symbol)
-            for (n, c), symbol in self.leaves.items()
-            if n >= length and c >> (n - length) == code
-        ]
+        self.below: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for (length, code), symbol in codes.items():
+            for n in range(length + 1):
+                self.below.setdefault((n, code >> (length - n)), []).append((length - n, symbol))
 
 
 class ScanAutomaton:
@@ -54,7 +51,12 @@ class ScanAutomaton:
         self.tables = [(tables[(0, dc)], tables[(1, ac)]) for _component, dc, ac in scan.blocks]
         self.interval = scan.restart_interval or scan.mcus
         self.intervals = -(-scan.mcus // self.interval)
-        for name in ("step", "min_bytes", "ac_rest"):  # computed when first asked for, then cached
+        for name in (
+            "min_bytes",
+            "block_rest",
+            "ac_rest",
+            "walk",
+        ):  # computed when first asked for, then cached
             setattr(self, name, lru_cache(maxsize=None)(getattr(self, name)))
         self.mcu_bits = sum(self.block_bits(b) for b in range(len(self.tables)))
 
@@ -68,24 +70,53 @@ class ScanAutomaton:
     # --- one byte ----------------------------------------------------------------------
     def step(self, state: State, byte: int) -> State | None:
         """The state after ``byte``, or None when no valid scan continues with it."""
-        phase, mcu, block, k, length, code, stuffed = state
-        if stuffed:
-            return (phase, mcu, block, k, length, code, False) if byte == 0 else None
-        if phase == MARKER:
-            return (RESTART, mcu, 0, 0, 0, 0, False) if byte == 0xFF else None
-        if phase == RESTART:
-            expected = 0xD0 + (mcu // self.interval - 1) % 8
-            return (DC, mcu, 0, 0, 0, 0, False) if byte == expected else None
-        if phase == END:
-            return None
+        if state[6] or state[0] in (MARKER, RESTART, END):
+            return self.successors(state).get(byte)
         bits: tuple | None = state[:6]
         for shift in range(7, -1, -1):
             bits = self.bit(bits, (byte >> shift) & 1)
             if bits is None:
                 return None
+        return self.byte_boundary(bits, byte == 0xFF)
+
+    def successors(self, state: State) -> dict[int, State]:
+        """Every allowed next byte -> the state after it (the 8 bits of all bytes walked as one
+        binary tree)."""
+        phase, mcu, _, _, _, _, stuffed = state
+        if stuffed:
+            return {0: (*state[:6], False)}
+        if phase == MARKER:
+            return {0xFF: (RESTART, mcu, 0, 0, 0, 0, False)}
+        if phase == RESTART:
+            return {0xD0 + (mcu // self.interval - 1) % 8: (DC, mcu, 0, 0, 0, 0, False)}
+        if phase == END:
+            return {}
+        table = {}
+        for value, bits in self.walk(state[:6], 8):
+            after = self.byte_boundary(bits, value == 0xFF)
+            if after is not None:
+                table[value] = after
+        return table
+
+    def walk(self, bits: tuple, n: int) -> list[tuple[int, tuple]]:
+        """(value of the next ``n`` bits, the bit-level state after them) for every allowed
+        bit string; shared tails are cached."""
+        if n == 0:
+            return [(0, bits)]
+        ends = []
+        for bit in (0, 1):
+            following = self.bit(bits, bit)
+            if following is not None:
+                high = bit << (n - 1)
+                ends += [(high | value, end) for value, end in self.walk(following, n - 1)]
+        return ends
+
+    def byte_boundary(self, bits: tuple, stuffed: bool) -> State | None:
+        """The state once a byte has been read (``stuffed``: it was 0xFF), if the scan can
+        still be finished."""
         if bits[0] == PAD:
             bits = (END if bits[1] == self.scan.mcus else MARKER, bits[1], 0, 0, 0, 0)
-        after = (*bits, byte == 0xFF)
+        after = (*bits, stuffed)
         return after if math.isfinite(self.min_bytes(after)) else None
 
     def bit(self, state: tuple, bit: int) -> tuple | None:
@@ -158,7 +189,8 @@ class ScanAutomaton:
             return code + self.ac_rest(block, k)
         table = dc if phase == DC else ac
         costs = [
-            extra + self.symbol_bits(phase, block, k, symbol) for extra, symbol in table.below(length, code)
+            extra + self.symbol_bits(phase, block, k, symbol)
+            for extra, symbol in table.below.get((length, code), ())
         ]
         return min(costs, default=math.inf)
 

@@ -22,7 +22,7 @@ FINISHED = "finished"  # a row past its EOS
 class ByteAutomaton(Protocol):
     start: object
 
-    def step(self, state, byte: int): ...  # the next state, or None
+    def successors(self, state) -> dict: ...  # every allowed next byte -> the state after it
 
     def min_bytes(self, state) -> float: ...  # bytes that surely finish the stream from state
 
@@ -52,7 +52,7 @@ class StreamConstraint:
         """(positions each id needs after it, inf if not allowed (V,), id -> next state)."""
         if state in self.costs:
             return self.costs[state]
-        need = torch.full((self.vocab.size,), math.inf)
+        need = [math.inf] * self.vocab.size
         following = {self.vocab.eos: FINISHED}
         if state is FINISHED or self.automaton.finished(state):
             need[self.vocab.eos] = 0
@@ -60,17 +60,17 @@ class StreamConstraint:
             stack = [(state, self.trie)]
             while stack:
                 at, node = stack.pop()
-                for byte, (children, token) in node.items():
-                    after = self.automaton.step(at, byte)
-                    if after is None:
+                for byte, after in self.automaton.successors(at).items():
+                    if byte not in node:
                         continue
+                    children, token = node[byte]
                     if token >= 0:
                         need[token] = self.automaton.min_bytes(after) + 1  # + EOS
                         following[token] = after
                     if children:
                         stack.append((after, children))
-        self.costs[state] = (need, following)
-        return need, following
+        self.costs[state] = (torch.tensor(need), following)
+        return self.costs[state]
 
     def begin(self, rows: int) -> ConstrainedRows:
         return ConstrainedRows(self, rows)
