@@ -65,12 +65,12 @@ def test_two_process_resume_matches_an_uninterrupted_run(trained, tmp_path):
 
 
 def test_fsdp_configs_parse_and_name_the_llama_block():
-    for name in ("fsdp_full_shard.yaml", "fsdp_hybrid_shard.yaml"):
+    for name in ("fsdp_full_shard.yaml", "fsdp_hybrid_shard.yaml", "fsdp2_full_shard.yaml"):
         config = yaml.safe_load((ROOT / "configs" / "accelerate" / name).read_text())
         assert config["distributed_type"] == "FSDP" and config["mixed_precision"] == "bf16"
         fsdp = config["fsdp_config"]
         assert fsdp["fsdp_transformer_layer_cls_to_wrap"] == LlamaBlock.__name__
-        assert fsdp["fsdp_sharding_strategy"] in ("FULL_SHARD", "HYBRID_SHARD")
+        assert fsdp.get("fsdp_sharding_strategy", "FULL_SHARD") in ("FULL_SHARD", "HYBRID_SHARD")
 
 
 def test_sampling_resumes_after_an_interruption(trained, tmp_path, monkeypatch):
@@ -103,21 +103,24 @@ def test_sampling_resumes_after_an_interruption(trained, tmp_path, monkeypatch):
     reason="Accelerate's FSDP plugin needs an accelerator device: on CPU it stops with "
     "'There are currently no available devices found'",
 )
-def test_fsdp_step_on_one_gpu(trained, tmp_path):
+@pytest.mark.parametrize("config,ema", [("fsdp_full_shard.yaml", 0.0), ("fsdp2_full_shard.yaml", 0.9)])
+def test_fsdp_step_on_one_gpu(trained, tmp_path, config, ema):
     data = deterministic_gpt(tmp_path / "fsdp", trained["vq"] / "model", 4, max_steps=2, save_every=2)
+    data["train"]["ema_decay"] = ema
     config = write_yaml(tmp_path / "f.yaml", data)
     launch = [
         sys.executable,
         "-m",
         "accelerate.commands.launch",
         "--config_file",
-        str(ROOT / "configs" / "accelerate" / "fsdp_full_shard.yaml"),
+        str(ROOT / "configs" / "accelerate" / config),
         "--num_processes",
         "1",
     ]
     done = run_cli([*launch, "train.py", "--config", str(config)])
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "fsdp" / "model" / "model.safetensors").is_file()
+    assert (tmp_path / "fsdp" / "ema" / "model.safetensors").is_file() == (ema > 0)
 
 
 def test_gradient_accumulation_matches_the_full_batch(trained, tmp_path):

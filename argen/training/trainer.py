@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, set_seed
-from timm.utils.model_ema import ModelEmaV3
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -25,6 +24,7 @@ from argen.checkpoint import replace_directory, save_model
 from argen.config import to_dict
 from argen.data.batches import ShardedBatches
 from argen.launch import RunError, check_world
+from argen.training.ema import Ema
 from argen.training.optim import build_optimizer, warmup_cosine
 from argen.training.recipes import Recipe
 
@@ -61,7 +61,11 @@ def configure_model(model: torch.nn.Module, tc, accelerator: Accelerator) -> Non
     if tc.compile:
         model.compile()  # in place: parameter names and checkpoints stay unchanged
     if tc.ema_decay > 0 and accelerator.distributed_type == DistributedType.FSDP:
-        raise TrainingError("EMA weights are not supported with FSDP yet; set train.ema_decay=0")
+        if accelerator.state.fsdp_plugin.fsdp_version != 2:
+            raise TrainingError(
+                "EMA weights under FSDP need FSDP2 (configs/accelerate/fsdp2_*.yaml); set train.ema_decay=0 "
+                "or fsdp_version: 2"
+            )
 
 
 def check_output_dir(out: Path, recipe: Recipe, resume: bool) -> None:
@@ -126,9 +130,7 @@ class Trained:
         accelerator.register_for_checkpointing(self.progress)
         self.ema = None
         if tc.ema_decay > 0:
-            self.ema = ModelEmaV3(
-                accelerator.unwrap_model(self.modules[0]), decay=tc.ema_decay, use_warmup=True
-            )
+            self.ema = Ema(accelerator.unwrap_model(self.modules[0]), decay=tc.ema_decay, use_warmup=True)
             accelerator.register_for_checkpointing(self.ema)
 
 
@@ -266,12 +268,13 @@ def _save_checkpoint(accelerator: Accelerator, out: Path, model, ema) -> None:
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
     state = accelerator.get_state_dict(model)  # consolidated (a collective under FSDP)
+    ema_state = ema.weights() if ema is not None else None  # full tensors (a collective too)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         replace_directory(tmp, final)
         save_model(accelerator.unwrap_model(model), out / "model", state)
         if ema is not None:
-            save_model(ema.module, out / "ema")
+            save_model(accelerator.unwrap_model(model), out / "ema", ema_state)
     accelerator.wait_for_everyone()
 
 
