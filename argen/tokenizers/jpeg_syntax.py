@@ -91,18 +91,17 @@ class ScanAutomaton:
             return {0xD0 + (mcu // self.interval - 1) % 8: (DC, mcu, 0, 0, 0, 0, False)}
         if phase == END:
             return {}
-        table = {}
-        for value, bits in self.walk(state[:6], 8):
-            after = self.byte_boundary(bits, value == 0xFF)
-            if after is not None:
-                table[value] = after
+        table = dict(self.walk(state[:6], 8))
+        if 0xFF in table:  # a 0xFF data byte is followed by a stuffed 0x00
+            table[0xFF] = (*table[0xFF][:6], True)
         return table
 
-    def walk(self, bits: tuple, n: int) -> list[tuple[int, tuple]]:
-        """(value of the next ``n`` bits, the bit-level state after them) for every allowed
-        bit string; shared tails are cached."""
+    def walk(self, bits: tuple, n: int) -> list[tuple[int, State]]:
+        """(value of the next ``n`` bits, the state at the byte boundary after them, not yet
+        marked stuffed) for every allowed bit string; shared tails are cached."""
         if n == 0:
-            return [(0, bits)]
+            after = self.byte_boundary(bits, False)
+            return [] if after is None else [(0, after)]
         ends = []
         for bit in (0, 1):
             following = self.bit(bits, bit)
