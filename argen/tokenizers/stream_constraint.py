@@ -46,10 +46,13 @@ class StreamConstraint:
             for byte in head:
                 node = node.setdefault(byte, [{}, -1])[0]
             node.setdefault(last, [{}, -1])[1] = token
-        self.costs: dict = {}  # state -> (positions needed after each id (V,), id -> next state)
+        self.costs: dict = {}  # state -> (its row in self.needs, id -> next state)
+        self.needs = torch.empty(256, vocab.size)  # per state: positions each id needs after it
+        self.known = 0  # rows of self.needs in use
 
-    def options(self, state) -> tuple[torch.Tensor, dict]:
-        """(positions each id needs after it, inf if not allowed (V,), id -> next state)."""
+    def options(self, state) -> tuple[int, dict]:
+        """(the state's row of ``needs``: positions each id needs after it, inf if it is not
+        allowed (V,); id -> next state)."""
         if state in self.costs:
             return self.costs[state]
         need = [math.inf] * self.vocab.size
@@ -69,7 +72,11 @@ class StreamConstraint:
                         following[token] = after
                     if children:
                         stack.append((after, children))
-        self.costs[state] = (torch.tensor(need), following)
+        if self.known == len(self.needs):  # grow the table (amortised: doubling)
+            self.needs = torch.cat([self.needs, torch.empty_like(self.needs)])
+        self.needs[self.known] = torch.tensor(need)
+        self.costs[state] = (self.known, following)
+        self.known += 1
         return self.costs[state]
 
     def begin(self, rows: int) -> ConstrainedRows:
@@ -85,8 +92,8 @@ class ConstrainedRows:
 
     def allowed(self, remaining: int, device: torch.device | None = None) -> torch.Tensor:
         """(B, V) bool: the ids each row may take with ``remaining`` positions after it."""
-        need = torch.stack([self.constraint.options(s)[0] for s in self.states])  # (B, V)
-        return (need <= remaining).to(device)
+        rows = torch.tensor([self.constraint.options(s)[0] for s in self.states])
+        return (self.constraint.needs[rows] <= remaining).to(device)  # (B, V)
 
     def advance(self, tokens: torch.Tensor) -> None:
         """Move every row past its drawn id (B,); a finished row stays finished."""
