@@ -137,3 +137,9 @@ def test_jpeg_pipeline_through_train_and_sample(tmp_path):
     streams = json.loads((out / "metrics.json").read_text())["streams"]
     assert streams["valid"] == 6 and streams["invalid"] == 0  # syntax-constrained by default
     assert np.load(out / "samples.npz")["valid"].sum() == streams["valid"]
+    spec = tmp_path / "speculative"  # the target as its own draft: every draft is accepted
+    args = ["--ckpt", str(run), "--num-samples", "6", "--speculative", str(run), "--out", str(spec)]
+    assert sample_cli.main(args) == 0
+    metrics = json.loads((spec / "metrics.json").read_text())
+    assert metrics["streams"] == {"valid": 6, "invalid": 0}
+    assert metrics["speculative"]["tokens_per_target_call"] > 3

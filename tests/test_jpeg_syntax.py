@@ -1,6 +1,7 @@
 """JPEG-syntax-constrained sampling: the scan automaton agrees with the scan checker, streams
-drawn under the mask from any logits are valid and decode, they end within max_len, and
-unsupported headers or paradigms are refused."""
+drawn under the mask from any logits are valid and decode, they end within max_len, speculative
+decoding under the mask draws the masked target exactly, and unsupported headers or paradigms
+are refused."""
 
 import io
 import random
@@ -10,16 +11,20 @@ import torch
 from PIL import Image
 
 from argen.models.llama import Llama, LlamaConfig
+from argen.paradigms.base import SamplingExtras, SpeculationOptions
 from argen.paradigms.byte_stream import ByteStreams
 from argen.paradigms.raster import RasterIds
-from argen.sampling import SamplingConfig
-from argen.sampling.next_token import sample_next_token
+from argen.sampling import SamplingConfig, guide
+from argen.sampling.next_token import pad_after_stop, sample_next_token
+from argen.sampling.speculative import SpeculativeConfig, sample_speculative
 from argen.tokenizers import JPEGConfig, JPEGTokenizer
-from argen.tokenizers.byte_vocab import train_bpe
+from argen.tokenizers.byte_vocab import ByteVocabulary, train_bpe
 from argen.tokenizers.jpeg import EOI
 from argen.tokenizers.jpeg_scan import parse_header, scan_is_valid
 from argen.tokenizers.jpeg_syntax import ScanAutomaton
+from argen.tokenizers.stream_constraint import StreamConstraint
 from tests.test_jpeg import digits
+from tests.test_speculative import pair
 
 
 def accepts(automaton: ScanAutomaton, stream: bytes) -> bool:
@@ -135,3 +140,65 @@ def test_unsupported_headers_and_paradigms_are_refused():
         RasterIds().syntax_constraint(None, True)
     assert RasterIds().syntax_constraint(None, None) is None
     assert ByteStreams().syntax_constraint(JPEGTokenizer(JPEGConfig(resolution=16)), False) is None
+
+
+class OneOrTwoBits:
+    """A toy syntax: one or two bytes, each 0 or 1, then EOS (six streams in all)."""
+
+    start = 0
+
+    def successors(self, count: int) -> dict:
+        return {0: count + 1, 1: count + 1} if count < 2 else {}
+
+    def min_bytes(self, count: int) -> int:
+        return 0 if count else 1
+
+    def finished(self, count: int) -> bool:
+        return count >= 1
+
+
+def test_speculative_decoding_under_the_mask_draws_the_masked_target():
+    vocab = ByteVocabulary()
+    constraint, eos = StreamConstraint(OneOrTwoBits(), vocab, max_len=3), vocab.eos
+    target, draft = pair(vocab_size=vocab.size, grid_size=(1, 3))
+    streams = torch.tensor([[a, eos, eos] for a in (0, 1)] + [[a, b, eos] for a in (0, 1) for b in (0, 1)])
+    labels, config = torch.full((6000,), 1), SamplingConfig(cfg_scale=2.0)
+    with torch.no_grad():  # the masked target's probability of each stream, by teacher forcing
+        both = torch.cat([labels[:6], torch.full((6,), target.null_class)])
+        logits = guide(target(streams.repeat(2, 1), both), 2.0)  # (6, 3, V)
+    rows, logp = constraint.begin(6), torch.zeros(6)
+    for i in range(3):
+        masked = logits[:, i].masked_fill(~rows.allowed(2 - i), float("-inf")).log_softmax(-1)
+        logp += masked.gather(1, streams[:, i : i + 1])[:, 0]
+        rows.advance(streams[:, i])
+    exact = logp.exp()
+    ids, stats = sample_speculative(
+        target, draft, labels, config, SpeculativeConfig(2), torch.Generator().manual_seed(0),
+        syntax=constraint, stop_token=eos,
+    )  # fmt: skip
+    ids = pad_after_stop(ids, eos, eos)  # what follows EOS is unspecified: EOS, as in `streams`
+    hits = (ids[:, None] == streams[None]).all(-1)  # (N, 6)
+    assert hits.sum(1).eq(1).all()  # every row is one of the six valid streams
+    assert stats["tokens_per_call"] < 2.9  # the draft was rejected at times
+    assert 0.5 * (hits.float().mean(0) - exact).abs().sum() < 0.04
+
+
+def test_speculative_byte_streams_are_valid_deterministic_and_padded():
+    tok = JPEGTokenizer(JPEGConfig(resolution=16, max_len=64))
+    target, draft = pair(vocab_size=tok.vocab.size, grid_size=(1, 64), num_classes=10)
+    paradigm, labels = ByteStreams(), torch.arange(10)
+    speculation = paradigm.speculation(target, tok, draft, SpeculationOptions(draft_length=3), None)
+    config = SamplingConfig(cfg_scale=2.0, top_k=50)
+
+    def draw(constrained: bool) -> torch.Tensor:
+        extras = SamplingExtras(grid_sampler=speculation, constraint=tok.syntax() if constrained else None)
+        return paradigm.sample(target, tok, labels, config, torch.Generator().manual_seed(0), extras)
+
+    masked, free = draw(True), draw(False)
+    assert tok.decode_checked(masked)[1].all() and torch.equal(masked, draw(True))
+    assert tok.decode_checked(free)[1].sum() <= 2  # an untrained pair rarely writes a valid scan
+    for ids in (masked, free):  # padding is never drawn, only filled in after EOS
+        stops = (ids == tok.vocab.eos).long()
+        assert torch.equal(ids == tok.vocab.pad, stops.cumsum(1) - stops > 0)
+    with pytest.raises(ValueError, match="no codebook"):
+        paradigm.speculation(target, tok, draft, SpeculationOptions(relaxed_k=2, relaxed_delta=0.1), None)

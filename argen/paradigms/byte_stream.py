@@ -1,7 +1,8 @@
 """Byte streams (JPEG-LM, AVC-LM): a codec's bytes (or byte-pair merges) as a 1-D sequence,
-generated token by token until EOS with 1-D RoPE; a stream that does not decode is rendered
-best-effort and counted as invalid. Where the tokenizer models its codec's syntax (JPEG's scan
-automaton) sampling is constrained to valid streams by default."""
+generated token by token until EOS with 1-D RoPE, or speculatively with a smaller byte model
+as the draft; a stream that does not decode is rendered best-effort and counted as invalid.
+Where the tokenizer models its codec's syntax (JPEG's scan automaton) sampling is constrained to
+valid streams by default, drafts and target alike."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import warnings
 
 import torch
 
-from argen.paradigms.base import Paradigm, SamplingExtras, cross_entropy
-from argen.sampling.next_token import sample_next_token
+from argen.paradigms.base import Paradigm, SamplingExtras, SpeculationOptions, cross_entropy
+from argen.paradigms.raster import check_draft
+from argen.sampling.draft_masks import ExcludedIds
+from argen.sampling.next_token import pad_after_stop, sample_next_token
+from argen.sampling.speculative import Speculation, SpeculativeConfig
 from argen.tokenizers.layout import ByteLayout
 
 
@@ -30,6 +34,10 @@ class ByteStreams(Paradigm):
 
     def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
         layout = tokenizer.layout
+        if extras.grid_sampler is not None:  # speculative decoding; padding is never drawn
+            syntax = extras.constraint or ExcludedIds.of(layout.vocab_size, [layout.pad])
+            ids = extras.grid_sampler(model, condition, config, generator, syntax, layout.eos)
+            return pad_after_stop(ids, layout.eos, layout.pad)
         return sample_next_token(
             model,
             condition,
@@ -40,6 +48,12 @@ class ByteStreams(Paradigm):
             pad_token=layout.pad,
             constraint=extras.constraint,
         )
+
+    def speculation(self, target, tokenizer, draft, options: SpeculationOptions, config) -> Speculation:
+        check_draft(draft, target, ("vocab_size", "grid_size", "condition", "num_classes"), options.source)
+        if options.relaxed_k > 0:
+            raise ValueError("relaxed acceptance measures code neighbours; byte streams have no codebook")
+        return Speculation(draft, SpeculativeConfig(options.draft_length))
 
     def syntax_constraint(self, tokenizer, requested: bool | None):
         """On by default where the tokenizer models its codec's syntax (JPEG)."""

@@ -16,9 +16,13 @@ from argen.sampling.logits import sample_logits
 class ConstrainedRows(Protocol):
     """Per-row syntax states of one sampling call (byte streams): which ids may come next."""
 
-    def allowed(self, remaining: int, device: torch.device | None = None) -> torch.Tensor: ...  # (B, V)
+    def allowed(self, remaining: int | torch.Tensor, device: torch.device | None = None) -> torch.Tensor: ...
 
-    def advance(self, tokens: torch.Tensor) -> None: ...
+    def advance(self, tokens: torch.Tensor) -> None: ...  # each row past its id (B,)
+
+    def fork(self) -> ConstrainedRows: ...  # a copy that moves on independently
+
+    def walk(self, tokens: torch.Tensor, counts: torch.Tensor) -> None: ...  # past counts (B,) of (B, T)
 
 
 class TokenConstraint(Protocol):
@@ -48,19 +52,14 @@ def sample_next_token(
     constraint: TokenConstraint | None = None,
 ) -> torch.Tensor:
     """Generate ``model.config.num_tokens`` ids per condition row (class ids (B,) or a
-    :class:`Caption`) -> (B, L).
-
-    With guidance the conditional and unconditional rows run as one batch of 2B. Without
-    ``use_cache`` every step recomputes the whole prefix (the reference for tests and
-    benchmarks). ``compile`` runs the one-token step through ``torch.compile`` (static shapes;
-    CUDA graphs on GPU, gpt-fast style). With ``stop_token`` (byte streams' EOS) ``pad_token``
-    is never drawn, a row that has emitted the stop token continues with padding, and the
-    loop ends once every row has; else it never waits on the device. ``given`` (B, G) ids are
-    kept as the first G tokens (frame prediction: the tokens of real frames) and only the rest
-    is drawn. A ``constraint`` (a codec's syntax) removes the ids it does not allow after
-    guidance and before temperature, top-k and top-p: each row draws from the model's
-    distribution restricted to valid continuations.
-    """
+    :class:`Caption`) -> (B, L). With guidance the conditional and unconditional rows run as
+    one batch of 2B. Without ``use_cache`` every step recomputes the whole prefix (the
+    reference). ``compile`` runs the one-token step through ``torch.compile`` (static shapes;
+    CUDA graphs on GPU). With ``stop_token`` (byte streams' EOS) ``pad_token`` is never drawn,
+    a row that has emitted the stop token continues with padding, and the loop ends once every
+    row has. ``given`` (B, G) ids are kept as the first G tokens (frame prediction) and only
+    the rest is drawn. A ``constraint`` (a codec's syntax) removes the ids it does not allow
+    after guidance and before temperature, top-k and top-p."""
     num_tokens = model.config.num_tokens
     if not use_cache:
         return recompute_next_token(model, condition, config, generator)
@@ -115,6 +114,12 @@ def recompute_next_token(
             logits = guide(logits, config.scale_at(i, num_tokens))
         out[:, i] = sample_logits(logits, config.temperature, config.top_k, config.top_p, generator)
     return out
+
+
+def pad_after_stop(ids: torch.Tensor, stop_token: int, pad_token: int) -> torch.Tensor:
+    """ids (B, L) with every id after a row's first ``stop_token`` replaced by ``pad_token``."""
+    stops = (ids == stop_token).long()
+    return ids.masked_fill(stops.cumsum(1) - stops > 0, pad_token)
 
 
 def check_given(given: torch.Tensor, rows: int, num_tokens: int) -> int:

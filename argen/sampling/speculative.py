@@ -33,8 +33,10 @@ from argen.models.draft_head import DraftHead
 from argen.models.llama import Condition
 from argen.sampling.config import SamplingConfig
 from argen.sampling.decode import GuidedRows
+from argen.sampling.draft_masks import RoundMasks
 from argen.sampling.guidance import guide
 from argen.sampling.logits import filter_logits
+from argen.sampling.next_token import TokenConstraint
 
 Generators = torch.Generator | list[torch.Generator]  # one for the batch, or one per row
 
@@ -149,17 +151,18 @@ class ModelDrafter:
     def __exit__(self, *exc) -> None:
         self.rows.__exit__(*exc)
 
-    def propose(self, out, features, n, k, pick, sampling) -> tuple[torch.Tensor, torch.Tensor]:
+    def propose(self, out, features, n, k, pick, sampling, masks) -> tuple[torch.Tensor, torch.Tensor]:
         """k drafts (B, k) after the first n tokens of each row of ``out``, and their
-        distributions (B, k, V)."""
+        distributions (B, k, V), restricted by ``masks`` (:class:`RoundMasks`)."""
         index = n[:, None] + torch.arange(-2, 0, device=n.device)  # (B, 2)
         tokens = out.gather(1, index)
         drafted, q = [], []
         for _ in range(k):
             logits = self.rows.advance(tokens, index)[0]
             logits = guided_by_index(logits, self.scales, index + 1, self.rows.guided)
-            q.append(probabilities(logits[:, -1], sampling))  # (B, V)
+            q.append(probabilities(masks(logits[:, -1]), sampling))  # (B, V)
             drafted.append(pick(q[-1]))
+            masks.advance(drafted[-1])
             tokens, index = drafted[-1][:, None], index[:, -1:] + 1
         return torch.stack(drafted, 1), torch.stack(q, 1)
 
@@ -184,7 +187,7 @@ class HeadDrafter:
     def double(self, t: torch.Tensor) -> torch.Tensor:
         return torch.cat([t, t]) if self.sampling.guided else t
 
-    def propose(self, out, features, n, k, pick, sampling) -> tuple[torch.Tensor, torch.Tensor]:
+    def propose(self, out, features, n, k, pick, sampling, masks) -> tuple[torch.Tensor, torch.Tensor]:
         index = (n[:, None] - k - 1 + torch.arange(k + 1, device=n.device)).clamp_min(0)  # (B, k+1)
         rows = self.double(index)
         feats = features.gather(1, rows[..., None].expand(-1, -1, features.shape[-1]))  # (B', k+1, D)
@@ -193,8 +196,9 @@ class HeadDrafter:
         for _ in range(k):
             predicted, logits = self.head.forward_cached(feats, tokens, rows)
             logits = guided_by_index(logits[:, -1:], self.scales, index[:, -1:] + 1, sampling.guided)
-            q.append(probabilities(logits[:, 0], sampling))  # (B, V)
+            q.append(probabilities(masks(logits[:, 0]), sampling))  # (B, V)
             drafted.append(pick(q[-1]))
+            masks.advance(drafted[-1])
             index = index[:, -1:] + 1
             feats, tokens, rows = predicted[:, -1:], self.double(drafted[-1][:, None]), self.double(index)
         return torch.stack(drafted, 1), torch.stack(q, 1)
@@ -220,24 +224,33 @@ def probabilities(logits: torch.Tensor, sampling: SamplingConfig) -> torch.Tenso
     return filter_logits(logits / temperature, sampling.top_k, sampling.top_p).softmax(-1)
 
 
-def speculate(out: torch.Tensor, length: int, k: int, round: Callable) -> dict:
+def speculate(out: torch.Tensor, length: int, k: int, round: Callable, stop_token: int | None = None) -> dict:
     """The rounds both speculative samplers share. ``out`` (B, length + extra, ...) holds each
     row's first two tokens; ``round(n)`` drafts after the first n (B,) tokens of each row,
     verifies and returns (accepted drafts m (B,), the k + 1 new tokens (B, k + 1, ...) whose
-    first m + 1 are kept). Rows advance by different amounts until every row is full.
+    first m + 1 are kept). Rows advance by different amounts until every row is full, or
+    has kept ``stop_token``.
     -> stats: ``target_calls`` (verification passes), ``row_calls`` (passes summed over
     unfinished rows), ``tokens`` and ``tokens_per_call`` (mean tokens a row gains per pass)."""
     batch, device = out.shape[0], out.device
     rows, steps = torch.arange(batch, device=device)[:, None], torch.arange(k + 1, device=device)
     n = torch.full((batch,), min(length, 2), device=device)
     stats = {"target_calls": 0, "row_calls": 0, "tokens": 0}
-    while bool((n < length).any()):
+    while bool((n < length).any()) and not stopped(out[:, :length], n, stop_token):
         m, new = round(n)
         out[rows, n[:, None] + steps] = new
         n, active, gained = advance(n, m, length)
         for key, value in zip(stats, (1, active, gained)):
             stats[key] += value
     return stats | {"tokens_per_call": stats["tokens"] / max(stats["row_calls"], 1)}
+
+
+def stopped(out: torch.Tensor, n: torch.Tensor, stop_token: int | None) -> bool:
+    """Whether every row has kept ``stop_token`` among its first n (B,) ids of ``out`` (B, L)."""
+    if stop_token is None:
+        return False
+    kept = torch.arange(out.shape[1], device=out.device) < n[:, None]  # (B, L)
+    return bool(((out == stop_token) & kept).any(1).all())
 
 
 def target_token(
@@ -268,12 +281,12 @@ class Verifier:
     the target's own token. Keeps the target's last-block features per guided row (H_j at the
     position predicting token j) for draft heads."""
 
-    def __init__(self, big: GuidedRows, drafter, spec: SpeculativeConfig, sampling, pick, generators):
+    def __init__(self, big: GuidedRows, drafter, spec: SpeculativeConfig, sampling, pick, generators, syntax):
         self.big, self.drafter, self.spec, self.sampling = big, drafter, spec, sampling
-        self.pick, self.generators = pick, generators
+        self.pick, self.generators, self.syntax = pick, generators, syntax
         self.neighbours = None  # (V, k + 1) nearest codes of each code, when relaxed
-        length, extra = big.model.config.num_tokens, 2 * spec.draft_length + 1
-        self.scales = guidance_scales(sampling, length, extra, pick.device)
+        self.length, extra = big.model.config.num_tokens, 2 * spec.draft_length + 1
+        self.scales = guidance_scales(sampling, self.length, extra, pick.device)
 
     def logits(self, outputs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         return guided_by_index(outputs, self.scales, index, self.big.guided)
@@ -281,23 +294,28 @@ class Verifier:
     def start(self, out: torch.Tensor, length: int) -> None:
         """The target's first two tokens (so every row has two tokens to feed a draft model)."""
         zero = torch.zeros(self.big.batch, 1, dtype=torch.long, device=out.device)
+        masks = RoundMasks(self.syntax, torch.full((self.big.batch,), length - 1))
         outputs, first = self.big.prefill()
-        out[:, 0] = self.pick(probabilities(self.logits(outputs, zero)[:, -1], self.sampling))
+        out[:, 0] = self.pick(probabilities(masks(self.logits(outputs, zero)[:, -1]), self.sampling))
+        masks.advance(out[:, 0])
         self.features = first.new_zeros(len(self.big.rows), out.shape[1] + 1, first.shape[-1])
         self.features[:, 0] = first[:, -1]
         if length > 1:
             outputs, step = self.big.advance(out[:, :1], zero)
-            out[:, 1] = self.pick(probabilities(self.logits(outputs, zero + 1)[:, -1], self.sampling))
+            out[:, 1] = self.pick(probabilities(masks(self.logits(outputs, zero + 1)[:, -1]), self.sampling))
+            masks.advance(out[:, 1])
             self.features[:, 1] = step[:, -1]
+        self.syntax = masks.fork  # the rows' states past their first two tokens
 
     def __call__(self, out: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k, spec, batch = self.spec.draft_length, self.spec, len(n)
         # k drafts (B, k) and their distributions (B, k, V)
-        drafted, q = self.drafter.propose(out, self.features, n, k, self.pick, self.sampling)
+        masks = RoundMasks(self.syntax, self.length - n - 1)
+        drafted, q = self.drafter.propose(out, self.features, n, k, self.pick, self.sampling, masks)
         verify = torch.cat([out.gather(1, n[:, None] - 1), drafted], 1)  # (B, k+1)
         index = n[:, None] - 1 + torch.arange(k + 1, device=n.device)
         outputs, verified = self.big.advance(verify, index)
-        p = probabilities(self.logits(outputs, index + 1), self.sampling)  # (B, k+1, V)
+        p = probabilities(masks.target(self.logits(outputs, index + 1)), self.sampling)  # (B, k+1, V)
         self.features.scatter_(1, self.big.double(index + 1)[..., None].expand_as(verified), verified)
         flat_p, flat_x = p[:, :k].flatten(0, 1), drafted.flatten()  # (B*k, V), (B*k,)
         near = None if self.neighbours is None else self.neighbours[:, : spec.relaxed_k]
@@ -313,6 +331,8 @@ class Verifier:
             p, q, m, k, self.pick, self.sampling.temperature == 0, self.unseen(drafted, absorbed, m)
         )
         new = torch.cat([drafted, final[:, None]], 1).scatter(1, m[:, None], final[:, None])  # (B, k+1)
+        if self.syntax is not None:
+            self.syntax.walk(new, m + 1)
         return m, new
 
     def unseen(self, drafted: torch.Tensor, absorbed: torch.Tensor, m: torch.Tensor) -> torch.Tensor | None:
@@ -347,10 +367,14 @@ def sample_speculative(
     spec: SpeculativeConfig,
     generators: Generators,
     neighbours: torch.Tensor | None = None,
+    syntax: TokenConstraint | None = None,
+    stop_token: int | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """Generate ``target.config.num_tokens`` ids per condition row -> (ids (B, L), stats of
     :func:`speculate`). ``neighbours`` (V, K) from :func:`code_neighbours` enables relaxed
-    acceptance (K >= ``relaxed_k`` + 1 for LANTERN's residual)."""
+    acceptance (K >= ``relaxed_k`` + 1 for LANTERN's residual). A ``syntax`` constraint (byte
+    streams) masks draft and target alike: the ids follow the masked target exactly. Rows
+    stop once all have kept ``stop_token``; what follows it in a row is left unspecified."""
     if (target.config.vocab_size, target.config.num_tokens) != (
         draft.config.vocab_size,
         draft.config.num_tokens,
@@ -362,12 +386,13 @@ def sample_speculative(
     pick = Picker(generators, batch, sampling.temperature == 0, device)
     big = GuidedRows(target, condition, sampling, extra)
     with big, drafter_for(draft, condition, sampling, extra) as drafter:
-        verifier = Verifier(big, drafter, spec, sampling, pick, generators)
+        rows = syntax.begin(batch) if syntax is not None else None
+        verifier = Verifier(big, drafter, spec, sampling, pick, generators, rows)
         if spec.relaxed and neighbours is not None:
             verifier.neighbours = neighbours[:, : spec.relaxed_k + 1]
         out = torch.zeros(batch, length + extra, dtype=torch.long, device=device)
         verifier.start(out, length)
-        stats = speculate(out, length, k, lambda n: verifier(out, n))
+        stats = speculate(out, length, k, lambda n: verifier(out, n), stop_token)
     return out[:, :length], stats
 
 
@@ -401,9 +426,25 @@ class Speculation(SpeculationTotals):
                 raise ValueError("relaxed acceptance needs the tokenizer's codebook")
             self.neighbours = code_neighbours(codebook, min(config.relaxed_k + 1, codebook.shape[0] - 1))
 
-    def __call__(self, target, condition: Condition, sampling: SamplingConfig, generator: Generators):
+    def __call__(
+        self,
+        target,
+        condition: Condition,
+        sampling: SamplingConfig,
+        generator: Generators,
+        syntax: TokenConstraint | None = None,
+        stop_token: int | None = None,
+    ):
         ids, stats = sample_speculative(
-            target, self.draft, condition, sampling, self.config, generator, self.neighbours
+            target,
+            self.draft,
+            condition,
+            sampling,
+            self.config,
+            generator,
+            self.neighbours,
+            syntax,
+            stop_token,
         )
         self.record(stats)
         return ids

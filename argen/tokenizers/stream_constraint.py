@@ -2,9 +2,9 @@
 
 An id (a byte or a byte-pair merge) is allowed when every byte of it is allowed in turn and
 the stream can still be finished, EOS included, within the positions left; EOS is allowed
-exactly when the automaton is in a final state. Per automaton state the ids' costs ("positions
-needed after this id") are computed once, by walking a trie of the vocabulary, and cached: a
-step of sampling is a lookup and a comparison per row.
+exactly when the automaton is in a final state (which may also go on). Per automaton state
+the ids' costs ("positions needed after this id") are computed once, by walking a trie of the
+vocabulary, and cached: a step of sampling is a lookup and a comparison per row.
 """
 
 from __future__ import annotations
@@ -59,19 +59,18 @@ class StreamConstraint:
         following = {self.vocab.eos: FINISHED}
         if state is FINISHED or self.automaton.finished(state):
             need[self.vocab.eos] = 0
-        else:
-            stack = [(state, self.trie)]
-            while stack:
-                at, node = stack.pop()
-                for byte, after in self.automaton.successors(at).items():
-                    if byte not in node:
-                        continue
-                    children, token = node[byte]
-                    if token >= 0:
-                        need[token] = self.automaton.min_bytes(after) + 1  # + EOS
-                        following[token] = after
-                    if children:
-                        stack.append((after, children))
+        stack = [(state, self.trie)] if state is not FINISHED else []
+        while stack:
+            at, node = stack.pop()
+            for byte, after in self.automaton.successors(at).items():
+                if byte not in node:
+                    continue
+                children, token = node[byte]
+                if token >= 0:
+                    need[token] = self.automaton.min_bytes(after) + 1  # + EOS
+                    following[token] = after
+                if children:
+                    stack.append((after, children))
         if self.known == len(self.needs):  # grow the table (amortised: doubling)
             self.needs = torch.cat([self.needs, torch.empty_like(self.needs)])
         self.needs[self.known] = torch.tensor(need)
@@ -90,14 +89,28 @@ class ConstrainedRows:
         self.constraint = constraint
         self.states = [constraint.automaton.start] * rows
 
-    def allowed(self, remaining: int, device: torch.device | None = None) -> torch.Tensor:
-        """(B, V) bool: the ids each row may take with ``remaining`` positions after it."""
+    def allowed(self, remaining: int | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+        """(B, V) bool: the ids each row may take with ``remaining`` positions after it (one
+        number, or one per row (B,))."""
         rows = torch.tensor([self.constraint.options(s)[0] for s in self.states])
+        if isinstance(remaining, torch.Tensor):
+            remaining = remaining.cpu()[:, None]  # (B, 1)
         return (self.constraint.needs[rows] <= remaining).to(device)  # (B, V)
+
+    def fork(self) -> ConstrainedRows:
+        """A copy whose rows move on independently (speculative drafts)."""
+        copy = ConstrainedRows(self.constraint, 0)
+        copy.states = list(self.states)
+        return copy
 
     def advance(self, tokens: torch.Tensor) -> None:
         """Move every row past its drawn id (B,); a finished row stays finished."""
-        for row, token in enumerate(tokens.tolist()):
-            state = self.states[row]
-            if state is not FINISHED:
-                self.states[row] = self.constraint.options(state)[1][token]
+        self.walk(tokens[:, None], torch.ones_like(tokens))
+
+    def walk(self, tokens: torch.Tensor, counts: torch.Tensor) -> None:
+        """Move each row past its first ``counts`` (B,) ids of ``tokens`` (B, T)."""
+        for row, (ids, count) in enumerate(zip(tokens.tolist(), counts.tolist())):
+            for token in ids[:count]:
+                state = self.states[row]
+                if state is not FINISHED:
+                    self.states[row] = self.constraint.options(state)[1][token]
