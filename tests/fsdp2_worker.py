@@ -109,6 +109,7 @@ def main() -> None:
         save_model(Llama(config), Path(args.out) / "model", full)
         save_model(Llama(config), Path(args.out) / "ema", ema_weights)
         (Path(args.out) / "losses.json").write_text(json.dumps(losses))
+    dist.barrier()  # no process tears gloo down while another still writes
     dist.destroy_process_group()
 
 

@@ -93,11 +93,13 @@ class FrequencyVQModel(PyramidVQModel):
             return self.band_quantize[scale - 1]
         return self.quantize
 
-    def usage(self, ids: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def overall_usage(
+        self, ids: list[torch.Tensor], per_scale: list[dict[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
+        """One codebook per band: the mean of the bands' usage and perplexity."""
         if not self.config.band_codebooks:
-            return super().usage(ids)
-        per_band = [self.quantizer(k).usage(x) for k, x in enumerate(ids)]
-        return {key: torch.stack([u[key] for u in per_band]).mean() for key in per_band[0]}
+            return super().overall_usage(ids, per_scale)
+        return {key: torch.stack([u[key] for u in per_scale]).mean() for key in per_scale[0]}
 
     def downsample(self, x: torch.Tensor, size: int) -> torch.Tensor:
         return fourier_resample(x, size)

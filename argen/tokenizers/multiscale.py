@@ -109,7 +109,17 @@ class PyramidVQModel(VQModel):
         return f + (f_hat - f).detach(), ids, stats  # straight through to the encoder, as VAR
 
     def usage(self, ids: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Codebook usage and perplexity of all scales' ids."""
+        """Codebook usage and perplexity of all scales' ids, and of each scale's
+        (``scale<k>/codebook_usage``, ``scale<k>/perplexity``)."""
+        per_scale = [self.quantizer(k).usage(x) for k, x in enumerate(ids)]
+        stats = self.overall_usage(ids, per_scale)
+        stats.update({f"scale{k}/{key}": value for k, u in enumerate(per_scale) for key, value in u.items()})
+        return stats
+
+    def overall_usage(
+        self, ids: list[torch.Tensor], per_scale: list[dict[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
+        """Usage and perplexity of the shared codebook over all scales' ids."""
         return self.quantize.usage(torch.cat([i.flatten() for i in ids]))
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -1,4 +1,8 @@
-"""Vector quantiser with an optionally l2-normalised codebook (LlamaGen style)."""
+"""Vector quantiser with an optionally l2-normalised codebook (LlamaGen style).
+
+While ``observed`` is a list (a training guard sets it), every lookup appends the vectors it
+compared and the ids it chose; the guard reads and clears it (see
+:mod:`argen.training.codebook_guard`)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ class VectorQuantizer(nn.Module):
         self.l2_norm = l2_norm
         self.embedding = nn.Embedding(codebook_size, dim)
         nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
+        self.observed: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def codebook(self) -> torch.Tensor:
         """The code vectors as used for lookup, (K, D)."""
@@ -42,7 +47,10 @@ class VectorQuantizer(nn.Module):
         """Vectors (N, D) -> ids (N,) of their nearest codes (squared Euclidean distance)."""
         codebook = self.codebook()
         dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codebook.t() + codebook.pow(2).sum(1)[None, :]
-        return dist.argmin(dim=1)
+        ids = dist.argmin(dim=1)
+        if self.observed is not None and self.training:
+            self.observed.append((flat.detach(), ids))
+        return ids
 
     def usage(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """Fraction of the codebook used by ``ids`` and the perplexity of their histogram."""

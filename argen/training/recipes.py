@@ -64,6 +64,10 @@ class VQLossConfig:
     disc_channels: int = 64
     disc_layers: int = 3
     disc_lr: float | None = None  # default: train.lr
+    # > 0: every this many steps, codes no process chose since the last restart are re-drawn
+    # from the step's encoder outputs (k-means++); see argen/training/codebook_guard.py
+    codebook_restart_every: int = 0
+    codebook_restart_candidates: int = 4096  # encoder outputs (of the step, all processes) to draw from
 
 
 @dataclass

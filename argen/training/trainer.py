@@ -132,6 +132,8 @@ class Trained:
         if tc.ema_decay > 0:
             self.ema = Ema(accelerator.unwrap_model(self.modules[0]), decay=tc.ema_decay, use_warmup=True)
             accelerator.register_for_checkpointing(self.ema)
+        for stateful in task.checkpointed:
+            accelerator.register_for_checkpointing(stateful)
 
 
 def train(recipe: Recipe, resume: bool = False) -> Path:
@@ -165,6 +167,7 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
     while state.progress.step < tc.max_steps:
         step_logs = optimizer_step(task, state, batch_iter, tc, accelerator, out)
         state.progress.step += 1
+        step_logs.update(task.after_step(state.progress.step, accelerator))
         if state.ema is not None:
             state.ema.update(accelerator.unwrap_model(state.modules[0]), step=state.progress.step)
         bar.update(1)
@@ -232,31 +235,31 @@ def optimizer_step(task, state: Trained, batch_iter, tc, accelerator: Accelerato
 
 
 class StepLog:
-    """Scalars summed over the steps since the last log line; written process-averaged to the
-    trackers and ``log.jsonl``."""
+    """Scalars summed over the steps since the last log line (each over the steps that reported
+    it); written process-averaged to the trackers and ``log.jsonl``."""
 
     def __init__(self, out: Path, accelerator: Accelerator) -> None:
         self.out, self.accelerator = out, accelerator
         self.sums: dict[str, float] = {}
-        self.steps = 0
+        self.counts: dict[str, int] = {}
 
     def add(self, logs: dict[str, float]) -> None:
         for key, value in logs.items():
             self.sums[key] = self.sums.get(key, 0.0) + value
-        self.steps += 1
+            self.counts[key] = self.counts.get(key, 0) + 1
 
     def write(self, step: int, lr: float) -> dict[str, str]:
         """Log the means at ``step``; returns them formatted for the progress bar."""
         acc = self.accelerator
-        means = torch.tensor(list(self.sums.values()), device=acc.device) / self.steps
+        means = torch.tensor([self.sums[k] / self.counts[k] for k in self.sums], device=acc.device)
         logs = dict(zip(self.sums, acc.reduce(means, "mean").tolist()))  # all processes
         logs["lr"] = lr
         acc.log(logs, step=step)
         if acc.is_main_process:
             with open(self.out / LOG_FILE, "a") as f:
                 f.write(json.dumps({"step": step, **logs}) + "\n")
-        self.sums, self.steps = {}, 0
-        return {k: f"{v:.4g}" for k, v in logs.items() if k != "lr"}
+        self.sums, self.counts = {}, {}
+        return {k: f"{v:.4g}" for k, v in logs.items() if k != "lr" and "/" not in k}  # groups: logs only
 
 
 def _save_checkpoint(accelerator: Accelerator, out: Path, model, ema) -> None:

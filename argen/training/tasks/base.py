@@ -9,11 +9,14 @@ from torch import nn
 
 
 class Task:
-    """``model`` is trained and exported; ``extra_modules`` are trained alongside it."""
+    """``model`` is trained and exported; ``extra_modules`` are trained alongside it;
+    ``checkpointed`` objects (``state_dict`` / ``load_state_dict``) are saved with the training
+    state."""
 
     model: nn.Module
     dataset: torch.utils.data.Dataset
     extra_modules: dict[str, nn.Module] = {}
+    checkpointed: list = []
 
     def __init__(self, recipe) -> None:
         self.recipe = recipe
@@ -26,6 +29,10 @@ class Task:
     ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """Losses per trained module name, and scalars to log."""
         raise NotImplementedError
+
+    def after_step(self, step: int, accelerator) -> dict[str, float]:
+        """Work after optimizer step ``step`` (1-based), on every process -> scalars to log."""
+        return {}
 
     def export(self, out: Path) -> None:
         """Write anything besides the weights that the run's output needs."""

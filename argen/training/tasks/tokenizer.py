@@ -9,6 +9,7 @@ from torch.func import functional_call
 from argen.data import build_dataset
 from argen.tokenizers import TOKENIZERS
 from argen.tokenizers.blocks import PatchDiscriminator
+from argen.training.codebook_guard import CodebookGuard
 from argen.training.recipes import TokenizerRecipe
 from argen.training.tasks.base import Task, random_flip
 
@@ -51,6 +52,15 @@ class TokenizerTask(Task):
                 recipe.model.in_channels, loss.disc_channels, loss.disc_layers
             )
         self.perceptual = lpips_loss().to(accelerator.device) if loss.perceptual_weight > 0 else None
+        self.guard = None
+        if loss.codebook_restart_every > 0:
+            self.guard = CodebookGuard(
+                self.model, loss.codebook_restart_every, loss.codebook_restart_candidates, recipe.seed
+            )
+            self.checkpointed = [self.guard]
+
+    def after_step(self, step: int, accelerator) -> dict[str, float]:
+        return self.guard.after_step(step, accelerator) if self.guard is not None else {}
 
     def lr(self, name: str) -> float:
         if name == "discriminator" and self.recipe.loss.disc_lr is not None:
