@@ -36,6 +36,11 @@ def kmeans_plus_plus(
     return candidates[chosen]
 
 
+def vector_quantizers(model: nn.Module) -> dict[str, VectorQuantizer]:
+    """The vector quantisers of ``model`` by module name."""
+    return {name or "quantize": m for name, m in model.named_modules() if isinstance(m, VectorQuantizer)}
+
+
 class CodebookGuard:
     """Restarts the dead codes of every :class:`VectorQuantizer` in ``model``. At each restart it
     logs, per quantiser, the share of codes chosen in the window before it (``<name>/window_usage``,
@@ -43,13 +48,9 @@ class CodebookGuard:
 
     def __init__(self, model: nn.Module, every: int, candidates: int, seed: int):
         self.every, self.candidates, self.seed = every, candidates, seed
-        self.quantizers = {
-            name or "quantize": m for name, m in model.named_modules() if isinstance(m, VectorQuantizer)
-        }
+        self.quantizers = vector_quantizers(model)
         if not self.quantizers:
-            raise ValueError(
-                f"loss.codebook_restart_every: {type(model).__name__} has no vector quantiser to guard"
-            )
+            raise ValueError(f"{type(model).__name__} has no vector quantiser to guard")
         self.hits = {name: torch.zeros(q.codebook_size) for name, q in self.quantizers.items()}
         for q in self.quantizers.values():
             q.observed = []

@@ -65,8 +65,9 @@ class VQLossConfig:
     disc_layers: int = 3
     disc_lr: float | None = None  # default: train.lr
     # > 0: every this many steps, codes no process chose since the last restart are re-drawn
-    # from the step's encoder outputs (k-means++); see argen/training/codebook_guard.py
-    codebook_restart_every: int = 0
+    # from the step's encoder outputs (k-means++; argen/training/codebook_guard.py). Every
+    # vector quantiser; tokenizers without one (KL, codecs) ignore it. 0: no restarts
+    codebook_restart_every: int = 50
     codebook_restart_candidates: int = 4096  # encoder outputs (of the step, all processes) to draw from
 
 

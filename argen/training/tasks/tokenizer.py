@@ -9,7 +9,7 @@ from torch.func import functional_call
 from argen.data import build_dataset
 from argen.tokenizers import TOKENIZERS
 from argen.tokenizers.blocks import PatchDiscriminator
-from argen.training.codebook_guard import CodebookGuard
+from argen.training.codebook_guard import CodebookGuard, vector_quantizers
 from argen.training.recipes import TokenizerRecipe
 from argen.training.tasks.base import Task, random_flip
 
@@ -53,7 +53,7 @@ class TokenizerTask(Task):
             )
         self.perceptual = lpips_loss().to(accelerator.device) if loss.perceptual_weight > 0 else None
         self.guard = None
-        if loss.codebook_restart_every > 0:
+        if loss.codebook_restart_every > 0 and vector_quantizers(self.model):
             self.guard = CodebookGuard(
                 self.model, loss.codebook_restart_every, loss.codebook_restart_candidates, recipe.seed
             )
