@@ -30,6 +30,7 @@ from argen.data import build_dataset
 from argen.eval.classifier import load_classifier
 from argen.eval.fid import FeaturesUnavailable, classifier_features, frechet_distance, inception_features
 from argen.images import to_uint8
+from argen.tokenizers.quantizer import code_usage
 
 
 def psnr(recon: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
@@ -64,11 +65,7 @@ def lpips_metric() -> tuple[torch.nn.Module | None, str | None]:
 
 def code_statistics(ids: list[torch.Tensor], vocab_size: int) -> dict[str, float]:
     """Codebook usage and perplexity of integer ids of any shapes."""
-    flat = torch.cat([i.flatten() for i in ids])
-    counts = torch.bincount(flat, minlength=vocab_size).double()
-    probs = counts / counts.sum()
-    entropy = -(probs[probs > 0] * probs[probs > 0].log()).sum()
-    return {"codebook_usage": float((counts > 0).double().mean()), "perplexity": float(entropy.exp())}
+    return {k: float(v) for k, v in code_usage(torch.cat([i.flatten() for i in ids]), vocab_size).items()}
 
 
 def as_frames(pixels: torch.Tensor) -> torch.Tensor:

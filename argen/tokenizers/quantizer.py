@@ -54,10 +54,7 @@ class VectorQuantizer(nn.Module):
 
     def usage(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """Fraction of the codebook used by ``ids`` and the perplexity of their histogram."""
-        counts = torch.bincount(ids.flatten(), minlength=self.codebook_size).float()
-        probs = counts / counts.sum()
-        entropy = -(probs * torch.log(probs.clamp_min(1e-10))).sum()
-        return {"codebook_usage": (counts > 0).float().mean(), "perplexity": entropy.exp()}
+        return code_usage(ids, self.codebook_size)
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, h, w) -> code vectors (B, D, h, w)."""
@@ -68,3 +65,12 @@ class VectorQuantizer(nn.Module):
                 f"token ids must lie in [0, {self.codebook_size}); got [{int(ids.min())}, {int(ids.max())}]"
             )
         return rearrange(self.codebook()[ids], "b h w d -> b d h w")
+
+
+def code_usage(ids: torch.Tensor, codebook_size: int) -> dict[str, torch.Tensor]:
+    """Fraction of ``codebook_size`` codes used by integer ``ids`` (any shape) and the
+    perplexity of their histogram."""
+    counts = torch.bincount(ids.flatten(), minlength=codebook_size).float()
+    probs = counts / counts.sum()
+    entropy = -(probs * torch.log(probs.clamp_min(1e-10))).sum()
+    return {"codebook_usage": (counts > 0).float().mean(), "perplexity": entropy.exp()}

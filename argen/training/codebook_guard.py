@@ -57,15 +57,15 @@ class CodebookGuard:
 
     def after_step(self, step: int, accelerator) -> dict[str, float]:
         """Count this step's hits; every ``every`` steps, re-draw the dead codes -> logs."""
+        restart = step % self.every == 0
         seen = {}
         for name, q in self.quantizers.items():
-            flats, ids = zip(*q.observed) if q.observed else ((), ())
-            q.observed.clear()
-            for chosen in ids:
+            for _, chosen in q.observed:
                 self.hits[name] = self.hits[name].to(chosen.device)  # no host sync per step
                 self.hits[name] += torch.bincount(chosen, minlength=q.codebook_size)
-            seen[name] = torch.cat(flats) if flats else None
-        if step % self.every:
+            seen[name] = torch.cat([flat for flat, _ in q.observed]) if restart and q.observed else None
+            q.observed.clear()
+        if not restart:
             return {}
         logs, generator = {}, torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         for name, q in self.quantizers.items():
