@@ -111,6 +111,9 @@ def add_extra_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--edit", metavar="IMAGE", help="next-scale models: edit this image (needs --mask)")
     p.add_argument("--mask", metavar="MASK", help="--edit: a grayscale image, white where it is regenerated")
+    p.add_argument(
+        "--steps", type=int, help="distilled students: passes per sample (default: the fewest trained)"
+    )
     p.add_argument("--given-frames", type=int, help="video: keep the first N frames of real clips")
     p.add_argument("--given-from", metavar="DATASET", help="video: the clips --given-frames come from")
     p.add_argument(

@@ -103,6 +103,7 @@ def load_extras(
     """The run's extras, each built (and checked) by the paradigm that offers it."""
     extras = SamplingExtras(compile=args.compile)
     extras.constraint = paradigm.syntax_constraint(tokenizer, args.constrained)
+    extras.steps = paradigm.sampling_steps(model, args.steps, sampling)
     if args.speculative:
         options = SpeculationOptions(
             args.speculative,

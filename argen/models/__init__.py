@@ -13,6 +13,7 @@ from argen.models.continuous import (
     ContinuousNextScaleConfig,
     ContinuousNextScaleLlama,
 )
+from argen.models.distilled import DistilledLlama, DistilledNextScale
 from argen.models.draft_head import DraftHead, DraftHeadConfig
 from argen.models.llama import Llama, LlamaConfig
 from argen.models.next_frame import NextFrameLlama
@@ -29,6 +30,8 @@ MODELS: dict[str, type[nn.Module]] = {
     "ContinuousLlama": ContinuousLlama,
     "ContinuousNextScaleLlama": ContinuousNextScaleLlama,
     "DraftHead": DraftHead,
+    "DistilledLlama": DistilledLlama,
+    "DistilledNextScale": DistilledNextScale,
 }
 
 
@@ -45,6 +48,8 @@ __all__ = [
     "ContinuousLlamaConfig",
     "ContinuousNextScaleConfig",
     "ContinuousNextScaleLlama",
+    "DistilledLlama",
+    "DistilledNextScale",
     "DraftHead",
     "DraftHeadConfig",
     "FineLabelConfig",

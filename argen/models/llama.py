@@ -275,6 +275,11 @@ class Llama(nn.Module):
         if tokens.shape[1] != self.config.num_tokens:
             raise ValueError(f"expected {self.config.num_tokens} tokens, got {tokens.shape[1]}")
         x = torch.cat([self.embed_condition(condition), self.embed_tokens(tokens[:, :-1])], dim=1)
+        return self.sequence_features(x, condition)
+
+    def sequence_features(self, x: torch.Tensor, condition: Condition) -> torch.Tensor:
+        """Input embeddings (B, prefix_len + L - 1, D) -> the last block's output at the
+        positions that predict each token, (B, L, D)."""
         rope = self.rope[: x.shape[1]]
         mask = self.attention_mask(condition, x.shape[1]) if self.config.condition == "text" else None
         x = self.run_layers(x, rope, mask)

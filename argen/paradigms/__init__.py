@@ -16,6 +16,7 @@ from argen.paradigms.base import Paradigm, SamplingExtras, SpeculationOptions
 from argen.paradigms.byte_stream import ByteStreams
 from argen.paradigms.coarse_to_fine import CoarseLabels, FineLabels
 from argen.paradigms.continuous import ContinuousRaster, ContinuousScales
+from argen.paradigms.distilled import DistilledRaster, DistilledScales
 from argen.paradigms.next_scale import NextScale
 from argen.paradigms.raster import RasterIds
 from argen.paradigms.video import FramePrompts, NextFrame, VideoTokens
@@ -30,12 +31,14 @@ PARADIGMS: list[Paradigm] = [
     ContinuousScales(),
     VideoTokens(),
     NextFrame(),
+    DistilledRaster(),
+    DistilledScales(),
 ]
 
 
 def requested_variant(recipe) -> str:
-    """What a generator recipe asks for: ``generator``, ``refiner`` (its task) or ``next_frame``."""
-    return "next_frame" if recipe.next_frame else recipe.task
+    """What a recipe asks for: ``generator``, ``refiner``, ``distill`` (its task) or ``next_frame``."""
+    return "next_frame" if getattr(recipe, "next_frame", False) else recipe.task
 
 
 def for_recipe(recipe, layout) -> Paradigm:

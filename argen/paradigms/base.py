@@ -32,6 +32,7 @@ class SamplingExtras:
     edit: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
     frames: Any = None  # FramePrompts of video paradigms
     constraint: TokenConstraint | None = None  # byte streams: the codec's syntax
+    steps: int | None = None  # distilled students: passes per sample
 
 
 @dataclass
@@ -146,6 +147,12 @@ class Paradigm:
         """The constraint ``--constrained`` asks for (None: the paradigm's default)."""
         if requested:
             raise ValueError(f"--constrained is for byte-stream generators (JPEG-LM), not {self.name}")
+        return None
+
+    def sampling_steps(self, model, requested: int | None, config: SamplingConfig) -> int | None:
+        """The passes ``--steps`` asks for, checked against what the model was trained for."""
+        if requested is not None:
+            raise ValueError(f"--steps is for distilled students (task: distill), not {self.name}")
         return None
 
     def frame_prompts(self, model, tokenizer, dataset: str, given_frames: int, device: torch.device):

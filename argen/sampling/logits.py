@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
+
+from argen.sampling.config import SamplingConfig
+
+TokenPick = Callable[
+    [torch.Tensor, int], torch.Tensor
+]  # guided logits (B, n, V) at positions start.. -> ids (B, n)
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -33,3 +41,15 @@ def sample_logits(
         return logits.argmax(-1)
     probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+class RandomTokens:
+    """The usual :data:`TokenPick`: temperature, top-k, top-p and a seeded multinomial draw."""
+
+    def __init__(self, config: SamplingConfig, generator: torch.Generator | None = None):
+        self.config, self.generator = config, generator
+
+    def __call__(self, logits: torch.Tensor, start: int) -> torch.Tensor:
+        c = self.config
+        ids = sample_logits(logits.flatten(0, 1), c.temperature, c.top_k, c.top_p, self.generator)
+        return ids.view(logits.shape[:2])  # (B, n)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from argen.sampling.config import SamplingConfig
 from argen.sampling.decode import Block, GuidedRows, cached_decode
 from argen.sampling.guidance import guide
-from argen.sampling.logits import sample_logits
+from argen.sampling.logits import RandomTokens, TokenPick
 
 
 def keep_masks(regenerate: torch.Tensor, patch_nums: tuple[int, ...]) -> list[torch.Tensor]:
@@ -41,21 +41,25 @@ def sample_next_scale(
     config: SamplingConfig,
     generator: torch.Generator | None = None,
     edit: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None,
+    pick: TokenPick | None = None,
 ) -> list[torch.Tensor]:
     """Class ids (B,) -> sampled ids per scale [(B, pn, pn), ...].
 
     ``edit`` = (source ids per scale, keep masks per scale from :func:`keep_masks`) edits an
     image zero-shot (in-/out-painting, class-conditional editing): at every scale the kept
-    positions take the source's tokens, teacher-forced like VAR's demo."""
+    positions take the source's tokens, teacher-forced like VAR's demo. ``pick`` turns guided
+    logits into ids (default: :class:`RandomTokens`)."""
     patch_nums, batch = model.config.patch_nums, len(labels)
     rows = GuidedRows(model, labels, config)
     x = model.embed_start(rows.rows)  # (B', pn_0**2, D)
     f_hat = [tokenizer.empty_f_hat(batch)]
     ids = []
+    pick = pick or RandomTokens(config, generator)
+    bounds = model.config.scale_bounds
 
     def draw(logits: torch.Tensor, weight: float, k: int) -> torch.Tensor:
         logits = guide(logits, weight) if config.guided else logits  # (B, pn**2, V)
-        flat = sample_logits(logits.flatten(0, 1), config.temperature, config.top_k, config.top_p, generator)
+        flat = pick(logits, bounds[k][0])  # (B, pn**2)
         ids.append(flat.view(batch, patch_nums[k], patch_nums[k]))
         if edit is not None:
             source, keep = edit
@@ -64,7 +68,7 @@ def sample_next_scale(
 
     def feed(scale_ids: torch.Tensor, k: int) -> torch.Tensor:
         f_hat[0], features = tokenizer.next_input(f_hat[0], scale_ids, k)  # (B, pn_{k+1}**2, C)
-        return model.embed_inputs(rows.double(features), model.config.scale_bounds[k][1])
+        return model.embed_inputs(rows.double(features), bounds[k][1])
 
     with rows:
         cached_decode(rows, x, scale_blocks(model, config, x.device), draw, feed)

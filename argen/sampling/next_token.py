@@ -10,7 +10,7 @@ from argen.models.llama import Condition
 from argen.sampling.config import SamplingConfig
 from argen.sampling.decode import GuidedRows, cached_decode, model_device, token_blocks
 from argen.sampling.guidance import guide
-from argen.sampling.logits import sample_logits
+from argen.sampling.logits import RandomTokens, TokenPick, sample_logits
 
 
 class ConstrainedRows(Protocol):
@@ -50,6 +50,7 @@ def sample_next_token(
     pad_token: int = 0,
     given: torch.Tensor | None = None,
     constraint: TokenConstraint | None = None,
+    pick: TokenPick | None = None,
 ) -> torch.Tensor:
     """Generate ``model.config.num_tokens`` ids per condition row (class ids (B,) or a
     :class:`Caption`) -> (B, L). With guidance the conditional and unconditional rows run as
@@ -59,7 +60,7 @@ def sample_next_token(
     a row that has emitted the stop token continues with padding, and the loop ends once every
     row has. ``given`` (B, G) ids are kept as the first G tokens (frame prediction) and only
     the rest is drawn. A ``constraint`` (a codec's syntax) removes the ids it does not allow
-    after guidance and before temperature, top-k and top-p."""
+    after guidance; ``pick`` (default :class:`RandomTokens`) turns the guided logits into ids."""
     num_tokens = model.config.num_tokens
     if not use_cache:
         return recompute_next_token(model, condition, config, generator)
@@ -67,6 +68,7 @@ def sample_next_token(
     done = torch.zeros(len(condition), dtype=torch.bool, device=out.device)
     syntax = constraint.begin(len(condition)) if constraint is not None else None
     rows = GuidedRows(model, condition, config, compile=compile)
+    pick = pick or RandomTokens(config, generator)
     x = model.embed_condition(rows.rows)  # (B', prefix, D)
     first = 0
     if given is not None:
@@ -82,7 +84,7 @@ def sample_next_token(
             logits = logits.masked_fill(
                 ~syntax.allowed(num_tokens - first - k - 1, logits.device), float("-inf")
             )
-        token = sample_logits(logits, config.temperature, config.top_k, config.top_p, generator)
+        token = pick(logits[:, None], first + k)[:, 0]  # (B,)
         if syntax is not None:
             syntax.advance(token)
         if stop_token is not None:

@@ -180,6 +180,32 @@ class DraftHeadRecipe:
 
 
 @dataclass
+class DistillRecipe:
+    """A Distilled Decoding student of a class-conditional next-token or next-scale teacher,
+    trained on its deterministic sampler's (noise, tokens) pairs: no dataset is read."""
+
+    output_dir: str
+    teacher: str  # the teacher generator's run directory (its ema weights when it has them)
+    task: Literal["distill"] = "distill"
+    seed: int = 0
+    num_pairs: int = 20000  # teacher samples to distil
+    pairs_dir: str | None = None  # default <output_dir>/pairs
+    # the teacher's sampling, distilled into the student
+    cfg_scale: float = 2.0
+    cfg_schedule: Literal["constant", "linear"] = "constant"
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    flow_steps: int = 16  # Heun steps of the noise-to-token flow
+    sampling_steps: tuple[int, ...] = (1, 2)  # the step counts the student learns
+    second_step_from: float = (
+        0.5  # two steps: the fraction of tokens kept from the first (a scale boundary for next-scale)
+    )
+    data: DataConfig = field(default_factory=DataConfig)  # batch_size and num_workers only
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
 class ClassifierRecipe:
     output_dir: str
     task: Literal["classifier"] = "classifier"
@@ -195,8 +221,9 @@ RECIPES = {
     "refiner": GeneratorRecipe,  # CTF stage 2: the fine-label model; tokenizer: a stage-1 run's tokenizer/
     "classifier": ClassifierRecipe,
     "draft_head": DraftHeadRecipe,
+    "distill": DistillRecipe,
 }
-Recipe = TokenizerRecipe | GeneratorRecipe | ClassifierRecipe | DraftHeadRecipe
+Recipe = TokenizerRecipe | GeneratorRecipe | ClassifierRecipe | DraftHeadRecipe | DistillRecipe
 
 
 def recipe_from_dict(data: dict) -> Recipe:

@@ -1,0 +1,88 @@
+"""Distilled Decoding: the teacher's deterministic sampler writes (noise, tokens) pairs once
+(resumable, shared across processes); the student, initialised from the teacher, learns to map
+the noise to the tokens in one or two passes (the paradigm of the tokenizer's layout gives the
+student and its loss)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from argen import models, paradigms, tokenizers
+from argen.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_model, weights_of
+from argen.data.token_cache import file_digest
+from argen.sampling.config import SamplingConfig
+from argen.training.recipes import DistillRecipe
+from argen.training.tasks.base import Task
+from argen.training.tasks.generator import TOKENIZER_DIR
+from argen.training.teacher_pairs import PairDataset, PairPlan, draw_pairs, prepare_pairs
+
+
+def model_digest(directory: Path) -> str:
+    return file_digest(directory / CONFIG_NAME, directory / WEIGHTS_NAME)
+
+
+class DistillTask(Task):
+    def __init__(self, recipe: DistillRecipe, accelerator) -> None:
+        super().__init__(recipe)
+        run = Path(recipe.teacher)
+        if not (run / TOKENIZER_DIR).is_dir():
+            raise ValueError(f"teacher {run} is not a generator run directory (it has no {TOKENIZER_DIR}/)")
+        self.teacher_dir = weights_of(run, None)
+        teacher = models.load(self.teacher_dir)
+        self.tokenizer = tokenizers.load(run / TOKENIZER_DIR)
+        layout = self.tokenizer.layout
+        paradigms.for_generator(teacher, layout, self.teacher_dir, run / TOKENIZER_DIR)  # they fit
+        self.paradigm = paradigms.for_recipe(recipe, layout)
+        self.model = self.paradigm.build_student(
+            teacher, self.tokenizer, recipe.sampling_steps, recipe.second_step_from
+        )
+        self.tokenizer = self.tokenizer.to(accelerator.device).eval()
+        self.dataset = self.teacher_pairs(teacher.to(accelerator.device).eval(), accelerator)
+        if accelerator.is_main_process:
+            save_model(self.tokenizer, Path(recipe.output_dir) / TOKENIZER_DIR)
+
+    def teacher_pairs(self, teacher: torch.nn.Module, accelerator) -> PairDataset:
+        """The teacher's pairs, drawn where missing (every process its share)."""
+        r = self.recipe
+        config = SamplingConfig(
+            cfg_scale=r.cfg_scale,
+            cfg_schedule=r.cfg_schedule,
+            temperature=r.temperature,
+            top_k=r.top_k,
+            top_p=r.top_p,
+        )
+        c = teacher.config
+        plan = PairPlan(r.num_pairs, c.num_classes, c.num_tokens, self.model.config.noise_dim, r.seed)
+        key = {
+            "teacher_sha256": model_digest(self.teacher_dir),
+            "tokenizer_sha256": model_digest(Path(r.teacher) / TOKENIZER_DIR),
+            "sampling": asdict(config),
+            "flow_steps": r.flow_steps,
+            "plan": asdict(plan),
+        }
+        directory = Path(r.pairs_dir or Path(r.output_dir) / "pairs")
+        if accelerator.is_main_process:
+            prepare_pairs(directory, key)
+        accelerator.wait_for_everyone()
+
+        def teacher_map(labels: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+            return self.paradigm.teacher_tokens(teacher, self.tokenizer, labels, noise, config, r.flow_steps)
+
+        draw_pairs(
+            teacher_map,
+            plan,
+            directory,
+            accelerator.device,
+            accelerator.process_index,
+            accelerator.num_processes,
+        )
+        accelerator.wait_for_everyone()
+        return PairDataset(directory, plan.num_shards)
+
+    def compute_losses(self, modules, batch, step):
+        tokens, noise, labels = batch
+        loss, logs = self.paradigm.distill_loss(modules["model"], self.tokenizer, tokens, noise, labels)
+        return {"model": loss}, logs

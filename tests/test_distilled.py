@@ -1,0 +1,201 @@
+"""Distilled Decoding: the noise-to-token flow, the teacher's deterministic sampler, students
+that start as their teachers, and the pipeline through train.py and sample.py."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from argen.cli import sample as sample_cli
+from argen.models.llama import Llama, LlamaConfig
+from argen.models.next_scale import split_scales
+from argen.paradigms.distilled import DistilledRaster, DistilledScales
+from argen.sampling import SamplingConfig
+from argen.sampling.next_token import sample_next_token
+from argen.sampling.token_flow import NoiseTokens, noise_to_token, standardised_codes
+from argen.tokenizers import VQConfig, VQModel
+from argen.training.recipes import recipe_from_dict
+from argen.training.trainer import train
+from tests.conftest import TRAIN, gpt_recipe, vq_recipe
+from tests.test_next_scale import tiny_generator, tiny_tokenizer
+
+
+def total_variation(ids: torch.Tensor, probs: torch.Tensor) -> float:
+    counts = torch.bincount(ids, minlength=len(probs)).double() / len(ids)
+    return 0.5 * (counts - probs.double()).abs().sum().item()
+
+
+def test_noise_to_token_follows_the_distribution_and_is_deterministic():
+    g = torch.Generator().manual_seed(0)
+    codes = standardised_codes(torch.randn(8, 8, generator=g))  # (V, d)
+    probs = torch.tensor([0.3, 0.2, 0.15, 0.12, 0.1, 0.08, 0.05, 0.0])
+    noise = torch.randn(10_000, 8, generator=g)
+    ids = noise_to_token(probs.expand(10_000, -1), codes, noise)
+    # sampling noise alone gives about 0.01 at 1e4 draws; a map that ignored p or the noise fails
+    assert total_variation(ids, probs) < 0.03
+    assert (ids != 7).all()  # a code of probability 0 is never reached
+    assert torch.equal(ids, noise_to_token(probs.expand(10_000, -1), codes, noise))
+    one_hot = torch.zeros(8).index_fill_(0, torch.tensor([2]), 1.0)
+    assert (noise_to_token(one_hot.expand(100, -1), codes, noise[:100]) == 2).all()
+    with pytest.raises(ValueError, match="steps"):
+        noise_to_token(probs[None], codes, noise[:1], steps=0)
+
+
+def tiny_raster_teacher() -> Llama:
+    torch.manual_seed(0)
+    model = Llama(LlamaConfig(vocab_size=32, grid_size=(3, 3), num_classes=4, dim=32, n_layer=2, n_head=2))
+    torch.nn.init.normal_(model.output.weight, std=0.5)  # not the zero init: distinct distributions
+    return model.eval()
+
+
+def tiny_vq() -> VQModel:
+    torch.manual_seed(0)
+    shape = dict(resolution=12, base_channels=8, channel_mult=(1, 1, 2), num_res_blocks=1, z_channels=8)
+    return VQModel(VQConfig(**shape, norm_groups=4, codebook_size=32, codebook_dim=4)).eval()
+
+
+def test_teacher_sampler_is_a_function_of_the_noise():
+    teacher, vq, labels = tiny_raster_teacher(), tiny_vq(), torch.tensor([0, 1, 2, 3])
+    config = SamplingConfig(cfg_scale=2.0)
+    paradigm = DistilledRaster()
+    noise = torch.randn(4, 9, 4, generator=torch.Generator().manual_seed(0))
+    first = paradigm.teacher_tokens(teacher, vq, labels, noise, config, 16)
+    assert first.shape == (4, 9)
+    assert torch.equal(first, paradigm.teacher_tokens(teacher, vq, labels, noise, config, 16))
+    assert not torch.equal(first, paradigm.teacher_tokens(teacher, vq, labels, noise.flip(0), config, 16))
+    # the deterministic draw and the usual one see the same guided distributions: with one
+    # likely token per position (temperature near 0) both give the same ids
+    cold = SamplingConfig(cfg_scale=2.0, temperature=1e-4)
+    greedy = sample_next_token(teacher, labels, SamplingConfig(cfg_scale=2.0, temperature=0))
+    assert torch.equal(paradigm.teacher_tokens(teacher, vq, labels, noise, cold, 16), greedy)
+
+
+def test_next_scale_teacher_picks_per_scale_codebooks():
+    teacher, msvq = tiny_generator(), tiny_tokenizer()
+    torch.nn.init.normal_(teacher.output.weight, std=0.5)
+    paradigm = DistilledScales()
+    assert paradigm.scale_of(teacher).tolist() == [0] + [1] * 4 + [2] * 9 + [3] * 16
+    noise = torch.randn(2, 30, 4, generator=torch.Generator().manual_seed(1))
+    config = SamplingConfig(cfg_scale=1.5)
+    tokens = paradigm.teacher_tokens(teacher, msvq, torch.tensor([0, 3]), noise, config, 8)
+    assert tokens.shape == (2, 30)
+    assert torch.equal(tokens, paradigm.teacher_tokens(teacher, msvq, torch.tensor([0, 3]), noise, config, 8))
+    pick = paradigm.teacher_pick(teacher, msvq, noise, config, 8)
+    assert isinstance(pick, NoiseTokens) and pick.codes.shape == (4, 32, 4)
+
+
+def test_students_start_as_their_teachers():
+    teacher, vq = tiny_raster_teacher(), tiny_vq()
+    student = DistilledRaster().build_student(teacher, vq, (1, 2), 0.5)
+    tokens, labels = torch.randint(32, (2, 9)), torch.tensor([1, 2])
+    noise = torch.randn(2, 9, 4)
+    with torch.no_grad():  # every token known: the teacher's next-token logits exactly
+        assert torch.allclose(student(tokens, noise, 9, labels), teacher(tokens, labels), atol=1e-5)
+    assert student.config.second_step_from == 4 and student.config.class_dropout == 0
+    ns_teacher, msvq = tiny_generator(), tiny_tokenizer()
+    ns_student = DistilledScales().build_student(ns_teacher, msvq, (1, 2), 0.5)
+    assert ns_student.config.second_step_from == 14  # the scale boundary nearest 15 of 30
+    ids = torch.randint(32, (2, 30))
+    inputs = msvq.teacher_inputs(split_scales(ids, (1, 2, 3, 4)))
+    with torch.no_grad():
+        expected = ns_teacher(inputs, labels)
+        assert torch.allclose(ns_student(inputs, torch.randn(2, 30, 4), 30, labels), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="class-conditional Llama"):
+        DistilledRaster().build_student(ns_teacher, vq, (1,), 0.5)
+    with pytest.raises(ValueError, match="subset"):
+        DistilledRaster().build_student(teacher, vq, (3,), 0.5)
+
+
+def test_student_reads_the_noise_only_where_tokens_are_unknown():
+    teacher, vq = tiny_raster_teacher(), tiny_vq()
+    student = DistilledRaster().build_student(teacher, vq, (1, 2), 0.5)
+    torch.nn.init.normal_(student.noise_reader.proj.weight)
+    tokens, labels, noise = torch.randint(32, (1, 9)), torch.tensor([0]), torch.randn(1, 9, 4)
+    changed = noise.clone()
+    changed[:, :4] += 1  # noise of the known positions
+    with torch.no_grad():
+        assert torch.equal(student(tokens, noise, 4, labels), student(tokens, changed, 4, labels))
+        other = tokens.clone()
+        other[:, 5:] = (other[:, 5:] + 1) % 32  # tokens after the known ones are never read
+        assert torch.equal(student(tokens, noise, 4, labels), student(other, noise, 4, labels))
+        assert not torch.equal(student(tokens, noise, 4, labels), student(tokens, noise, 3, labels))
+
+
+def distill_recipe(out, teacher, **kw) -> dict:
+    return (
+        dict(
+            task="distill",
+            output_dir=str(out),
+            teacher=str(teacher),
+            num_pairs=96,
+            flow_steps=4,
+            data=dict(batch_size=16),
+            train={**TRAIN, "max_steps": 4, "save_every": 2},
+        )
+        | kw
+    )
+
+
+def test_distill_pipeline_through_train_and_sample(trained, tmp_path):
+    run = train(recipe_from_dict(distill_recipe(tmp_path / "dd", trained["gpt"])))
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["_class_name"] == "DistilledLlama" and config["sampling_steps"] == [1, 2]
+    pairs = sorted(p.name for p in (run / "pairs").iterdir())
+    assert pairs == ["meta.json", "pairs-000000.safetensors"]
+    for steps in ("1", "2"):
+        out = tmp_path / f"s{steps}"
+        assert (
+            sample_cli.main(["--ckpt", str(run), "--num-samples", "6", "--steps", steps, "--out", str(out)])
+            == 0
+        )
+        assert np.load(out / "samples.npz")["arr_0"].shape == (6, 8, 8, 3)
+    a, b = (np.load(tmp_path / f"s{s}" / "samples.npz")["arr_0"] for s in ("1", "1"))
+    assert np.array_equal(a, b)
+
+
+def test_pairs_resume_and_refuse_another_teacher(trained, tmp_path):
+    pairs = tmp_path / "pairs"
+    first = distill_recipe(tmp_path / "a", trained["gpt"], pairs_dir=str(pairs), num_pairs=1500)
+    first["train"]["max_steps"] = 1
+    train(recipe_from_dict(first))
+    shard = pairs / "pairs-000001.safetensors"
+    before = shard.read_bytes()
+    shard.unlink()  # an interrupted run: the missing shard is drawn again, identically
+    second = dict(first, output_dir=str(tmp_path / "b"))
+    train(recipe_from_dict(second))
+    assert shard.read_bytes() == before
+    other = dict(second, output_dir=str(tmp_path / "c"), cfg_scale=3.0)
+    with pytest.raises(ValueError, match="another teacher or other settings"):
+        train(recipe_from_dict(other))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--steps", "3"], "trained for 1, 2"),
+        (["--cfg-scale", "2"], "without --cfg-scale"),
+    ],
+)
+def test_distilled_sampling_bad_input(trained, tmp_path, capsys, args, message):
+    run = train(recipe_from_dict(distill_recipe(tmp_path / "dd", trained["gpt"])))
+    assert sample_cli.main(["--ckpt", str(run), *args, "--out", str(tmp_path / "x")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_steps_are_refused_for_other_generators(trained, tmp_path, capsys):
+    assert sample_cli.main(["--ckpt", str(trained["gpt"]), "--steps", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "--steps is for distilled students" in capsys.readouterr().err
+
+
+def test_next_scale_distillation_through_train_and_sample(tmp_path):
+    recipe = vq_recipe(tmp_path / "msvq")
+    recipe["tokenizer"] = "multiscale"
+    recipe["model"].update(patch_nums=[1, 2, 4], phi_count=2)
+    msvq = train(recipe_from_dict(recipe))
+    var = train(recipe_from_dict(gpt_recipe(tmp_path / "var", msvq / "model")))
+    run = train(recipe_from_dict(distill_recipe(tmp_path / "dd", var)))
+    assert json.loads((run / "model" / "config.json").read_text())["second_step_from"] == 5
+    out = tmp_path / "s"
+    assert sample_cli.main(["--ckpt", str(run), "--num-samples", "4", "--steps", "2", "--out", str(out)]) == 0
+    assert np.load(out / "samples.npz")["arr_0"].shape == (4, 8, 8, 3)
