@@ -16,6 +16,7 @@ from argen.sampling.next_token import sample_next_token
 from argen.sampling.token_flow import NoiseTokens, noise_to_token, standardised_codes
 from argen.tokenizers import VQConfig, VQModel
 from argen.training.recipes import recipe_from_dict
+from argen.training.teacher_pairs import PairDataset, PairPlan, draw_pairs, prepare_pairs
 from argen.training.trainer import train
 from tests.conftest import TRAIN, gpt_recipe, vq_recipe
 from tests.test_next_scale import tiny_generator, tiny_tokenizer
@@ -199,3 +200,25 @@ def test_next_scale_distillation_through_train_and_sample(tmp_path):
     out = tmp_path / "s"
     assert sample_cli.main(["--ckpt", str(run), "--num-samples", "4", "--steps", "2", "--out", str(out)]) == 0
     assert np.load(out / "samples.npz")["arr_0"].shape == (4, 8, 8, 3)
+
+
+def test_pair_shards_are_the_same_whatever_the_process_count(tmp_path):
+    plan = PairPlan(
+        num_pairs=25, num_classes=3, num_tokens=4, noise_dim=2, seed=1, shard_size=10, batch_size=4
+    )
+    teacher_map = lambda labels, noise: (noise.sum(-1) > 0).long() + 2 * labels[:, None]  # noqa: E731
+    for world in (1, 2):
+        directory = tmp_path / str(world)
+        prepare_pairs(directory, {"plan": "p"})
+        for rank in range(world):
+            draw_pairs(teacher_map, plan, directory, torch.device("cpu"), rank, world)
+    one, two = PairDataset(tmp_path / "1", plan.num_shards), PairDataset(tmp_path / "2", plan.num_shards)
+    assert len(one) == 25 and torch.equal(one.tokens, two.tokens) and torch.equal(one.noise, two.noise)
+    tokens, noise, label = one[3]
+    assert (
+        tokens.shape == (4,)
+        and noise.shape == (4, 2)
+        and torch.equal(tokens, teacher_map(torch.tensor([label]), noise[None])[0])
+    )
+    with pytest.raises(ValueError, match="another teacher"):
+        prepare_pairs(tmp_path / "1", {"plan": "q"})

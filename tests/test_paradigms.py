@@ -23,6 +23,12 @@ from argen.models import (
     NextScaleConfig,
     NextScaleLlama,
 )
+from argen.models.distilled import (
+    DistilledConfig,
+    DistilledLlama,
+    DistilledNextScale,
+    DistilledNextScaleConfig,
+)
 from argen.models.heads import FlowHead, FlowHeadConfig
 from argen.sampling import guide
 from argen.sampling.flow import flow_velocity
@@ -90,6 +96,18 @@ CASES = [  # (layout, generator, paradigm name)
         NextFrameLlama(LlamaConfig(vocab_size=8, grid_size=(2, 2), frames=2, rope="3d", **TINY)),
         "next-frame video tokens",
     ),
+    (
+        GridLayout(2, 2, 8),
+        DistilledLlama(DistilledConfig(vocab_size=8, grid_size=(2, 2), noise_dim=4, **TINY)),
+        "distilled raster ids",
+    ),
+    (
+        ScaleLayout((1, 2), 8),
+        DistilledNextScale(
+            DistilledNextScaleConfig(vocab_size=8, grid_size=(2, 2), patch_nums=(1, 2), token_dim=4, **TINY)
+        ),
+        "distilled next-scale ids",
+    ),
 ]
 
 
@@ -136,6 +154,12 @@ def test_recipes_resolve_by_layout_and_variant():
         paradigms.for_recipe(recipe(next_frame=True), GridLayout(2, 2, 8))
     with pytest.raises(ValueError, match="coarse-to-fine tokenizer"):
         paradigms.for_recipe(recipe(task="refiner"), GridLayout(2, 2, 8))
+    assert (
+        paradigms.for_recipe(recipe(task="distill"), ScaleLayout((1, 2), 8)).name
+        == "distilled next-scale ids"
+    )
+    with pytest.raises(ValueError, match="distillation needs"):
+        paradigms.for_recipe(recipe(task="distill"), ContinuousLayout(2, 2, 4))
 
 
 def test_sample_options_are_offered_only_by_their_paradigms():

@@ -7,7 +7,9 @@ teacher's distribution over the codes (:mod:`argen.sampling.token_flow`): the to
 function of the noise. The student (:mod:`argen.models.distilled`) learns that function with
 cross-entropy. One step: all noise -> all tokens. Two steps: keep the first
 ``second_step_from`` tokens of the first step, give the rest their noise back, predict again.
-The guidance is distilled: students sample without ``--cfg-scale``.
+Each pass draws every unknown token from the student's distribution for it (``--temperature``,
+``--top-k``, ``--top-p`` as usual; temperature 0 takes the likeliest token, the purely
+deterministic map). The guidance is distilled: students sample without ``--cfg-scale``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from argen.models.next_scale import NextScaleLlama, split_scales
 from argen.paradigms.base import Paradigm, SamplingExtras
 from argen.paradigms.next_scale import check_scales
 from argen.sampling.config import SamplingConfig
+from argen.sampling.logits import RandomTokens
 from argen.sampling.next_scale import sample_next_scale
 from argen.sampling.next_token import sample_next_token
 from argen.sampling.token_flow import NoiseTokens, standardised_codes
@@ -139,10 +142,10 @@ class DistilledTokens(Paradigm):
             len(condition), c.num_tokens, c.noise_dim, generator=generator, device=generator.device
         )  # (B, L, d)
         tokens = torch.zeros(len(condition), c.num_tokens, dtype=torch.long, device=noise.device)
-        positions = torch.arange(c.num_tokens, device=noise.device)
+        positions, pick = torch.arange(c.num_tokens, device=noise.device), RandomTokens(config, generator)
         for known in self.starts(model)[: extras.steps or min(c.sampling_steps)]:
             logits = self.student_logits(model, tokenizer, tokens, noise, known, condition)
-            tokens = torch.where(positions < known, tokens, logits.argmax(-1))  # (B, L)
+            tokens = torch.where(positions < known, tokens, pick(logits, 0))  # (B, L)
         return self.as_tokenizer_ids(tokenizer, tokens)
 
     def as_tokenizer_ids(self, tokenizer, tokens: torch.Tensor):

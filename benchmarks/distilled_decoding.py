@@ -1,0 +1,132 @@
+"""Distilled Decoding side by side, in one run: each teacher (with the guidance its student was
+distilled from) and its student at one and two steps sample the same classes with the same
+seeds; for each: generator passes per image, wall time per image at batch 1 and for all
+samples at ``--batch-size``, the speed-ups over the teacher, classifier-feature FID against
+the dataset and class-consistency.
+
+    python -m benchmarks.distilled_decoding --runs runs/digits/dd runs/digits/var_dd
+
+Each ``--runs`` entry is a distilled run (``task: distill``); its teacher is the one named
+in its ``recipe.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from argen import models, tokenizers
+from argen.checkpoint import weights_of
+from argen.eval import class_consistency, classifier_features, frechet_distance, from_uint8, load_classifier
+from argen.eval.evaluation import reference_images
+from argen.paradigms import SamplingExtras, for_generator
+from argen.paradigms.generate import batch_seed, generate_batch
+from argen.sampling import SamplingConfig
+
+
+@dataclass
+class Sampler:
+    """One way of sampling a run: its model, the sampling settings and the extras."""
+
+    name: str
+    model: torch.nn.Module
+    passes: int
+    config: SamplingConfig
+    extras: SamplingExtras
+
+    def draw(self, tokenizer, labels: torch.Tensor, batch: int) -> np.ndarray:
+        paradigm = for_generator(self.model, tokenizer.layout)
+        parts = [
+            generate_batch(
+                paradigm,
+                self.model,
+                tokenizer,
+                labels[b : b + batch],
+                self.config,
+                batch_seed(0, b // batch),
+                self.extras,
+            )[0]
+            for b in range(0, len(labels), batch)
+        ]
+        return np.concatenate(parts)
+
+
+def samplers(run: Path, device: str) -> tuple[list[Sampler], torch.nn.Module]:
+    """The teacher and the student at each of its step counts, and the shared tokenizer."""
+    recipe = json.loads((run / "recipe.json").read_text())
+    teacher = models.load(weights_of(Path(recipe["teacher"]), None)).to(device).eval()
+    student = models.load(weights_of(run, None)).to(device).eval()
+    tokenizer = tokenizers.load(run / "tokenizer").to(device).eval()
+    scales = tuple(getattr(tokenizer.layout, "scales", ()))
+    guided = SamplingConfig(
+        cfg_scale=recipe["cfg_scale"],
+        cfg_schedule=recipe["cfg_schedule"],
+        temperature=recipe["temperature"],
+        top_k=recipe["top_k"],
+        top_p=recipe["top_p"],
+    )
+    found = [Sampler("teacher", teacher, len(scales) or teacher.config.num_tokens, guided, SamplingExtras())]
+    for steps in student.config.sampling_steps:
+        found.append(Sampler(f"{steps}-step", student, steps, SamplingConfig(), SamplingExtras(steps=steps)))
+    return found, tokenizer
+
+
+def per_image_seconds(sampler: Sampler, tokenizer, labels: torch.Tensor, batch: int, repeats: int) -> float:
+    """Best wall time of drawing ``labels`` at ``batch``, per image (after a warm-up)."""
+    sampler.draw(tokenizer, labels[:batch], batch)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        sampler.draw(tokenizer, labels, batch)
+        best = min(best, time.perf_counter() - start)
+    return best / len(labels)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", nargs="+", required=True)
+    p.add_argument("--classifier", default="runs/digits/classifier/model")
+    p.add_argument("--reference", default="digits")
+    p.add_argument("--num-samples", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--single", type=int, default=50, help="images timed one at a time (batch 1)")
+    p.add_argument("--repeats", type=int, default=2, help="timed passes per sampler (best is kept)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args()
+
+    classifier = load_classifier(args.classifier).to(args.device)
+    metric, real = classifier_features(classifier), None
+    print(f"samples={args.num_samples} batch={args.batch_size} batch-1 images={args.single} device={args.device}")
+    header = f"{'run':28s} {'sampler':8s} {'passes':>6s} {'ms/img b1':>9s} {'x b1':>6s}"
+    print(f"{header} {'ms/img b' + str(args.batch_size):>10s} {'x b':>6s} {'fid_clf':>8s} class-cons")
+    for run in args.runs:
+        found, tokenizer = samplers(Path(run), args.device)
+        if real is None:
+            real = reference_images(args.reference, tokenizer.config.resolution)
+        labels = torch.arange(args.num_samples) % found[0].model.config.num_classes
+        base_single = base_batch = None
+        for sampler in found:
+            single = per_image_seconds(sampler, tokenizer, labels[: args.single], 1, args.repeats)
+            batched = per_image_seconds(sampler, tokenizer, labels, args.batch_size, args.repeats)
+            base_single, base_batch = base_single or single, base_batch or batched
+            images = sampler.draw(tokenizer, labels, args.batch_size)
+            fid = frechet_distance(metric, real, images, device=torch.device(args.device))
+            consistency = class_consistency(
+                classifier, from_uint8(images).to(args.device), labels.to(args.device)
+            )["overall"]
+            print(
+                f"{run:28s} {sampler.name:8s} {sampler.passes:6d} {single * 1e3:9.2f} "
+                f"{base_single / single:5.2f}x {batched * 1e3:10.3f} {base_batch / batched:5.2f}x "
+                f"{fid:8.3f} {consistency:10.3f}"
+            )
+    print("passes: generator forward passes per image; x: speed-up over the teacher of the same run")
+
+
+if __name__ == "__main__":
+    main()
