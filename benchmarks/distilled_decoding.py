@@ -102,7 +102,8 @@ def main() -> None:
 
     classifier = load_classifier(args.classifier).to(args.device)
     metric, real = classifier_features(classifier), None
-    print(f"samples={args.num_samples} batch={args.batch_size} batch-1 images={args.single} device={args.device}")
+    print(f"samples={args.num_samples} batch={args.batch_size} batch-1 images={args.single}", end=" ")
+    print(f"device={args.device}")
     header = f"{'run':28s} {'sampler':8s} {'passes':>6s} {'ms/img b1':>9s} {'x b1':>6s}"
     print(f"{header} {'ms/img b' + str(args.batch_size):>10s} {'x b':>6s} {'fid_clf':>8s} class-cons")
     for run in args.runs:
