@@ -1,8 +1,8 @@
 """Distilled Decoding side by side, in one run: each teacher (with the guidance its student was
 distilled from) and its student at one and two steps sample the same classes with the same
-seeds; for each: generator passes per image, wall time per image at batch 1 and for all
-samples at ``--batch-size``, the speed-ups over the teacher, classifier-feature FID against
-the dataset and class-consistency.
+seeds; for each: generator passes per image, wall time per image at batch 1 and at
+``--batch-size`` (drawing tokens only, and tokens decoded to images), the speed-ups over the
+teacher, classifier-feature FID against the dataset and class-consistency.
 
     python -m benchmarks.distilled_decoding --runs runs/digits/dd runs/digits/var_dd
 
@@ -40,21 +40,21 @@ class Sampler:
     config: SamplingConfig
     extras: SamplingExtras
 
-    def draw(self, tokenizer, labels: torch.Tensor, batch: int) -> np.ndarray:
+    def draw(self, tokenizer, labels: torch.Tensor, batch: int, decode: bool = True) -> np.ndarray | None:
+        """Images (N, H, W, C) for ``labels`` in seeded batches, as ``sample.py`` draws them;
+        without ``decode`` only the tokens are drawn (and dropped)."""
         paradigm = for_generator(self.model, tokenizer.layout)
-        parts = [
-            generate_batch(
-                paradigm,
-                self.model,
-                tokenizer,
-                labels[b : b + batch],
-                self.config,
-                batch_seed(0, b // batch),
-                self.extras,
-            )[0]
-            for b in range(0, len(labels), batch)
-        ]
-        return np.concatenate(parts)
+        parts = []
+        for b in range(0, len(labels), batch):
+            rows, seed = labels[b : b + batch], batch_seed(0, b // batch)
+            if decode:
+                parts.append(
+                    generate_batch(paradigm, self.model, tokenizer, rows, self.config, seed, self.extras)[0]
+                )
+            else:
+                generator = torch.Generator(device=rows.device).manual_seed(seed)
+                paradigm.sample(self.model, tokenizer, rows, self.config, generator, self.extras)
+        return np.concatenate(parts) if decode else None
 
 
 def samplers(run: Path, device: str) -> tuple[list[Sampler], torch.nn.Module]:
@@ -77,13 +77,16 @@ def samplers(run: Path, device: str) -> tuple[list[Sampler], torch.nn.Module]:
     return found, tokenizer
 
 
-def per_image_seconds(sampler: Sampler, tokenizer, labels: torch.Tensor, batch: int, repeats: int) -> float:
+@torch.no_grad()
+def per_image_seconds(
+    sampler: Sampler, tokenizer, labels: torch.Tensor, batch: int, repeats: int, decode: bool
+) -> float:
     """Best wall time of drawing ``labels`` at ``batch``, per image (after a warm-up)."""
-    sampler.draw(tokenizer, labels[:batch], batch)
+    sampler.draw(tokenizer, labels[:batch], batch, decode)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        sampler.draw(tokenizer, labels, batch)
+        sampler.draw(tokenizer, labels, batch, decode)
         best = min(best, time.perf_counter() - start)
     return best / len(labels)
 
@@ -104,29 +107,35 @@ def main() -> None:
     metric, real = classifier_features(classifier), None
     print(f"samples={args.num_samples} batch={args.batch_size} batch-1 images={args.single}", end=" ")
     print(f"device={args.device}")
-    header = f"{'run':28s} {'sampler':8s} {'passes':>6s} {'ms/img b1':>9s} {'x b1':>6s}"
-    print(f"{header} {'ms/img b' + str(args.batch_size):>10s} {'x b':>6s} {'fid_clf':>8s} class-cons")
+    b = args.batch_size
+    print(
+        f"{'run':24s} {'sampler':8s} {'passes':>6s} {'b1 tokens':>13s} {'b1 images':>13s} "
+        f"{f'b{b} tokens':>13s} {f'b{b} images':>13s} {'fid_clf':>8s} class-cons"
+    )
     for run in args.runs:
         found, tokenizer = samplers(Path(run), args.device)
         if real is None:
             real = reference_images(args.reference, tokenizer.config.resolution)
         labels = torch.arange(args.num_samples) % found[0].model.config.num_classes
-        base_single = base_batch = None
+        baseline = None
         for sampler in found:
-            single = per_image_seconds(sampler, tokenizer, labels[: args.single], 1, args.repeats)
-            batched = per_image_seconds(sampler, tokenizer, labels, args.batch_size, args.repeats)
-            base_single, base_batch = base_single or single, base_batch or batched
-            images = sampler.draw(tokenizer, labels, args.batch_size)
+            times = [  # ms per image: batch 1 (tokens, images), batch b (tokens, images)
+                1e3 * per_image_seconds(sampler, tokenizer, rows, batch, args.repeats, decode)
+                for rows, batch in ((labels[: args.single], 1), (labels, b))
+                for decode in (False, True)
+            ]
+            baseline = baseline or times
+            images = sampler.draw(tokenizer, labels, b)
             fid = frechet_distance(metric, real, images, device=torch.device(args.device))
             consistency = class_consistency(
                 classifier, from_uint8(images).to(args.device), labels.to(args.device)
             )["overall"]
-            print(
-                f"{run:28s} {sampler.name:8s} {sampler.passes:6d} {single * 1e3:9.2f} "
-                f"{base_single / single:5.2f}x {batched * 1e3:10.3f} {base_batch / batched:5.2f}x "
-                f"{fid:8.3f} {consistency:10.3f}"
-            )
-    print("passes: generator forward passes per image; x: speed-up over the teacher of the same run")
+            cells = " ".join(f"{t:7.3f} {base / t:4.1f}x" for t, base in zip(times, baseline))
+            print(f"{run:24s} {sampler.name:8s} {sampler.passes:6d} {cells} {fid:8.3f} {consistency:10.3f}")
+    print(
+        "passes: generator forward passes per image; ms per image and speed-up over the teacher of "
+        "the same run, drawing tokens only and tokens decoded to images"
+    )
 
 
 if __name__ == "__main__":

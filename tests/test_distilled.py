@@ -102,6 +102,9 @@ def test_students_start_as_their_teachers():
     with torch.no_grad():
         expected = ns_teacher(inputs, labels)
         assert torch.allclose(ns_student(inputs, torch.randn(2, 30, 4), 30, labels), expected, atol=1e-5)
+        noise = torch.randn(2, 30, 4)  # nothing known: the shortcut that skips the tokenizer agrees
+        shortcut = DistilledScales().student_logits(ns_student, msvq, ids, noise, 0, labels)
+        assert torch.allclose(shortcut, ns_student(inputs, noise, 0, labels), atol=1e-6)
     with pytest.raises(ValueError, match="class-conditional Llama"):
         DistilledRaster().build_student(ns_teacher, vq, (1,), 0.5)
     with pytest.raises(ValueError, match="subset"):

@@ -198,7 +198,11 @@ class DistilledScales(DistilledTokens):
         return min(ends, key=lambda end: abs(end - fraction * teacher.config.num_tokens))
 
     def student_logits(self, student, tokenizer, tokens, noise, known, condition):
-        inputs = tokenizer.teacher_inputs(split_scales(tokens, tokenizer.layout.scales))  # (B, L - P, C)
+        if torch.as_tensor(known).max() == 0:  # no scale known: the inputs are never read
+            c = student.config
+            inputs = noise.new_zeros(len(tokens), c.num_tokens - student.prefix_len, c.token_dim)
+        else:
+            inputs = tokenizer.teacher_inputs(split_scales(tokens, tokenizer.layout.scales))  # (B, L - P, C)
         return student(inputs, noise, known, condition)
 
     def check_pair(self, model, layout, model_dir, tokenizer_dir):
