@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import torch
@@ -40,3 +41,14 @@ def memory_bandwidth(device: str) -> float:
     y = torch.empty_like(x)
     seconds = timed(lambda: y.copy_(x), device, 5)
     return 2 * x.numel() * 4 / seconds
+
+
+def quality_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options of the benchmarks that sample runs and judge them with a classifier."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", nargs="+", required=True)
+    p.add_argument("--classifier", default="runs/digits/classifier/model")
+    p.add_argument("--reference", default="digits")
+    p.add_argument("--num-samples", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=100)
+    return p

@@ -12,7 +12,6 @@ reports target tokens per pass and its time against the warm constrained pass.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -24,16 +23,12 @@ from argen.eval import class_consistency, classifier_features, frechet_distance,
 from argen.eval.evaluation import reference_images
 from argen.sampling import SamplingConfig
 from argen.sampling.speculative import Speculation, SpeculativeConfig
+from benchmarks._common import quality_parser
 from benchmarks.orderings import draw
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", nargs="+", required=True)
-    p.add_argument("--classifier", default="runs/digits/classifier/model")
-    p.add_argument("--reference", default="digits")
-    p.add_argument("--num-samples", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=100)
+    p = quality_parser(__doc__)
     p.add_argument("--cfg-scale", type=float, default=2.0)
     p.add_argument("--draft", help="a draft run for a speculative pass under the mask")
     p.add_argument("--draft-length", type=int, default=4)

@@ -12,7 +12,6 @@ in its ``recipe.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from argen.eval.evaluation import reference_images
 from argen.paradigms import SamplingExtras, for_generator
 from argen.paradigms.generate import batch_seed, generate_batch
 from argen.sampling import SamplingConfig
+from benchmarks._common import quality_parser
 
 
 @dataclass
@@ -92,12 +92,7 @@ def per_image_seconds(
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", nargs="+", required=True)
-    p.add_argument("--classifier", default="runs/digits/classifier/model")
-    p.add_argument("--reference", default="digits")
-    p.add_argument("--num-samples", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=100)
+    p = quality_parser(__doc__)
     p.add_argument("--single", type=int, default=50, help="images timed one at a time (batch 1)")
     p.add_argument("--repeats", type=int, default=2, help="timed passes per sampler (best is kept)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -13,7 +13,6 @@ guidance linearly on next-scale runs (VAR's schedule) and keeps it constant on t
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from argen.paradigms import SamplingExtras, for_generator
 from argen.paradigms.generate import batch_seed, generate_batch
 from argen.sampling import SamplingConfig
 from argen.sampling.coarse_to_fine import Refinement
+from benchmarks._common import quality_parser
 
 
 def draw(
@@ -47,12 +47,7 @@ def draw(
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", nargs="+", required=True)
-    p.add_argument("--classifier", default="runs/digits/classifier/model")
-    p.add_argument("--reference", default="digits")
-    p.add_argument("--num-samples", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=100)
+    p = quality_parser(__doc__)
     p.add_argument("--cfg-scale", type=float, default=2.0)
     p.add_argument("--cfg-schedule", choices=["auto", "constant", "linear"], default="auto")
     p.add_argument("--flow-steps", type=int, default=25, help="continuous runs: ODE steps per token / scale")
