@@ -43,12 +43,18 @@ def memory_bandwidth(device: str) -> float:
     return 2 * x.numel() * 4 / seconds
 
 
-def quality_parser(doc: str | None) -> argparse.ArgumentParser:
+def quality_parser(
+    doc: str | None,
+    classifier: str = "runs/digits/classifier/model",
+    reference: str = "digits",
+    num_samples: int = 1000,
+    batch_size: int = 100,
+) -> argparse.ArgumentParser:
     """The options of the benchmarks that sample runs and judge them with a classifier."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", nargs="+", required=True)
-    p.add_argument("--classifier", default="runs/digits/classifier/model")
-    p.add_argument("--reference", default="digits")
-    p.add_argument("--num-samples", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--classifier", default=classifier)
+    p.add_argument("--reference", default=reference)
+    p.add_argument("--num-samples", type=int, default=num_samples)
+    p.add_argument("--batch-size", type=int, default=batch_size)
     return p

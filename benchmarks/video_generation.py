@@ -13,7 +13,6 @@ frames before they are scored.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -27,16 +26,12 @@ from argen.eval.fvd import ClipClassifierFeatures, frechet_video_distance
 from argen.models.next_frame import NextFrameLlama
 from argen.paradigms import for_generator
 from argen.sampling import SamplingConfig
+from benchmarks._common import quality_parser
 from benchmarks.orderings import draw
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", nargs="+", required=True)
-    p.add_argument("--classifier", default="runs/moving_digits/classifier/model")
-    p.add_argument("--reference", default="moving_digits")
-    p.add_argument("--num-samples", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=50)
+    p = quality_parser(__doc__, "runs/moving_digits/classifier/model", "moving_digits", 200, 50)
     p.add_argument("--cfg-scale", type=float, default=2.0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
