@@ -225,3 +225,14 @@ def test_pair_shards_are_the_same_whatever_the_process_count(tmp_path):
     )
     with pytest.raises(ValueError, match="another teacher"):
         prepare_pairs(tmp_path / "1", {"plan": "q"})
+
+
+def test_distilled_decoding_benchmark_compares_teacher_and_student(trained, tmp_path, monkeypatch, capsys):
+    from benchmarks import distilled_decoding
+
+    run = train(recipe_from_dict(distill_recipe(tmp_path / "dd", trained["gpt"])))
+    args = ["--runs", str(run), "--classifier", str(trained["classifier"] / "model"), "--num-samples", "4"]
+    monkeypatch.setattr("sys.argv", ["x", *args, "--batch-size", "2", "--single", "2", "--repeats", "1"])
+    distilled_decoding.main()
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(str(run))]
+    assert [(r[1], r[2]) for r in rows] == [("teacher", "16"), ("1-step", "1"), ("2-step", "2")]
