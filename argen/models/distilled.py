@@ -92,10 +92,8 @@ class DistilledNextScale(NextScaleLlama):
     def __init__(self, config: DistilledNextScaleConfig):
         super().__init__(config)
         self.noise_reader = NoiseReader(config.noise_dim, config.dim)
-        starts = torch.tensor([start for start, end in config.scale_bounds for _ in range(end - start)])
-        self.register_buffer(
-            "scale_starts", starts, persistent=False
-        )  # (L,) first position of each one's scale
+        starts = torch.tensor([start for start, _ in config.scale_bounds])[self.levels]  # (L,)
+        self.register_buffer("scale_starts", starts, persistent=False)  # where each position's scale starts
 
     def forward(
         self, inputs: torch.Tensor, noise: torch.Tensor, known: torch.Tensor | int, labels: torch.Tensor

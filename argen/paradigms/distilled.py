@@ -17,14 +17,13 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import torch
-import torch.nn.functional as F
 
 from argen.checkpoint import CheckpointError
 from argen.data.token_cache import flat_ids
 from argen.models.distilled import DistilledLlama, DistilledNextScale
 from argen.models.llama import Llama
 from argen.models.next_scale import NextScaleLlama, split_scales
-from argen.paradigms.base import Paradigm, SamplingExtras
+from argen.paradigms.base import Paradigm, SamplingExtras, cross_entropy
 from argen.paradigms.next_scale import check_scales
 from argen.sampling.config import SamplingConfig
 from argen.sampling.logits import RandomTokens
@@ -118,10 +117,9 @@ class DistilledTokens(Paradigm):
         known = starts[torch.randint(len(starts), (len(tokens),), device=tokens.device)]  # (B,)
         logits = self.student_logits(student, tokenizer, tokens, noise, known, labels)  # (B, L, V)
         unknown = torch.arange(tokens.shape[1], device=tokens.device)[None] >= known[:, None]  # (B, L)
-        targets = tokens.masked_fill(~unknown, -100)
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        loss, logs = cross_entropy(logits, tokens.masked_fill(~unknown, -100))
         match = (logits.argmax(-1) == tokens)[unknown].float().mean()
-        return loss, {"loss": loss.item(), "token_match": match.item()}
+        return loss, logs | {"token_match": match.item()}
 
     # --- sampling -------------------------------------------------------------------------
     def sampling_steps(self, model, requested: int | None, config: SamplingConfig) -> int:
@@ -186,7 +184,7 @@ class DistilledScales(DistilledTokens):
         return standardised_codes(torch.stack([tokenizer.quantizer(k).codebook() for k in scales]))
 
     def scale_of(self, model):
-        return torch.cat([torch.full((pn * pn,), k) for k, pn in enumerate(model.config.patch_nums)])
+        return model.levels.cpu()
 
     def teacher_tokens(self, teacher, tokenizer, labels, noise, config, flow_steps):
         pick = self.teacher_pick(teacher, tokenizer, noise, config, flow_steps)

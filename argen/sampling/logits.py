@@ -9,9 +9,8 @@ import torch.nn.functional as F
 
 from argen.sampling.config import SamplingConfig
 
-TokenPick = Callable[
-    [torch.Tensor, int], torch.Tensor
-]  # guided logits (B, n, V) at positions start.. -> ids (B, n)
+# guided logits (B, n, V) of sequence positions start.. -> ids (B, n)
+TokenPick = Callable[[torch.Tensor, int], torch.Tensor]
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
