@@ -129,7 +129,7 @@ def draw_batches(
     start = time.perf_counter()
     for b in tqdm(todo, desc="sampling", disable=not accelerator.is_main_process):
         indices = range(b * args.batch_size, min((b + 1) * args.batch_size, args.num_samples))
-        given = None if run.extras.frames is None else run.extras.frames.tokens(indices)
+        given = run.extras.given(indices)
         images, valid = generate_batch(
             run.paradigm,
             run.model,

@@ -114,6 +114,16 @@ def add_extra_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--steps", type=int, help="distilled students: passes per sample (default: the fewest trained)"
     )
+    p.add_argument(
+        "--control",
+        metavar="IMAGE_OR_FOLDER",
+        help="controlled generators: the control input of each sample, in turn (one image or a folder)",
+    )
+    p.add_argument(
+        "--control-kind",
+        choices=["canny", "map"],
+        help="--control: photos whose canny edges control, or ready control maps (default: the model's kind)",
+    )
     p.add_argument("--given-frames", type=int, help="video: keep the first N frames of real clips")
     p.add_argument("--given-from", metavar="DATASET", help="video: the clips --given-frames come from")
     p.add_argument(

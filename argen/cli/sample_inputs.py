@@ -126,6 +126,10 @@ def load_extras(
         if not (args.edit and args.mask):
             raise ValueError("--edit and --mask go together")
         extras.edit = paradigm.edit_source(tokenizer, args.edit, args.mask, device)
+    if args.control_kind and not args.control:
+        raise ValueError("--control-kind goes with --control")
+    if args.control:
+        extras.control = paradigm.control_inputs(model, args.control, args.control_kind, device)
     if args.given_frames or args.given_from:
         if not (args.given_from and args.given_frames):
             raise ValueError("frame prediction needs both --given-from DATASET and --given-frames N")

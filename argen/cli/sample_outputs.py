@@ -42,7 +42,8 @@ def write_samples(
         (out / "videos").mkdir(exist_ok=True)
         for i, clip in enumerate(images):
             write_mp4(out / "videos" / f"{i:06d}.mp4", clip, fps=run.args.fps)
-    Image.fromarray(sample_grid(images, len(run.names))).save(out / "grid.png")
+    grid, columns = run.paradigm.grid_images(images, run.extras, len(run.names))
+    Image.fromarray(sample_grid(grid, columns)).save(out / "grid.png")
 
 
 def write_metrics(

@@ -13,6 +13,7 @@ from argen.models.continuous import (
     ContinuousNextScaleConfig,
     ContinuousNextScaleLlama,
 )
+from argen.models.control import ControlledLlama
 from argen.models.distilled import DistilledLlama, DistilledNextScale
 from argen.models.draft_head import DraftHead, DraftHeadConfig
 from argen.models.llama import Llama, LlamaConfig
@@ -32,6 +33,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "DraftHead": DraftHead,
     "DistilledLlama": DistilledLlama,
     "DistilledNextScale": DistilledNextScale,
+    "ControlledLlama": ControlledLlama,
 }
 
 
@@ -48,6 +50,7 @@ __all__ = [
     "ContinuousLlamaConfig",
     "ContinuousNextScaleConfig",
     "ContinuousNextScaleLlama",
+    "ControlledLlama",
     "DistilledLlama",
     "DistilledNextScale",
     "DraftHead",

@@ -288,11 +288,17 @@ class Llama(nn.Module):
     def run_layers(self, x: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """All blocks over a whole sequence (teacher forcing), recomputed in the backward pass
         when ``activation_checkpointing`` is set."""
-        for layer in self.layers:
+        for index, layer in enumerate(self.layers):
+            x = self.layer_input(index, x, None)
             if self.activation_checkpointing and self.training:
                 x = checkpoint(layer, x, rope, mask, use_reentrant=False)
             else:
                 x = layer(x, rope, mask)
+        return x
+
+    def layer_input(self, index: int, x: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
+        """The input of block ``index`` at positions ``pos`` (None: the whole sequence); models
+        with inputs beside the tokens (spatial control) add them here."""
         return x
 
     # --- cached decoding -------------------------------------------------------------------
@@ -325,6 +331,6 @@ class Llama(nn.Module):
         else:
             rows = self.cache_mask[:, 0].expand(x.shape[0], -1, -1)  # (B, L, L)
             mask = rows.gather(1, pos[..., None].expand(-1, -1, rows.shape[-1]))[:, None]  # (B, 1, Lq, L)
-        for layer in self.layers:
-            x = layer(x, rope, mask, pos)
+        for index, layer in enumerate(self.layers):
+            x = layer(self.layer_input(index, x, pos), rope, mask, pos)
         return x

@@ -15,6 +15,7 @@ from argen.checkpoint import CheckpointError
 from argen.paradigms.base import Paradigm, SamplingExtras, SpeculationOptions
 from argen.paradigms.byte_stream import ByteStreams
 from argen.paradigms.coarse_to_fine import CoarseLabels, FineLabels
+from argen.paradigms.control import ControlledRaster
 from argen.paradigms.continuous import ContinuousRaster, ContinuousScales
 from argen.paradigms.distilled import DistilledRaster, DistilledScales
 from argen.paradigms.next_scale import NextScale
@@ -33,11 +34,12 @@ PARADIGMS: list[Paradigm] = [
     NextFrame(),
     DistilledRaster(),
     DistilledScales(),
+    ControlledRaster(),
 ]
 
 
 def requested_variant(recipe) -> str:
-    """What a recipe asks for: ``generator``, ``refiner``, ``distill`` (its task) or ``next_frame``."""
+    """What a recipe asks for: ``generator``, ``refiner``, ``distill``, ``control`` (its task) or ``next_frame``."""
     return "next_frame" if getattr(recipe, "next_frame", False) else recipe.task
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -25,7 +26,8 @@ from argen.sampling.next_token import GridSampler, TokenConstraint
 class SamplingExtras:
     """What a sampling run adds to plain sampling: a compiled step, a sampler that replaces
     next-token sampling on grids (speculative decoding, coarse-to-fine refinement), an edit
-    source (next-scale), given frames (video) or a syntax constraint (byte streams)."""
+    source (next-scale), given frames (video), control maps or a syntax constraint (byte
+    streams)."""
 
     compile: bool = False
     grid_sampler: GridSampler | None = None
@@ -33,6 +35,14 @@ class SamplingExtras:
     frames: Any = None  # FramePrompts of video paradigms
     constraint: TokenConstraint | None = None  # byte streams: the codec's syntax
     steps: int | None = None  # distilled students: passes per sample
+    control: Any = None  # ControlInputs of controlled paradigms
+
+    def given(self, indices: range) -> torch.Tensor | None:
+        """What samples ``indices`` are given besides their condition: the first frames' ids
+        (frame prediction) or control maps (spatial control)."""
+        if self.frames is not None:
+            return self.frames.tokens(indices)
+        return self.control.maps(indices) if self.control is not None else None
 
 
 @dataclass
@@ -129,6 +139,10 @@ class Paradigm:
         images = tokenizer.decode(tokens)
         return images, torch.ones(len(images), dtype=torch.bool)
 
+    def grid_images(self, images: np.ndarray, extras: SamplingExtras, columns: int) -> tuple[np.ndarray, int]:
+        """The images of ``grid.png`` and its columns (one per condition)."""
+        return images, columns
+
     # --- options of sample.py (refused unless a paradigm offers them) --------------------
     def speculation(self, target, tokenizer, draft, options: SpeculationOptions, config: SamplingConfig):
         raise ValueError(
@@ -154,6 +168,11 @@ class Paradigm:
         if requested is not None:
             raise ValueError(f"--steps is for distilled students (task: distill), not {self.name}")
         return None
+
+    def control_inputs(self, model, path: str, kind: str | None, device: torch.device):
+        raise ValueError(
+            f"--control is for generators trained with spatial control (task: control), not {self.name}"
+        )
 
     def frame_prompts(self, model, tokenizer, dataset: str, given_frames: int, device: torch.device):
         raise ValueError(

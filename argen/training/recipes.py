@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from argen.config import ConfigError, from_dict, load_yaml, merge, parse_overrides
+from argen.data.control import ControlConfig
 from argen.eval.classifier import ClassifierConfig
 from argen.models.heads import FlowHeadConfig
 from argen.models.llama import LlamaConfig
@@ -18,6 +19,7 @@ from argen.tokenizers.frequency import FrequencyVQConfig
 from argen.tokenizers.jpeg import JPEGConfig
 from argen.tokenizers.multiscale import MultiScaleVQConfig
 from argen.tokenizers.vq import VQConfig
+from argen.training.lora import LoraConfig
 
 
 @dataclass
@@ -30,7 +32,7 @@ class DataConfig:
     token_cache: str | None = None  # generator only; default <output_dir>/token_cache
     text_cache: str | None = None  # text generator only; default <output_dir>/text_features
     caption_template: str | None = None  # text generator on a class dataset; default: the dataset's
-    holdout_every: int = 10  # classifier only: every n-th item is held out for accuracy
+    holdout_every: int = 10  # classifier, control: every n-th item is held out (accuracy, benchmarks)
     frames: int = 16  # video datasets: frames per clip
     frame_stride: int = 1  # video folders: take every n-th frame
 
@@ -160,6 +162,8 @@ class GeneratorRecipe:
     # video tokenizers: predict all tokens of a frame at once (FAR-style block-causal model)
     # instead of token by token
     next_frame: bool = False
+    init_from: str | None = None  # fine-tuning: a generator run this recipe's model starts from
+    lora: LoraConfig | None = None  # fine-tuning: train LoRA adapters only (merged on export)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -206,6 +210,26 @@ class DistillRecipe:
 
 
 @dataclass
+class ControlRecipe:
+    """Spatial control (ControlAR) fine-tuned into a trained raster generator: a control encoder
+    whose features join the token inputs, trained on the base's token cache with control maps
+    computed from (or paired with) the same images."""
+
+    output_dir: str
+    base: str  # the generator run it starts from (its ema weights when it has them)
+    task: Literal["control"] = "control"
+    seed: int = 0
+    control: ControlConfig = field(default_factory=ControlConfig)
+    control_cache: str | None = None  # default <output_dir>/control_cache
+    control_width: int = 64  # the encoder's channels
+    control_layers: tuple[int, ...] = (0,)  # blocks whose input adds the control (0: the token inputs)
+    freeze_base: bool = True  # train the control encoder (and LoRA adapters) only
+    lora: LoraConfig | None = None  # LoRA adapters on the base (merged on export)
+    data: DataConfig = field(default_factory=DataConfig)  # holdout_every: every n-th image is left out
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
 class ClassifierRecipe:
     output_dir: str
     task: Literal["classifier"] = "classifier"
@@ -222,8 +246,11 @@ RECIPES = {
     "classifier": ClassifierRecipe,
     "draft_head": DraftHeadRecipe,
     "distill": DistillRecipe,
+    "control": ControlRecipe,
 }
-Recipe = TokenizerRecipe | GeneratorRecipe | ClassifierRecipe | DraftHeadRecipe | DistillRecipe
+Recipe = (
+    TokenizerRecipe | GeneratorRecipe | ClassifierRecipe | DraftHeadRecipe | DistillRecipe | ControlRecipe
+)
 
 
 def recipe_from_dict(data: dict) -> Recipe:

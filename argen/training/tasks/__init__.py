@@ -6,6 +6,7 @@ from accelerate import Accelerator
 
 from argen.training.recipes import (
     ClassifierRecipe,
+    ControlRecipe,
     DistillRecipe,
     DraftHeadRecipe,
     GeneratorRecipe,
@@ -19,6 +20,7 @@ def build_task(recipe: Recipe, accelerator: Accelerator):
     """The task of ``recipe``'s type (or of its nearest parent type)."""
     from argen.training.tasks.classifier import ClassifierTask
     from argen.training.tasks.codec import CodecTask
+    from argen.training.tasks.control import ControlTask
     from argen.training.tasks.distill import DistillTask
     from argen.training.tasks.draft_head import DraftHeadTask
     from argen.training.tasks.generator import GeneratorTask
@@ -31,6 +33,7 @@ def build_task(recipe: Recipe, accelerator: Accelerator):
         ClassifierRecipe: ClassifierTask,
         DraftHeadRecipe: DraftHeadTask,
         DistillRecipe: DistillTask,
+        ControlRecipe: ControlTask,
     }
     kind = next(cls for cls in type(recipe).__mro__ if cls in tasks)
     return tasks[kind](recipe, accelerator)

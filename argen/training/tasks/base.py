@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from argen.training.lora import merged_weights
+
 
 class Task:
     """``model`` is trained and exported; ``extra_modules`` are trained alongside it;
@@ -33,6 +35,12 @@ class Task:
     def after_step(self, step: int, accelerator) -> dict[str, float]:
         """Work after optimizer step ``step`` (1-based), on every process -> scalars to log."""
         return {}
+
+    def exported_weights(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The trained model's state dict as the run exports it (model/, ema/): LoRA adapters
+        merged."""
+        lora = getattr(self.recipe, "lora", None)
+        return merged_weights(state, lora) if lora is not None else state
 
     def export(self, out: Path) -> None:
         """Write anything besides the weights that the run's output needs."""

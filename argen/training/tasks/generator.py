@@ -8,15 +8,16 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from argen import paradigms
-from argen.checkpoint import save_model
+from argen import models, paradigms
+from argen.checkpoint import save_model, weights_of
 from argen.convert import load_tokenizer
 from argen.data import TokenCacheDataset, build_dataset, build_token_cache, captions_of
 from argen.data.token_cache import cache_key, cache_matches, read_meta
 from argen.models.caption import Caption
-from argen.models.llama import Condition
+from argen.models.llama import Condition, LlamaConfig
 from argen.text import TextEncoder, TextFeatures, build_text_features, text_feature_key
 from argen.tokenizers.coarse_to_fine import CoarseToFineVQModel
+from argen.training.lora import add_lora
 from argen.training.recipes import GeneratorRecipe
 from argen.training.tasks.base import Task
 
@@ -38,7 +39,7 @@ class CaptionConditions:
     """Text-conditional training: caption features computed once, read beside the tokens."""
 
     def attach(self, task: GeneratorTask, cache_dir: Path, accelerator) -> dict:
-        features = caption_features(task.recipe, accelerator)
+        features = caption_features(task.recipe, task.text_model, accelerator)
         task.dataset = CaptionedTokens(task.dataset, features)
         return {"caption_dim": features.dim, "num_classes": 0}
 
@@ -78,6 +79,7 @@ class GeneratorTask(Task):
         self.tokenizer = prepared_tokenizer(recipe)
         self.paradigm = paradigms.for_recipe(recipe, self.tokenizer.layout)
         self.conditions = CONDITIONS[recipe.model.condition]
+        self.text_model = recipe.model  # its text encoder and caption length
         cache_dir = token_cache(recipe, recipe.tokenizer, self.tokenizer, accelerator)
         self.dataset = TokenCacheDataset(cache_dir)
         sizes = self.paradigm.sizes(self.tokenizer.layout) | self.conditions.attach(
@@ -86,6 +88,10 @@ class GeneratorTask(Task):
         if self.paradigm.tokenizer_in_loss:
             self.tokenizer = self.tokenizer.to(accelerator.device).eval()
         self.model = self.paradigm.build(recipe, self.tokenizer, sizes)
+        if recipe.init_from:
+            start_from(self.model, recipe.init_from)
+        if recipe.lora:
+            add_lora(self.model, recipe.lora)
         if accelerator.is_main_process:
             save_model(self.tokenizer, Path(recipe.output_dir) / TOKENIZER_DIR)
 
@@ -95,9 +101,20 @@ class GeneratorTask(Task):
         return {"model": loss}, logs
 
 
-def caption_features(recipe: GeneratorRecipe, accelerator) -> TextFeatures:
-    """The dataset's captions encoded once (by the main process) and reused while they match."""
-    data, model = recipe.data, recipe.model
+def start_from(model: torch.nn.Module, run: str) -> None:
+    """Load the weights of the generator run ``run`` (its ema weights when it has them) into
+    ``model``, which the recipe must build exactly as that run's."""
+    directory = weights_of(Path(run), None)
+    trained = models.load(directory)
+    if type(trained) is not type(model) or trained.config != model.config:
+        raise ValueError(f"init_from {run}: its generator differs from the one this recipe builds")
+    model.load_state_dict(trained.state_dict())
+
+
+def caption_features(recipe, model: LlamaConfig, accelerator) -> TextFeatures:
+    """The dataset's captions encoded once (by the main process) for the text encoder and
+    caption length of ``model``, and reused while they match."""
+    data = recipe.data
     captions = captions_of(
         build_dataset(data.dataset, data.resolution, data.frames, data.frame_stride),
         data.caption_template,
