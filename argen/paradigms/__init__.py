@@ -15,8 +15,8 @@ from argen.checkpoint import CheckpointError
 from argen.paradigms.base import Paradigm, SamplingExtras, SpeculationOptions
 from argen.paradigms.byte_stream import ByteStreams
 from argen.paradigms.coarse_to_fine import CoarseLabels, FineLabels
-from argen.paradigms.control import ControlledRaster
 from argen.paradigms.continuous import ContinuousRaster, ContinuousScales
+from argen.paradigms.control import ControlledRaster
 from argen.paradigms.distilled import DistilledRaster, DistilledScales
 from argen.paradigms.next_scale import NextScale
 from argen.paradigms.raster import RasterIds
@@ -39,7 +39,8 @@ PARADIGMS: list[Paradigm] = [
 
 
 def requested_variant(recipe) -> str:
-    """What a recipe asks for: ``generator``, ``refiner``, ``distill``, ``control`` (its task) or ``next_frame``."""
+    """What a recipe asks for: its task (``generator``, ``refiner``, ``distill``, ``control``)
+    or ``next_frame``."""
     return "next_frame" if getattr(recipe, "next_frame", False) else recipe.task
 
 
