@@ -208,6 +208,32 @@ def test_control_pipeline_through_train_and_sample(trained, tmp_path, capsys):
     draft = ["--speculative", str(trained["gpt"]), "--out", str(tmp_path / "z")]
     assert sample_cli.main([*args, *draft]) == 2
     assert "is not controlled" in capsys.readouterr().err
+    # a controlled draft (here the model itself) drafts under the same control; greedy
+    # speculative decoding gives exactly the greedy samples
+    greedy = [*args, "--temperature", "0", "--cfg-scale", "2"]
+    assert sample_cli.main([*greedy, "--out", str(tmp_path / "g")]) == 0
+    assert sample_cli.main([*greedy, "--speculative", str(run), "--out", str(tmp_path / "gs")]) == 0
+    a, b = (np.load(tmp_path / name / "samples.npz")["arr_0"] for name in ("g", "gs"))
+    assert np.array_equal(a, b)
+    metrics = json.loads((tmp_path / "gs" / "metrics.json").read_text())
+    assert metrics["speculative"]["tokens_per_target_call"] == pytest.approx(14 / 4)  # every draft accepted
+
+
+def test_text_conditional_control(trained, trained_t2i, tmp_path):
+    recipe = control_recipe(tmp_path / "control", trained_t2i)
+    recipe["data"].update(token_cache=str(trained_t2i.parent / "tokens"), text_cache=str(tmp_path / "text"))
+    run = train(recipe_from_dict(recipe))
+    assert models.load(run / "ema").config.condition == "text"
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    save_png(maps / "a.png", np.zeros((8, 8), np.uint8))
+    save_png(maps / "b.png", np.full((8, 8), 255, np.uint8))
+    args = ["--ckpt", str(run), "--num-samples", "4", "--prompt", "a 3", "--control", str(maps)]
+    assert (
+        sample_cli.main([*args, "--control-kind", "map", "--cfg-scale", "2", "--out", str(tmp_path / "s")])
+        == 0
+    )
+    assert np.load(tmp_path / "s" / "samples.npz")["arr_0"].shape == (4, 8, 8, 3)
 
 
 def test_control_run_refuses_another_base(trained, tmp_path):
@@ -230,3 +256,21 @@ def test_lora_fine_tuning_of_a_generator_exports_plain_weights(trained, tmp_path
     bad = dict(recipe, output_dir=str(tmp_path / "bad"), model=dict(dim=64, n_layer=2, n_head=2))
     with pytest.raises(ValueError, match="differs from the one this recipe builds"):
         train(recipe_from_dict(bad))
+
+
+def test_edge_f1_counts_matches_within_the_tolerance():
+    from argen.eval.edges import edge_f1, edge_ssim
+
+    target = torch.zeros(1, 1, 8, 8)
+    target[..., 2, 1:7] = 1  # a horizontal line of 6 pixels
+    shifted = target.roll(1, dims=2)  # one pixel lower
+    assert edge_f1(target, target)["f1"] == 1.0 and edge_ssim(target, target) == pytest.approx(1.0)
+    assert (
+        edge_f1(shifted, target, tolerance=1)["f1"] == 1.0
+        and edge_f1(shifted, target, tolerance=0)["f1"] == 0
+    )
+    half = target.clone()
+    half[..., 2, 4:7] = 0  # half the line: every predicted pixel is right, half the target is found
+    scores = edge_f1(half, target, tolerance=0)
+    assert (scores["precision"], scores["recall"]) == (1.0, 0.5) and scores["f1"] == pytest.approx(2 / 3)
+    assert edge_f1(torch.zeros_like(target), target)["f1"] == 0.0
