@@ -274,3 +274,15 @@ def test_edge_f1_counts_matches_within_the_tolerance():
     scores = edge_f1(half, target, tolerance=0)
     assert (scores["precision"], scores["recall"]) == (1.0, 0.5) and scores["f1"] == pytest.approx(2 / 3)
     assert edge_f1(torch.zeros_like(target), target)["f1"] == 0.0
+
+
+def test_control_benchmark_compares_controlled_base_and_ceiling(trained, tmp_path, monkeypatch, capsys):
+    from benchmarks import control
+
+    run = train(recipe_from_dict(control_recipe(tmp_path / "control", trained["gpt"])))
+    args = ["--runs", str(run), "--classifier", str(trained["classifier"] / "model"), "--num-samples", "6"]
+    monkeypatch.setattr("sys.argv", ["x", *args, "--batch-size", "4"])
+    control.main()
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(str(run))]
+    assert [r[1] for r in rows] == ["controlled", "base,", "reconstructed"]
+    assert all(0 <= float(v) <= 1 for r in rows for v in r[-6:])

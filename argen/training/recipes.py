@@ -223,7 +223,7 @@ class ControlRecipe:
     control_cache: str | None = None  # default <output_dir>/control_cache
     control_width: int = 64  # the encoder's channels
     control_layers: tuple[int, ...] = (0,)  # blocks whose input adds the control (0: the token inputs)
-    freeze_base: bool = True  # train the control encoder (and LoRA adapters) only
+    freeze_base: bool = True  # without lora: train the control encoder only (false: everything)
     lora: LoraConfig | None = None  # LoRA adapters on the base (merged on export)
     data: DataConfig = field(default_factory=DataConfig)  # holdout_every: every n-th image is left out
     train: TrainConfig = field(default_factory=TrainConfig)
