@@ -4,7 +4,8 @@ latent size and model width/depth, in one run (random weights; decoding excluded
     python -m benchmarks.next_scale_speed --preset small --grid 16 --batch 8
 
 Next-token takes grid**2 sequential steps; next-scale takes one step per scale (VAR's
-1,2,3,4,5,6,8,10,13,16 for a 16x16 latent: 10 steps over 680 tokens).
+1,2,3,4,5,6,8,10,13,16 for a 16x16 latent: 10 steps over 680 tokens). The next-scale
+sampler is also timed with its compiled static-shape steps (``sample.py --compile``).
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ def main() -> None:
     sampling = SamplingConfig(cfg_scale=args.cfg_scale, top_k=100)
     next_token = timed(lambda: sample_next_token(raster, labels, sampling), args.device, args.repeats)
     next_scale = timed(lambda: sample_next_scale(var, tokenizer, labels, sampling), args.device, args.repeats)
+    compiled = timed(  # the first (warm-up) call compiles one graph per scale
+        lambda: sample_next_scale(var, tokenizer, labels, sampling, compile=True), args.device, args.repeats
+    )
     params = sum(p.numel() for p in var.parameters()) / 1e6
     print(
         f"preset={args.preset} ({params:.1f}M) latent={args.grid}x{args.grid} batch={args.batch} "
@@ -80,6 +84,7 @@ def main() -> None:
     print(f"next-token: {args.grid**2} steps, {next_token:.3f} s per batch")
     print(f"next-scale: {len(scales)} steps over {config.num_tokens} tokens, {next_scale:.3f} s per batch")
     print(f"speed-up of next-scale over next-token: {next_token / next_scale:.2f}x")
+    print(f"next-scale compiled: {compiled:.3f} s per batch, {next_scale / compiled:.2f}x eager")
 
 
 if __name__ == "__main__":

@@ -38,3 +38,18 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients():
     assert torch.equal(plain_loss, ckpt_loss)
     for a, b in zip(plain, ckpt):
         torch.testing.assert_close(a, b)
+
+
+def test_compiled_next_scale_draws_the_same_tokens_as_eager():
+    from argen.sampling.next_scale import sample_next_scale
+    from tests.test_next_scale import tiny_generator, tiny_tokenizer
+
+    model, tokenizer, labels = tiny_generator(), tiny_tokenizer(), torch.tensor([0, 3])
+    config = SamplingConfig(cfg_scale=2.0, cfg_schedule="linear", top_k=20)
+    eager = sample_next_scale(model, tokenizer, labels, config, torch.Generator().manual_seed(0))
+    if not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
+        pytest.skip("no C++ compiler: torch.compile cannot build CPU kernels here")
+    compiled = sample_next_scale(
+        model, tokenizer, labels, config, torch.Generator().manual_seed(0), compile=True
+    )
+    assert all(torch.equal(a, b) for a, b in zip(eager, compiled, strict=True))  # a graph break fails too

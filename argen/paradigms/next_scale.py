@@ -53,7 +53,9 @@ class NextScale(Paradigm):
         check_scales(model, layout, model_dir, tokenizer_dir)
 
     def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
-        return sample_next_scale(model, tokenizer, condition, config, generator, extras.edit)
+        return sample_next_scale(
+            model, tokenizer, condition, config, generator, extras.edit, compile=extras.compile
+        )
 
     def edit_source(self, tokenizer, image: str, mask: str, device: torch.device):
         """``--edit IMAGE --mask MASK`` -> (source ids per scale, keep masks per scale)."""

@@ -22,9 +22,13 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 def compiled_step(model: torch.nn.Module, cuda: bool):
-    """``model.forward_cached`` compiled for one-token inputs."""
+    """``model.forward_cached`` compiled with static shapes: one graph for one-token steps, one
+    per block size for samplers whose blocks differ (next-scale: one per scale)."""
     mode = "reduce-overhead" if cuda else "default"
     return torch.compile(model.forward_cached, mode=mode, fullgraph=True, dynamic=False)
+
+
+STEP_GRAPHS = 64  # static-shape graphs a compiled step may hold (next-scale: one per scale)
 
 
 class GuidedRows:
@@ -50,9 +54,14 @@ class GuidedRows:
         step = self.model.forward_cached
         cuda = model_device(self.model).type == "cuda"
         self.step = compiled_step(self.model, cuda) if self.compile else step
+        self.graphs = torch._dynamo.config.patch(recompile_limit=STEP_GRAPHS) if self.compile else None
+        if self.graphs is not None:
+            self.graphs.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
+        if self.graphs is not None:
+            self.graphs.__exit__(*exc)
         self.model.clear_cache()
 
     def double(self, t: torch.Tensor) -> torch.Tensor:

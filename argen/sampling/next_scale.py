@@ -42,15 +42,17 @@ def sample_next_scale(
     generator: torch.Generator | None = None,
     edit: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None,
     pick: TokenPick | None = None,
+    compile: bool = False,
 ) -> list[torch.Tensor]:
     """Class ids (B,) -> sampled ids per scale [(B, pn, pn), ...].
 
     ``edit`` = (source ids per scale, keep masks per scale from :func:`keep_masks`) edits an
     image zero-shot (in-/out-painting, class-conditional editing): at every scale the kept
     positions take the source's tokens, teacher-forced like VAR's demo. ``pick`` turns guided
-    logits into ids (default: :class:`RandomTokens`)."""
+    logits into ids (default: :class:`RandomTokens`). ``compile`` runs the scale steps after
+    the first through ``torch.compile`` with static shapes (one graph per scale)."""
     patch_nums, batch = model.config.patch_nums, len(labels)
-    rows = GuidedRows(model, labels, config)
+    rows = GuidedRows(model, labels, config, compile=compile)
     x = model.embed_start(rows.rows)  # (B', pn_0**2, D)
     f_hat = [tokenizer.empty_f_hat(batch)]
     ids = []
