@@ -104,8 +104,8 @@ def tiny_controlled(layers=(0, 1)):
     torch.manual_seed(0)
     base = Llama(LlamaConfig(vocab_size=32, grid_size=(4, 4), num_classes=4, dim=32, n_layer=2, n_head=2))
     torch.nn.init.normal_(base.output.weight, std=0.5)
-    model = ControlledRaster().build_controlled(base.eval(), 1, 16, "canny", control_layers=layers).eval()
-    return base, model
+    model = ControlledRaster().build_controlled(base.eval(), control_resolution=16, control_layers=layers)
+    return base, model.eval()
 
 
 def test_controlled_model_starts_as_its_base_and_reads_the_control():

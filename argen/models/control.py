@@ -45,6 +45,7 @@ class ControlledConfig(LlamaConfig):
     control_width: int = 64  # channels of the encoder's convolutions
     control_layers: tuple[int, ...] = (0,)  # blocks whose input adds the control (0: the token inputs)
     control_kind: str = "canny"  # what the maps were made with: canny, or a folder's maps
+    control_thresholds: tuple[float, float] = (0.1, 0.2)  # canny: the detector's low and high thresholds
 
     def __post_init__(self) -> None:
         super().__post_init__()

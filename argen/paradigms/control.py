@@ -38,19 +38,12 @@ class ControlledRaster(RasterIds):
     variant = "control"
     requirement = "spatial control needs a raster generator over a VQ grid (a Llama)"
 
-    def build_controlled(
-        self, base, control_channels: int, resolution: int, kind: str, **encoder
-    ) -> ControlledLlama:
-        """A controlled model with ``base``'s weights (its control projections start at zero)."""
+    def build_controlled(self, base, **control) -> ControlledLlama:
+        """A controlled model with ``base``'s weights and the ``control_*`` settings of
+        :class:`~argen.models.control.ControlledConfig` (its control projections start at zero)."""
         if type(base) is not Llama:
             raise ValueError(f"{self.requirement}, not a {type(base).__name__}")
-        config = ControlledLlama.Config(
-            **asdict(base.config),
-            control_channels=control_channels,
-            control_resolution=resolution,
-            control_kind=kind,
-            **encoder,
-        )
+        config = ControlledLlama.Config(**asdict(base.config), **control)
         model = ControlledLlama(config)
         missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
         if unexpected or any(not k.startswith("control_encoder.") for k in missing):
@@ -62,7 +55,9 @@ class ControlledRaster(RasterIds):
         kind = kind or ("canny" if c.control_kind == "canny" else "map")
         if kind == "canny" and c.control_channels != 1:
             raise ValueError(f"this generator reads {c.control_channels}-channel maps, not canny edges")
-        maps = read_control_inputs(path, kind, c.control_channels, c.control_resolution, 0.1, 0.2)
+        maps = read_control_inputs(
+            path, kind, c.control_channels, c.control_resolution, *c.control_thresholds
+        )
         return ControlInputs(maps, device)
 
     def check_extras(self, extras: SamplingExtras) -> None:

@@ -7,7 +7,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from argen.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+from argen.data.token_cache import file_digest
 from argen.training.lora import merged_weights
+
+
+def model_digest(directory: Path) -> str:
+    """sha256 of a model directory's config and weights."""
+    return file_digest(directory / CONFIG_NAME, directory / WEIGHTS_NAME)
 
 
 class Task:

@@ -14,11 +14,11 @@ from argen import models, paradigms, tokenizers
 from argen.checkpoint import save_model, weights_of
 from argen.data import TokenCacheDataset, build_dataset
 from argen.data.control import ControlCache, build_control_cache, control_key
-from argen.data.token_cache import cache_matches, file_digest
+from argen.data.token_cache import cache_matches
 from argen.models.control import Controlled
 from argen.training.lora import add_lora
 from argen.training.recipes import ControlRecipe
-from argen.training.tasks.base import Task
+from argen.training.tasks.base import Task, model_digest
 from argen.training.tasks.generator import CONDITIONS, TOKENIZER_DIR, token_cache
 
 BASE_RECORD = "base.json"  # the base generator a run was trained from
@@ -55,11 +55,13 @@ class ControlTask(Task):
         check_base(Path(recipe.output_dir), base_dir)
         paradigms.for_generator(base, self.tokenizer.layout, base_dir, run / TOKENIZER_DIR)  # they fit
         self.paradigm = paradigms.for_recipe(recipe, self.tokenizer.layout)
+        control = recipe.control
         self.model = self.paradigm.build_controlled(
             base,
-            recipe.control.channels,
-            recipe.data.resolution,
-            recipe.control.kind,
+            control_channels=control.channels,
+            control_resolution=recipe.data.resolution,
+            control_kind=control.kind,
+            control_thresholds=(control.low_threshold, control.high_threshold),
             control_width=recipe.control_width,
             control_layers=tuple(recipe.control_layers),
         )
@@ -74,7 +76,7 @@ class ControlTask(Task):
         )
         if accelerator.is_main_process:
             save_model(self.tokenizer, Path(recipe.output_dir) / TOKENIZER_DIR)
-            record = {"base": str(base_dir), "sha256": file_digest(*model_files(base_dir))}
+            record = {"base": str(base_dir), "sha256": model_digest(base_dir)}
             (Path(recipe.output_dir) / BASE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
 
     def trainable(self) -> None:
@@ -94,14 +96,10 @@ class ControlTask(Task):
         return {"model": loss}, logs
 
 
-def model_files(directory: Path) -> tuple[Path, Path]:
-    return directory / "config.json", directory / "model.safetensors"
-
-
 def check_base(out: Path, base_dir: Path) -> None:
     """Refuse to continue a run (its adapters, its control encoder) on another base generator."""
     record = out / BASE_RECORD
-    if record.is_file() and json.loads(record.read_text())["sha256"] != file_digest(*model_files(base_dir)):
+    if record.is_file() and json.loads(record.read_text())["sha256"] != model_digest(base_dir):
         raise ValueError(
             f"{out} was trained on another base generator than {base_dir}; choose another output_dir"
         )

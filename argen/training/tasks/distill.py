@@ -11,17 +11,12 @@ from pathlib import Path
 import torch
 
 from argen import models, paradigms, tokenizers
-from argen.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_model, weights_of
-from argen.data.token_cache import file_digest
+from argen.checkpoint import save_model, weights_of
 from argen.sampling.config import SamplingConfig
 from argen.training.recipes import DistillRecipe
-from argen.training.tasks.base import Task
+from argen.training.tasks.base import Task, model_digest
 from argen.training.tasks.generator import TOKENIZER_DIR
 from argen.training.teacher_pairs import PairDataset, PairPlan, draw_pairs, prepare_pairs
-
-
-def model_digest(directory: Path) -> str:
-    return file_digest(directory / CONFIG_NAME, directory / WEIGHTS_NAME)
 
 
 class DistillTask(Task):
