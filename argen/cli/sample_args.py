@@ -73,7 +73,11 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
         help="continuous tokens: guide only while the noise level t (1 = noise) lies in [LO, HI]",
     )
     p.add_argument("--seed", type=int, default=0, help="batch b is drawn with a seed made of this and b")
-    p.add_argument("--compile", action="store_true", help="torch.compile the one-token decode step")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the decode step (next-scale: one graph per scale)",
+    )
 
 
 def add_extra_args(p: argparse.ArgumentParser) -> None:
