@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,33 @@ def read_config(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not valid JSON: {err}") from None
 
 
+RANDOM_INITS = (
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "orthogonal_",
+)
+
+
+@contextmanager
+def skipped_init():
+    """``torch.nn.init``'s random initialisers as no-ops while a model is built only to receive
+    its weights (all of which are then loaded, strictly): building a large model no longer
+    draws random numbers it throws away."""
+    saved = {name: getattr(torch.nn.init, name) for name in RANDOM_INITS}
+    try:
+        for name in RANDOM_INITS:
+            setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, init in saved.items():
+            setattr(torch.nn.init, name, init)
+
+
 def load_model(directory: str | Path, classes: dict[str, type]) -> torch.nn.Module:
     """Rebuild the model recorded in ``directory`` from one of ``classes`` and load its weights."""
     directory = Path(directory)
@@ -92,7 +120,8 @@ def load_model(directory: str | Path, classes: dict[str, type]) -> torch.nn.Modu
         raise CheckpointError(f"{directory} holds a {name!r}; this loader knows {sorted(classes)}")
     cls = classes[name]
     try:
-        model = cls(from_dict(cls.Config, config))
+        with skipped_init():
+            model = cls(from_dict(cls.Config, config))
     except ConfigError as err:
         raise CheckpointError(f"{directory}/{CONFIG_NAME}: {err}") from None
     weights = directory / WEIGHTS_NAME

@@ -337,3 +337,16 @@ def test_every_option_has_help_and_shows_its_default():
 def test_a_missing_run_directory_is_named(tmp_path, capsys):
     assert sample_cli.main(["--ckpt", str(tmp_path / "runs" / "digit" / "gpt")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_sample_grid_lays_out_images_as_make_grid_does():
+    from torchvision.utils import make_grid
+
+    from argen.cli.sample_outputs import sample_grid
+
+    images = np.random.default_rng(0).integers(0, 255, (23, 8, 6, 3), dtype=np.uint8)
+    reference = make_grid(torch.from_numpy(images).permute(0, 3, 1, 2), nrow=4, padding=1)
+    assert np.array_equal(sample_grid(images, 4), reference.permute(1, 2, 0).numpy())
+    clips = np.random.default_rng(1).integers(0, 255, (12, 3, 4, 4, 3), dtype=np.uint8)
+    reference = make_grid(torch.from_numpy(clips[:10].reshape(-1, 4, 4, 3)).permute(0, 3, 1, 2), nrow=3)
+    assert np.array_equal(sample_grid(clips, 5), reference.permute(1, 2, 0).numpy())  # a row per clip

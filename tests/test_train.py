@@ -150,3 +150,19 @@ def test_two_process_accelerate_launch_cpu(trained, tmp_path):
         a, b = weights(runs[1] / kind), weights(runs[2] / kind)
         for key in a:
             torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
+
+
+def test_loading_skips_random_init_and_restores_it(trained):
+    from argen import models
+    from argen.checkpoint import skipped_init
+
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    model = models.load(trained["gpt"] / "model")  # draws no random numbers while it is built
+    assert torch.equal(torch.rand(3), expected)
+    reference = load_file(str(trained["gpt"] / "model" / "model.safetensors"))
+    assert all(torch.equal(v, reference[k]) for k, v in model.state_dict().items())
+    with skipped_init():
+        pass
+    assert not torch.equal(torch.nn.init.normal_(torch.zeros(4)), torch.zeros(4))  # restored

@@ -8,27 +8,31 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from argen.data.video_io import write_mp4
 from argen.images import save_npz
 
 
+def tile(images: np.ndarray, columns: int, padding: int) -> np.ndarray:
+    """uint8 images (N, H, W, C) -> one grid (H', W', C) of ``columns`` per row, black
+    ``padding`` between and around them (torchvision's ``make_grid`` layout)."""
+    n, h, w, c = images.shape
+    rows, columns = -(-n // columns), min(columns, n)
+    grid = np.zeros((rows * (h + padding) + padding, columns * (w + padding) + padding, c), np.uint8)
+    for i, image in enumerate(images):
+        y, x = (i // columns) * (h + padding) + padding, (i % columns) * (w + padding) + padding
+        grid[y : y + h, x : x + w] = image
+    return grid
+
+
 def sample_grid(images: np.ndarray, columns: int) -> np.ndarray:
     """uint8 samples -> one PNG-ready grid (H, W, C): ten rows of ``columns`` images, or for
     clips (N, T, H, W, C) one row of frames per sample, ten samples."""
-    from torchvision.utils import make_grid  # imported when used: torchvision is slow to import
-
     if images.ndim == 5:
         first = images[:10]
-        frames = torch.from_numpy(first.reshape(-1, *first.shape[2:])).permute(0, 3, 1, 2)  # (10*T, C, H, W)
-        grid = make_grid(frames, nrow=first.shape[1])
-    else:
-        grid = make_grid(
-            torch.from_numpy(images[: columns * 10]).permute(0, 3, 1, 2), nrow=columns, padding=1
-        )
-    return grid.permute(1, 2, 0).numpy()
+        return tile(first.reshape(-1, *first.shape[2:]), first.shape[1], padding=2)  # (10*T, H, W, C)
+    return tile(images[: columns * 10], columns, padding=1)
 
 
 def write_samples(
