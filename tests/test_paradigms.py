@@ -23,6 +23,7 @@ from argen.models import (
     NextScaleConfig,
     NextScaleLlama,
 )
+from argen.models.control import ControlledConfig, ControlledLlama
 from argen.models.distilled import (
     DistilledConfig,
     DistilledLlama,
@@ -108,6 +109,11 @@ CASES = [  # (layout, generator, paradigm name)
         ),
         "distilled next-scale ids",
     ),
+    (
+        GridLayout(2, 2, 8),
+        ControlledLlama(ControlledConfig(vocab_size=8, grid_size=(2, 2), control_resolution=8, **TINY)),
+        "controlled raster ids",
+    ),
 ]
 
 
@@ -158,6 +164,9 @@ def test_recipes_resolve_by_layout_and_variant():
         paradigms.for_recipe(recipe(task="distill"), ScaleLayout((1, 2), 8)).name
         == "distilled next-scale ids"
     )
+    assert paradigms.for_recipe(recipe(task="control"), GridLayout(2, 2, 8)).name == "controlled raster ids"
+    with pytest.raises(ValueError, match="spatial control needs a raster generator"):
+        paradigms.for_recipe(recipe(task="control"), ScaleLayout((1, 2), 8))
     with pytest.raises(ValueError, match="distillation needs"):
         paradigms.for_recipe(recipe(task="distill"), ContinuousLayout(2, 2, 4))
 
