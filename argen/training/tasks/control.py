@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from argen import models, paradigms, tokenizers
-from argen.checkpoint import save_model, weights_of
+from argen import paradigms
+from argen.checkpoint import save_model
 from argen.data import TokenCacheDataset, build_dataset
 from argen.data.control import ControlCache, build_control_cache, control_key
 from argen.data.token_cache import cache_matches
@@ -19,7 +19,7 @@ from argen.models.control import Controlled
 from argen.training.lora import add_lora
 from argen.training.recipes import ControlRecipe
 from argen.training.tasks.base import Task, model_digest
-from argen.training.tasks.generator import CONDITIONS, TOKENIZER_DIR, token_cache
+from argen.training.tasks.generator import CONDITIONS, TOKENIZER_DIR, load_run, token_cache
 
 BASE_RECORD = "base.json"  # the base generator a run was trained from
 
@@ -47,13 +47,8 @@ class ControlledTokens(Dataset):
 class ControlTask(Task):
     def __init__(self, recipe: ControlRecipe, accelerator) -> None:
         super().__init__(recipe)
-        run = Path(recipe.base)
-        if not (run / TOKENIZER_DIR).is_dir():
-            raise ValueError(f"base {run} is not a generator run directory (it has no {TOKENIZER_DIR}/)")
-        base_dir = weights_of(run, None)
-        base, self.tokenizer = models.load(base_dir), tokenizers.load(run / TOKENIZER_DIR)
+        base_dir, base, self.tokenizer = load_run(recipe.base, "base")
         check_base(Path(recipe.output_dir), base_dir)
-        paradigms.for_generator(base, self.tokenizer.layout, base_dir, run / TOKENIZER_DIR)  # they fit
         self.paradigm = paradigms.for_recipe(recipe, self.tokenizer.layout)
         control = recipe.control
         self.model = self.paradigm.build_controlled(
@@ -67,7 +62,7 @@ class ControlTask(Task):
         )
         self.trainable()
         self.conditions, self.text_model = CONDITIONS[base.config.condition], base.config
-        cache_dir = token_cache(recipe, run / TOKENIZER_DIR, self.tokenizer, accelerator)
+        cache_dir = token_cache(recipe, Path(recipe.base) / TOKENIZER_DIR, self.tokenizer, accelerator)
         self.dataset = TokenCacheDataset(cache_dir)
         self.conditions.attach(self, cache_dir, accelerator)  # text: caption features beside the tokens
         copies = 2 if recipe.data.flip else 1

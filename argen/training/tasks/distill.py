@@ -10,27 +10,20 @@ from pathlib import Path
 
 import torch
 
-from argen import models, paradigms, tokenizers
-from argen.checkpoint import save_model, weights_of
+from argen import paradigms
+from argen.checkpoint import save_model
 from argen.sampling.config import SamplingConfig
 from argen.training.recipes import DistillRecipe
 from argen.training.tasks.base import Task, model_digest
-from argen.training.tasks.generator import TOKENIZER_DIR
+from argen.training.tasks.generator import TOKENIZER_DIR, load_run
 from argen.training.teacher_pairs import PairDataset, PairPlan, draw_pairs, prepare_pairs
 
 
 class DistillTask(Task):
     def __init__(self, recipe: DistillRecipe, accelerator) -> None:
         super().__init__(recipe)
-        run = Path(recipe.teacher)
-        if not (run / TOKENIZER_DIR).is_dir():
-            raise ValueError(f"teacher {run} is not a generator run directory (it has no {TOKENIZER_DIR}/)")
-        self.teacher_dir = weights_of(run, None)
-        teacher = models.load(self.teacher_dir)
-        self.tokenizer = tokenizers.load(run / TOKENIZER_DIR)
-        layout = self.tokenizer.layout
-        paradigms.for_generator(teacher, layout, self.teacher_dir, run / TOKENIZER_DIR)  # they fit
-        self.paradigm = paradigms.for_recipe(recipe, layout)
+        self.teacher_dir, teacher, self.tokenizer = load_run(recipe.teacher, "teacher")
+        self.paradigm = paradigms.for_recipe(recipe, self.tokenizer.layout)
         self.model = self.paradigm.build_student(
             teacher, self.tokenizer, recipe.sampling_steps, recipe.second_step_from
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from argen import models, paradigms
+from argen import models, paradigms, tokenizers
 from argen.checkpoint import save_model, weights_of
 from argen.convert import load_tokenizer
 from argen.data import TokenCacheDataset, build_dataset, build_token_cache, captions_of
@@ -99,6 +99,19 @@ class GeneratorTask(Task):
         tokens, condition = self.conditions.unpack(batch)
         loss, logs = self.paradigm.loss(modules["model"], self.tokenizer, tokens, condition)
         return {"model": loss}, logs
+
+
+def load_run(run: str, role: str) -> tuple[Path, torch.nn.Module, torch.nn.Module]:
+    """A generator run's weights (its ema weights when it has them) and tokenizer, checked to
+    fit each other -> (the weights' directory, generator, tokenizer); ``role`` names the run
+    in errors."""
+    run = Path(run)
+    if not (run / TOKENIZER_DIR).is_dir():
+        raise ValueError(f"{role} {run} is not a generator run directory (it has no {TOKENIZER_DIR}/)")
+    model_dir = weights_of(run, None)
+    model, tokenizer = models.load(model_dir), tokenizers.load(run / TOKENIZER_DIR)
+    paradigms.for_generator(model, tokenizer.layout, model_dir, run / TOKENIZER_DIR)  # they fit
+    return model_dir, model, tokenizer
 
 
 def start_from(model: torch.nn.Module, run: str) -> None:
