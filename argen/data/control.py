@@ -79,7 +79,9 @@ def read_map(path: Path, channels: int) -> torch.Tensor | None:
     image = load_rgb(path)
     if image is None:
         return None
-    pixels = torch.frombuffer(bytearray(image.convert("L" if channels == 1 else "RGB").tobytes()), dtype=torch.uint8)
+    pixels = torch.frombuffer(
+        bytearray(image.convert("L" if channels == 1 else "RGB").tobytes()), dtype=torch.uint8
+    )
     return pixels.view(image.height, image.width, channels).permute(2, 0, 1).float() / 255  # (C, H, W)
 
 
@@ -90,12 +92,16 @@ def paired_map(image_path: Path, image_root: Path, folder: Path) -> Path | None:
     return next((p for p in candidates if p.suffix.lower() in IMAGE_EXTENSIONS), None)
 
 
-def folder_maps(dataset: Dataset, config: ControlConfig, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+def folder_maps(
+    dataset: Dataset, config: ControlConfig, resolution: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The precomputed maps of an ImageFolder dataset's images -> (maps (N, C, R, R) in [0, 1],
     valid (N,) bool)."""
     samples, root = getattr(dataset, "samples", None), getattr(dataset, "root", None)
     if samples is None or root is None:
-        raise DatasetError("control.kind folder pairs maps with image files: the dataset must be an image folder")
+        raise DatasetError(
+            "control.kind folder pairs maps with image files: the dataset must be an image folder"
+        )
     folder = Path(config.folder)
     if not folder.is_dir():
         raise DatasetError(f"control folder {folder} does not exist")
