@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from argen.checkpoint import replace_directory
+from argen.checkpoint import atomic_directory
 from argen.data.images import IMAGE_EXTENSIONS, DatasetError, load_rgb
 from argen.data.token_cache import META_NAME, cache_matches
 
@@ -79,10 +79,10 @@ def read_map(path: Path, channels: int) -> torch.Tensor | None:
     image = load_rgb(path)
     if image is None:
         return None
-    pixels = torch.frombuffer(
-        bytearray(image.convert("L" if channels == 1 else "RGB").tobytes()), dtype=torch.uint8
+    pixels = np.asarray(image.convert("L" if channels == 1 else "RGB")).reshape(
+        image.height, image.width, channels
     )
-    return pixels.view(image.height, image.width, channels).permute(2, 0, 1).float() / 255  # (C, H, W)
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255  # (C, H, W)
 
 
 def paired_map(image_path: Path, image_root: Path, folder: Path) -> Path | None:
@@ -162,14 +162,14 @@ def build_control_cache(
     skipped = int((~valid).sum())
     if skipped:
         logger.warning("%d image(s) have no readable control map: left out of training", skipped)
-    tmp = out_dir.with_name(f".{out_dir.name}-tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     stored = (maps * 255).round().to(torch.uint8).contiguous()
-    save_file({"maps": stored, "valid": valid.to(torch.uint8)}, str(tmp / CACHE_FILE))
     meta = {**key, "num_items": len(maps), "num_skipped": skipped}
-    (tmp / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
-    return replace_directory(tmp, out_dir)
+
+    def write(tmp: Path) -> None:
+        save_file({"maps": stored, "valid": valid.to(torch.uint8)}, str(tmp / CACHE_FILE))
+        (tmp / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+
+    return atomic_directory(out_dir, write)
 
 
 class ControlCache:
