@@ -40,6 +40,15 @@ def replace_directory(tmp: str | Path, target: str | Path) -> Path:
     return target
 
 
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a small text file through a temporary file and a rename: a reader (another
+    process) sees the old content or the new one, never a partial file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def atomic_directory(target: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_dir)`` then move ``tmp_dir`` onto ``target`` (replacing it).
 

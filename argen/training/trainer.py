@@ -20,7 +20,7 @@ from accelerate.utils import DistributedType, set_seed
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from argen.checkpoint import replace_directory, save_model
+from argen.checkpoint import replace_directory, save_model, write_text_atomic
 from argen.config import to_dict
 from argen.data.batches import ShardedBatches
 from argen.launch import RunError, check_world
@@ -105,7 +105,7 @@ def start_run(recipe: Recipe, resume: bool) -> Accelerator:
     check_output_dir(out, recipe, resume)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        (out / RECIPE_FILE).write_text(json.dumps(to_dict(recipe), indent=2) + "\n")
+        write_text_atomic(out / RECIPE_FILE, json.dumps(to_dict(recipe), indent=2) + "\n")
     return accelerator
 
 

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from argen import paradigms
-from argen.checkpoint import save_model
+from argen.checkpoint import save_model, write_text_atomic
 from argen.data import TokenCacheDataset, build_dataset
 from argen.data.control import ControlCache, build_control_cache, control_key
 from argen.data.token_cache import cache_matches
@@ -72,7 +72,7 @@ class ControlTask(Task):
         if accelerator.is_main_process:
             save_model(self.tokenizer, Path(recipe.output_dir) / TOKENIZER_DIR)
             record = {"base": str(base_dir), "sha256": model_digest(base_dir)}
-            (Path(recipe.output_dir) / BASE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+            write_text_atomic(Path(recipe.output_dir) / BASE_RECORD, json.dumps(record, indent=2) + "\n")
 
     def trainable(self) -> None:
         """Freeze what the recipe keeps: LoRA trains its adapters, ``freeze_base`` nothing else;
