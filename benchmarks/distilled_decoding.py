@@ -7,7 +7,9 @@ teacher, classifier-feature FID against the dataset and class-consistency.
     python -m benchmarks.distilled_decoding --runs runs/digits/dd runs/digits/var_dd
 
 Each ``--runs`` entry is a distilled run (``task: distill``); its teacher is the one named
-in its ``recipe.json``.
+in its ``recipe.json``. A text-conditional run samples its pairs' prompts, prompt i judged as
+class i: those must be the dataset's template captions in class order (the default prompts of
+a teacher trained on a class-labelled dataset, as ``configs/digits_t2i_dd.yaml``).
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from argen import models, tokenizers
 from argen.checkpoint import weights_of
 from argen.eval import class_consistency, classifier_features, frechet_distance, from_uint8, load_classifier
 from argen.eval.evaluation import reference_images
+from argen.models.llama import Condition
 from argen.paradigms import SamplingExtras, for_generator
 from argen.paradigms.generate import batch_seed, generate_batch
 from argen.sampling import SamplingConfig
+from argen.text import TextFeatures
 from benchmarks._common import quality_parser
 
 
@@ -40,19 +44,19 @@ class Sampler:
     config: SamplingConfig
     extras: SamplingExtras
 
-    def draw(self, tokenizer, labels: torch.Tensor, batch: int, decode: bool = True) -> np.ndarray | None:
-        """Images (N, H, W, C) for ``labels`` in seeded batches, as ``sample.py`` draws them;
-        without ``decode`` only the tokens are drawn (and dropped)."""
+    def draw(self, tokenizer, conditions: Condition, batch: int, decode: bool = True) -> np.ndarray | None:
+        """Images (N, H, W, C) for ``conditions`` in seeded batches, as ``sample.py`` draws
+        them; without ``decode`` only the tokens are drawn (and dropped)."""
         paradigm = for_generator(self.model, tokenizer.layout)
         parts = []
-        for b in range(0, len(labels), batch):
-            rows, seed = labels[b : b + batch], batch_seed(0, b // batch)
+        for b in range(0, len(conditions), batch):
+            rows, seed = conditions[b : b + batch], batch_seed(0, b // batch)
             if decode:
                 parts.append(
                     generate_batch(paradigm, self.model, tokenizer, rows, self.config, seed, self.extras)[0]
                 )
             else:
-                generator = torch.Generator(device=rows.device).manual_seed(seed)
+                generator = torch.Generator(device=self.model.output.weight.device).manual_seed(seed)
                 paradigm.sample(self.model, tokenizer, rows, self.config, generator, self.extras)
         return np.concatenate(parts) if decode else None
 
@@ -77,18 +81,31 @@ def samplers(run: Path, device: str) -> tuple[list[Sampler], torch.nn.Module]:
     return found, tokenizer
 
 
+def conditions_and_classes(
+    run: Path, model: torch.nn.Module, count: int, device: str
+) -> tuple[Condition, torch.Tensor]:
+    """``count`` conditions cycling over the classes (or the run's prompts) and the class ids
+    (N,) they are judged against."""
+    if model.config.condition != "text":
+        classes = torch.arange(count) % model.config.num_classes
+        return classes.to(device), classes
+    prompts = TextFeatures(run / "text_features")
+    classes = torch.arange(count) % len(prompts)
+    return prompts[classes].to(device), classes
+
+
 @torch.no_grad()
 def per_image_seconds(
-    sampler: Sampler, tokenizer, labels: torch.Tensor, batch: int, repeats: int, decode: bool
+    sampler: Sampler, tokenizer, conditions: Condition, batch: int, repeats: int, decode: bool
 ) -> float:
-    """Best wall time of drawing ``labels`` at ``batch``, per image (after a warm-up)."""
-    sampler.draw(tokenizer, labels[:batch], batch, decode)
+    """Best wall time of drawing ``conditions`` at ``batch``, per image (after a warm-up)."""
+    sampler.draw(tokenizer, conditions[:batch], batch, decode)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        sampler.draw(tokenizer, labels, batch, decode)
+        sampler.draw(tokenizer, conditions, batch, decode)
         best = min(best, time.perf_counter() - start)
-    return best / len(labels)
+    return best / len(conditions)
 
 
 def main() -> None:
@@ -111,16 +128,16 @@ def main() -> None:
         found, tokenizer = samplers(Path(run), args.device)
         if real is None:
             real = reference_images(args.reference, tokenizer.config.resolution)
-        labels = torch.arange(args.num_samples) % found[0].model.config.num_classes
+        conditions, labels = conditions_and_classes(Path(run), found[0].model, args.num_samples, args.device)
         baseline = None
         for sampler in found:
             times = [  # ms per image: batch 1 (tokens, images), batch b (tokens, images)
                 1e3 * per_image_seconds(sampler, tokenizer, rows, batch, args.repeats, decode)
-                for rows, batch in ((labels[: args.single], 1), (labels, b))
+                for rows, batch in ((conditions[: args.single], 1), (conditions, b))
                 for decode in (False, True)
             ]
             baseline = baseline or times
-            images = sampler.draw(tokenizer, labels, b)
+            images = sampler.draw(tokenizer, conditions, b)
             fid = frechet_distance(metric, real, images, device=torch.device(args.device))
             consistency = class_consistency(
                 classifier, from_uint8(images).to(args.device), labels.to(args.device)

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from argen import models, tokenizers
+from argen.checkpoint import weights_of
 from argen.cli import sample as sample_cli
 from argen.models.llama import Llama, LlamaConfig
 from argen.models.next_scale import split_scales
@@ -14,6 +16,7 @@ from argen.paradigms.distilled import DistilledRaster, DistilledScales
 from argen.sampling import SamplingConfig
 from argen.sampling.next_token import sample_next_token
 from argen.sampling.token_flow import NoiseTokens, noise_to_token, standardised_codes
+from argen.text import TextFeatures
 from argen.tokenizers import VQConfig, VQModel
 from argen.training.recipes import recipe_from_dict
 from argen.training.teacher_pairs import PairDataset, PairPlan, draw_pairs, prepare_pairs
@@ -105,7 +108,7 @@ def test_students_start_as_their_teachers():
         noise = torch.randn(2, 30, 4)  # nothing known: the shortcut that skips the tokenizer agrees
         shortcut = DistilledScales().student_logits(ns_student, msvq, ids, noise, 0, labels)
         assert torch.allclose(shortcut, ns_student(inputs, noise, 0, labels), atol=1e-6)
-    with pytest.raises(ValueError, match="class-conditional Llama"):
+    with pytest.raises(ValueError, match="class-conditional or text-conditional Llama, not a NextScaleLlama"):
         DistilledRaster().build_student(ns_teacher, vq, (1,), 0.5)
     with pytest.raises(ValueError, match="subset"):
         DistilledRaster().build_student(teacher, vq, (3,), 0.5)
@@ -158,6 +161,37 @@ def test_distill_pipeline_through_train_and_sample(trained, tmp_path):
     assert np.array_equal(a, b)
 
 
+def test_text_teacher_pairs_use_its_prompts_and_the_student_samples_prompts(trained_t2i, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a handwritten digit one\na handwritten digit seven\n")
+    run = train(recipe_from_dict(distill_recipe(tmp_path / "dd", trained_t2i, prompts_file=str(prompts))))
+    features = TextFeatures(run / "text_features")
+    assert features.meta["captions"] == ["a handwritten digit one", "a handwritten digit seven"]
+    pairs = PairDataset(run / "pairs", 1)
+    assert set(pairs.conditions.tolist()) == {0, 1}
+    # each pair's tokens are the teacher's for that pair's prompt and noise
+    teacher = models.load(weights_of(trained_t2i, None))
+    tokenizer = tokenizers.load(trained_t2i / "tokenizer")
+    ids = pairs.conditions[:6]
+    redrawn = DistilledRaster().teacher_tokens(
+        teacher.eval(), tokenizer, features[ids], pairs.noise[:6], SamplingConfig(cfg_scale=2.0), 4
+    )
+    assert torch.equal(redrawn, pairs.tokens[:6])
+    out = tmp_path / "s"
+    args = ["--ckpt", str(run), "--prompt", "a handwritten digit seven", "--num-samples", "3", "--steps", "1"]
+    assert sample_cli.main([*args, "--out", str(out)]) == 0
+    assert np.load(out / "samples.npz")["arr_0"].shape == (3, 8, 8, 3)
+
+
+def test_text_teacher_defaults_to_the_captions_it_was_trained_on(trained_t2i, tmp_path):
+    recipe = distill_recipe(tmp_path / "dd", trained_t2i, num_pairs=16)
+    recipe["train"]["max_steps"] = 1
+    run = train(recipe_from_dict(recipe))
+    trained_on = TextFeatures(trained_t2i.parent / "text_features").meta["captions"]
+    assert TextFeatures(run / "text_features").meta["captions"] == trained_on
+    assert json.loads((run / "pairs" / "meta.json").read_text())["plan"]["num_conditions"] == len(trained_on)
+
+
 def test_pairs_resume_and_refuse_another_teacher(trained, tmp_path):
     pairs = tmp_path / "pairs"
     first = distill_recipe(tmp_path / "a", trained["gpt"], pairs_dir=str(pairs), num_pairs=1500)
@@ -207,7 +241,7 @@ def test_next_scale_distillation_through_train_and_sample(tmp_path):
 
 def test_pair_shards_are_the_same_whatever_the_process_count(tmp_path):
     plan = PairPlan(
-        num_pairs=25, num_classes=3, num_tokens=4, noise_dim=2, seed=1, shard_size=10, batch_size=4
+        num_pairs=25, num_conditions=3, num_tokens=4, noise_dim=2, seed=1, shard_size=10, batch_size=4
     )
     teacher_map = lambda labels, noise: (noise.sum(-1) > 0).long() + 2 * labels[:, None]  # noqa: E731
     for world in (1, 2):

@@ -21,7 +21,7 @@ import torch
 from argen.checkpoint import CheckpointError
 from argen.data.token_cache import flat_ids
 from argen.models.distilled import DistilledLlama, DistilledNextScale
-from argen.models.llama import Llama
+from argen.models.llama import Condition, Llama
 from argen.models.next_scale import NextScaleLlama, split_scales
 from argen.paradigms.base import Paradigm, SamplingExtras, cross_entropy
 from argen.paradigms.next_scale import check_scales
@@ -40,6 +40,7 @@ class DistilledTokens(Paradigm):
     requirement = "distillation needs a next-token teacher over a VQ grid or a next-scale teacher"
     teacher_class: type
     student_class: type
+    conditions: tuple[str, ...] = ("class",)  # the teachers' conditions it distils
 
     # --- the teacher ----------------------------------------------------------------------
     def code_vectors(self, tokenizer) -> torch.Tensor:
@@ -58,19 +59,20 @@ class DistilledTokens(Paradigm):
         self,
         teacher,
         tokenizer,
-        labels: torch.Tensor,
+        condition: Condition,
         noise: torch.Tensor,
         config: SamplingConfig,
         flow_steps: int,
     ) -> torch.Tensor:
-        """The teacher's tokens (B, L) for class ids (B,) and noise (B, L, d)."""
+        """The teacher's tokens (B, L) for conditions (B rows) and noise (B, L, d)."""
         raise NotImplementedError
 
     def check_teacher(self, teacher) -> None:
-        if type(teacher) is not self.teacher_class or teacher.config.condition != "class":
+        if type(teacher) is not self.teacher_class or teacher.config.condition not in self.conditions:
             raise ValueError(
-                f"{self.name} distils a class-conditional {self.teacher_class.__name__}, "
-                f"not a {type(teacher).__name__} ({teacher.config.condition}-conditional)"
+                f"{self.name} distils a {'-conditional or '.join(self.conditions)}-conditional "
+                f"{self.teacher_class.__name__}, not a {type(teacher).__name__} "
+                f"({teacher.config.condition}-conditional)"
             )
 
     # --- the student ----------------------------------------------------------------------
@@ -109,13 +111,13 @@ class DistilledTokens(Paradigm):
         raise NotImplementedError
 
     def distill_loss(
-        self, student, tokenizer, tokens: torch.Tensor, noise: torch.Tensor, labels: torch.Tensor
+        self, student, tokenizer, tokens: torch.Tensor, noise: torch.Tensor, condition: Condition
     ) -> tuple[torch.Tensor, dict]:
         """Cross-entropy to the teacher's tokens (B, L) at the unknown positions of a state
         drawn per row among the student's steps."""
         starts = torch.tensor(self.starts(student), device=tokens.device)
         known = starts[torch.randint(len(starts), (len(tokens),), device=tokens.device)]  # (B,)
-        logits = self.student_logits(student, tokenizer, tokens, noise, known, labels)  # (B, L, V)
+        logits = self.student_logits(student, tokenizer, tokens, noise, known, condition)  # (B, L, V)
         unknown = torch.arange(tokens.shape[1], device=tokens.device)[None] >= known[:, None]  # (B, L)
         loss, logs = cross_entropy(logits, tokens.masked_fill(~unknown, -100))
         match = (logits.argmax(-1) == tokens)[unknown].float().mean()
@@ -156,13 +158,14 @@ class DistilledRaster(DistilledTokens):
     generators = (DistilledLlama,)
     teacher_class = Llama
     student_class = DistilledLlama
+    conditions = ("class", "text")
 
     def code_vectors(self, tokenizer):
         return standardised_codes(tokenizer.quantize.codebook())[None]  # (1, V, d)
 
-    def teacher_tokens(self, teacher, tokenizer, labels, noise, config, flow_steps):
+    def teacher_tokens(self, teacher, tokenizer, condition, noise, config, flow_steps):
         pick = self.teacher_pick(teacher, tokenizer, noise, config, flow_steps)
-        return sample_next_token(teacher, labels, config, pick=pick)
+        return sample_next_token(teacher, condition, config, pick=pick)
 
     def student_logits(self, student, tokenizer, tokens, noise, known, condition):
         return student(tokens, noise, known, condition)

@@ -185,8 +185,8 @@ class DraftHeadRecipe:
 
 @dataclass
 class DistillRecipe:
-    """A Distilled Decoding student of a class-conditional next-token or next-scale teacher,
-    trained on its deterministic sampler's (noise, tokens) pairs: no dataset is read."""
+    """A Distilled Decoding student of a next-token (class- or text-conditional) or next-scale
+    teacher, trained on its deterministic sampler's (noise, tokens) pairs: no dataset is read."""
 
     output_dir: str
     teacher: str  # the teacher generator's run directory (its ema weights when it has them)
@@ -194,6 +194,7 @@ class DistillRecipe:
     seed: int = 0
     num_pairs: int = 20000  # teacher samples to distil
     pairs_dir: str | None = None  # default <output_dir>/pairs
+    prompts_file: str | None = None  # text teachers: the prompts of the pairs (default: its captions)
     # the teacher's sampling, distilled into the student
     cfg_scale: float = 2.0
     cfg_schedule: Literal["constant", "linear"] = "constant"

@@ -1,7 +1,8 @@
-"""A teacher's (class, noise, tokens) pairs for Distilled Decoding, in safetensors shards.
+"""A teacher's (condition, noise, tokens) pairs for Distilled Decoding, in safetensors shards.
 
-Shard i holds ``shard_size`` pairs drawn from its own seed: random classes, Gaussian noise
-(one vector per token), and the tokens the teacher's deterministic sampler maps them to. Every
+Shard i holds ``shard_size`` pairs drawn from its own seed: random condition ids (classes or
+prompts), Gaussian noise (one vector per token), and the tokens the teacher's deterministic
+sampler maps them to. Every
 process draws the shards i = rank (mod world size) that are missing, so an interrupted run
 continues where it stopped; ``meta.json`` records the teacher (weights' sha256) and settings,
 and shards drawn with anything else are never reused.
@@ -22,7 +23,9 @@ from tqdm import tqdm
 
 from argen.data.token_cache import META_NAME
 
-TokenMap = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # labels (B,), noise (B, L, d) -> ids (B, L)
+TokenMap = Callable[
+    [torch.Tensor, torch.Tensor], torch.Tensor
+]  # condition ids (B,), noise (B, L, d) -> ids (B, L)
 
 
 @dataclass
@@ -30,7 +33,7 @@ class PairPlan:
     """What the pairs are: how many, of which shape, from which seed."""
 
     num_pairs: int
-    num_classes: int
+    num_conditions: int  # classes, or prompts
     num_tokens: int
     noise_dim: int
     seed: int
@@ -42,11 +45,11 @@ class PairPlan:
         return -(-self.num_pairs // self.shard_size)
 
     def shard_inputs(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Shard ``index``'s class ids (n,) and noise (n, L, d), the same on every process."""
+        """Shard ``index``'s condition ids (n,) and noise (n, L, d), the same on every process."""
         n = min(self.shard_size, self.num_pairs - index * self.shard_size)
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-        labels = torch.randint(self.num_classes, (n,), generator=generator)
-        return labels, torch.randn(n, self.num_tokens, self.noise_dim, generator=generator)
+        ids = torch.randint(self.num_conditions, (n,), generator=generator)
+        return ids, torch.randn(n, self.num_tokens, self.noise_dim, generator=generator)
 
 
 def shard_path(directory: Path, index: int) -> Path:
@@ -81,20 +84,20 @@ def draw_pairs(
     directory = Path(directory)
     todo = [i for i in range(rank, plan.num_shards, world) if not shard_path(directory, i).is_file()]
     for index in tqdm(todo, desc="teacher pairs", disable=rank != 0):
-        labels, noise = plan.shard_inputs(index)
+        ids, noise = plan.shard_inputs(index)
         tokens = torch.cat(
             [
                 teacher_map(y.to(device), e.to(device)).cpu()
-                for y, e in zip(labels.split(plan.batch_size), noise.split(plan.batch_size))
+                for y, e in zip(ids.split(plan.batch_size), noise.split(plan.batch_size))
             ]
         )  # (n, L)
         tmp = directory / f".pairs-{index:06d}.tmp"
-        save_file({"labels": labels, "noise": noise, "tokens": tokens.to(torch.int32)}, str(tmp))
+        save_file({"conditions": ids, "noise": noise, "tokens": tokens.to(torch.int32)}, str(tmp))
         os.replace(tmp, shard_path(directory, index))
 
 
 class PairDataset(Dataset):
-    """All shards in memory: items are (tokens (L,) int64, noise (L, d) float32, class id)."""
+    """All shards in memory: items are (tokens (L,) int64, noise (L, d) float32, condition id)."""
 
     def __init__(self, directory: str | Path, num_shards: int):
         paths = [shard_path(Path(directory), i) for i in range(num_shards)]
@@ -104,10 +107,10 @@ class PairDataset(Dataset):
         parts = [load_file(str(p)) for p in paths]
         self.tokens = torch.cat([p["tokens"] for p in parts]).long()
         self.noise = torch.cat([p["noise"] for p in parts])
-        self.labels = torch.cat([p["labels"] for p in parts])
+        self.conditions = torch.cat([p["conditions"] for p in parts])
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.conditions)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        return self.tokens[index], self.noise[index], int(self.labels[index])
+        return self.tokens[index], self.noise[index], int(self.conditions[index])

@@ -16,6 +16,7 @@ from argen.sampling.config import SamplingConfig
 from argen.training.recipes import DistillRecipe
 from argen.training.tasks.base import Task, model_digest
 from argen.training.tasks.generator import TOKENIZER_DIR, load_run
+from argen.training.teacher_conditions import TEACHER_CONDITIONS
 from argen.training.teacher_pairs import PairDataset, PairPlan, draw_pairs, prepare_pairs
 
 
@@ -28,6 +29,10 @@ class DistillTask(Task):
             teacher, self.tokenizer, recipe.sampling_steps, recipe.second_step_from
         )
         self.tokenizer = self.tokenizer.to(accelerator.device).eval()
+        self.device = accelerator.device
+        self.conditions = TEACHER_CONDITIONS[teacher.config.condition](
+            teacher, Path(recipe.teacher), recipe, accelerator
+        )
         self.dataset = self.teacher_pairs(teacher.to(accelerator.device).eval(), accelerator)
         if accelerator.is_main_process:
             save_model(self.tokenizer, Path(recipe.output_dir) / TOKENIZER_DIR)
@@ -43,8 +48,8 @@ class DistillTask(Task):
             top_p=r.top_p,
         )
         c = teacher.config
-        plan = PairPlan(r.num_pairs, c.num_classes, c.num_tokens, self.model.config.noise_dim, r.seed)
-        key = {
+        plan = PairPlan(r.num_pairs, self.conditions.count, c.num_tokens, self.model.config.noise_dim, r.seed)
+        key = self.conditions.key | {
             "teacher_sha256": model_digest(self.teacher_dir),
             "tokenizer_sha256": model_digest(Path(r.teacher) / TOKENIZER_DIR),
             "sampling": asdict(config),
@@ -56,8 +61,11 @@ class DistillTask(Task):
             prepare_pairs(directory, key)
         accelerator.wait_for_everyone()
 
-        def teacher_map(labels: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-            return self.paradigm.teacher_tokens(teacher, self.tokenizer, labels, noise, config, r.flow_steps)
+        def teacher_map(ids: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+            condition = self.conditions.condition(ids, noise.device)
+            return self.paradigm.teacher_tokens(
+                teacher, self.tokenizer, condition, noise, config, r.flow_steps
+            )
 
         draw_pairs(
             teacher_map,
@@ -71,6 +79,7 @@ class DistillTask(Task):
         return PairDataset(directory, plan.num_shards)
 
     def compute_losses(self, modules, batch, step):
-        tokens, noise, labels = batch
-        loss, logs = self.paradigm.distill_loss(modules["model"], self.tokenizer, tokens, noise, labels)
+        tokens, noise, ids = batch
+        condition = self.conditions.condition(ids, self.device)
+        loss, logs = self.paradigm.distill_loss(modules["model"], self.tokenizer, tokens, noise, condition)
         return {"model": loss}, logs
