@@ -2,6 +2,7 @@
 that start as their teachers, and the pipeline through train.py and sample.py."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -190,6 +191,13 @@ def test_text_teacher_defaults_to_the_captions_it_was_trained_on(trained_t2i, tm
     trained_on = TextFeatures(trained_t2i.parent / "text_features").meta["captions"]
     assert TextFeatures(run / "text_features").meta["captions"] == trained_on
     assert json.loads((run / "pairs" / "meta.json").read_text())["plan"]["num_conditions"] == len(trained_on)
+    moved = tmp_path / "moved_teacher"
+    shutil.copytree(trained_t2i, moved)
+    teacher_recipe = json.loads((moved / "recipe.json").read_text())
+    teacher_recipe["data"]["text_cache"] = str(tmp_path / "gone")
+    (moved / "recipe.json").write_text(json.dumps(teacher_recipe))
+    with pytest.raises(FileNotFoundError, match="set prompts_file"):
+        train(recipe_from_dict(distill_recipe(tmp_path / "dd2", moved, num_pairs=16)))
 
 
 def test_pairs_resume_and_refuse_another_teacher(trained, tmp_path):

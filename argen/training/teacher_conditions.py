@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from argen.data.token_cache import cache_matches, read_meta
+from argen.data.token_cache import META_NAME, cache_matches, read_meta
 from argen.models.llama import Condition
 from argen.text import TextEncoder, TextFeatures, build_text_features, read_prompts_file, text_feature_key
 
@@ -27,13 +27,16 @@ class ClassConditions:
 
 def trained_captions(teacher_run: Path) -> list[str]:
     """The distinct captions the teacher run was trained on (its caption feature cache)."""
-    recipe = json.loads((teacher_run / "recipe.json").read_text())
-    cache = Path(recipe["data"]["text_cache"] or Path(recipe["output_dir"]) / "text_features")
-    if not cache_matches(cache, {}):
-        raise FileNotFoundError(
-            f"the teacher's caption features ({cache}) are gone; set prompts_file in the recipe"
-        )
-    return read_meta(cache)["captions"]
+    recipe = teacher_run / "recipe.json"
+    if recipe.is_file():
+        data = json.loads(recipe.read_text())
+        cache = Path(data["data"]["text_cache"] or Path(data["output_dir"]) / "text_features")
+        if (cache / META_NAME).is_file():
+            return read_meta(cache)["captions"]
+    raise FileNotFoundError(
+        f"cannot find the captions teacher {teacher_run} was trained on (its recipe.json and "
+        "caption features); set prompts_file in the recipe"
+    )
 
 
 class PromptConditions:
