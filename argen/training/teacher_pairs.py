@@ -2,10 +2,10 @@
 
 Shard i holds ``shard_size`` pairs drawn from its own seed: random condition ids (classes or
 prompts), Gaussian noise (one vector per token), and the tokens the teacher's deterministic
-sampler maps them to. Every
-process draws the shards i = rank (mod world size) that are missing, so an interrupted run
-continues where it stopped; ``meta.json`` records the teacher (weights' sha256) and settings,
-and shards drawn with anything else are never reused.
+sampler maps them to. Every process draws the shards i = rank (mod world size) that are
+missing, so an interrupted run continues where it stopped; ``meta.json`` records the teacher
+(weights' sha256), the prompts and the settings, and shards drawn with anything else are never
+reused.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ from tqdm import tqdm
 
 from argen.data.token_cache import META_NAME
 
-TokenMap = Callable[
-    [torch.Tensor, torch.Tensor], torch.Tensor
-]  # condition ids (B,), noise (B, L, d) -> ids (B, L)
+# condition ids (B,), noise (B, L, d) -> token ids (B, L)
+TokenMap = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
