@@ -12,6 +12,7 @@ import torch
 from argen.data.token_cache import META_NAME, cache_matches, read_meta
 from argen.models.llama import Condition
 from argen.text import TextEncoder, TextFeatures, build_text_features, read_prompts_file, text_feature_key
+from argen.training.tasks.generator import text_cache_dir
 
 
 class ClassConditions:
@@ -30,7 +31,7 @@ def trained_captions(teacher_run: Path) -> list[str]:
     recipe = teacher_run / "recipe.json"
     if recipe.is_file():
         data = json.loads(recipe.read_text())
-        cache = Path(data["data"]["text_cache"] or Path(data["output_dir"]) / "text_features")
+        cache = text_cache_dir(data["data"]["text_cache"], data["output_dir"])
         if (cache / META_NAME).is_file():
             return read_meta(cache)["captions"]
     raise FileNotFoundError(

@@ -124,6 +124,11 @@ def start_from(model: torch.nn.Module, run: str) -> None:
     model.load_state_dict(trained.state_dict())
 
 
+def text_cache_dir(text_cache: str | None, output_dir: str) -> Path:
+    """Where a generator run keeps its caption features: ``data.text_cache`` or its own folder."""
+    return Path(text_cache or Path(output_dir) / "text_features")
+
+
 def caption_features(recipe, model: LlamaConfig, accelerator) -> TextFeatures:
     """The dataset's captions encoded once (by the main process) for the text encoder and
     caption length of ``model``, and reused while they match."""
@@ -132,7 +137,7 @@ def caption_features(recipe, model: LlamaConfig, accelerator) -> TextFeatures:
         build_dataset(data.dataset, data.resolution, data.frames, data.frame_stride),
         data.caption_template,
     )
-    directory = Path(data.text_cache or Path(recipe.output_dir) / "text_features")
+    directory = text_cache_dir(data.text_cache, recipe.output_dir)
     key = text_feature_key(model.text_encoder, model.caption_len, captions)
     if accelerator.is_main_process and not cache_matches(directory, key):
         encoder = TextEncoder(model.text_encoder, model.caption_len, accelerator.device)
