@@ -109,9 +109,11 @@ def main() -> None:
         save_model(Llama(config), Path(args.out) / "model", full)
         save_model(Llama(config), Path(args.out) / "ema", ema_weights)
         (Path(args.out) / "losses.json").write_text(json.dumps(losses))
-    dist.barrier()  # no process tears gloo down while another still writes
-    dist.destroy_process_group()
+    dist.barrier()  # every file is written
 
 
 if __name__ == "__main__":
     main()
+    # gloo's teardown (destroy_process_group or interpreter exit) sometimes aborts a rank with
+    # "terminate called without an active exception" after all work is done: leave without it
+    os._exit(0)
