@@ -66,13 +66,21 @@ def atomic_directory(target: str | Path, write: Callable[[Path], None]) -> Path:
 
 
 def save_model(
-    model: torch.nn.Module, directory: str | Path, state: dict[str, torch.Tensor] | None = None
+    model: torch.nn.Module,
+    directory: str | Path,
+    state: dict[str, torch.Tensor] | None = None,
+    records: dict[str, str] | None = None,
 ) -> Path:
     """Write ``model`` (which has a dataclass ``config``) as config.json + model.safetensors.
 
-    ``state`` replaces ``model.state_dict()`` (e.g. one consolidated from FSDP shards).
+    ``state`` replaces ``model.state_dict()`` (e.g. one consolidated from FSDP shards);
+    ``records`` (keys starting with ``_``, e.g. the generator's ``_paradigm``) join the config
+    beside ``_class_name``.
     """
-    config = {"_class_name": type(model).__name__, **to_dict(model.config)}
+    records = records or {}
+    if any(not key.startswith("_") for key in records):
+        raise ValueError(f"record keys start with '_', got {sorted(records)}")
+    config = {"_class_name": type(model).__name__, **records, **to_dict(model.config)}
     state = model.state_dict() if state is None else state
     state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
@@ -125,6 +133,7 @@ def load_model(directory: str | Path, classes: dict[str, type]) -> torch.nn.Modu
     directory = Path(directory)
     config = read_config(directory)
     name = config.pop("_class_name", None)
+    config = {k: v for k, v in config.items() if not k.startswith("_")}  # records (_paradigm, ...)
     if name not in classes:
         raise CheckpointError(f"{directory} holds a {name!r}; this loader knows {sorted(classes)}")
     cls = classes[name]

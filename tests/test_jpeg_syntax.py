@@ -10,9 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
+from argen.cli.sample_args import parse_args
 from argen.models.llama import Llama, LlamaConfig
-from argen.paradigms.base import SamplingExtras, SpeculationOptions
+from argen.paradigms import refuse_unoffered, sample_options
+from argen.paradigms.base import SamplingExtras
 from argen.paradigms.byte_stream import ByteStreams
+from argen.paradigms.options import SpeculationOptions
 from argen.paradigms.raster import RasterIds
 from argen.sampling import SamplingConfig, guide
 from argen.sampling.next_token import pad_after_stop, sample_next_token
@@ -129,6 +132,10 @@ def test_sampler_with_constraint_keeps_every_stream_valid():
     assert torch.equal(masked, draw(tok.syntax()))  # deterministic under a seed
 
 
+def sample_args(flags: list[str]):
+    return parse_args(["--ckpt", "run", *flags])
+
+
 def test_unsupported_headers_and_paradigms_are_refused():
     buffer = io.BytesIO()
     Image.new("RGB", (16, 16)).save(buffer, "JPEG", progressive=True)
@@ -137,8 +144,9 @@ def test_unsupported_headers_and_paradigms_are_refused():
     with pytest.raises(ValueError, match="max_len"):
         JPEGTokenizer(JPEGConfig(resolution=32, max_len=8)).syntax()
     with pytest.raises(ValueError, match="byte-stream"):
-        RasterIds().syntax_constraint(None, True)
-    assert RasterIds().syntax_constraint(None, None) is None
+        refuse_unoffered(RasterIds(), sample_args(["--constrained"]), sample_options())
+    refuse_unoffered(RasterIds(), sample_args([]), sample_options())  # not asked: nothing to refuse
+    refuse_unoffered(RasterIds(), sample_args(["--no-constrained"]), sample_options())
     assert ByteStreams().syntax_constraint(JPEGTokenizer(JPEGConfig(resolution=16)), False) is None
 
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from argen import paradigms
 from argen.checkpoint import CheckpointError, atomic_directory
 from argen.cli.sample_args import DISPLAY_ONLY, parse_args, sampling_config
-from argen.cli.sample_inputs import CONDITIONS, load_extras, resolve_dirs
+from argen.cli.sample_inputs import CONDITIONS, CliInputs, load_extras, resolve_dirs
 from argen.cli.sample_outputs import write_metrics, write_samples
 from argen.convert import load_generator, load_tokenizer
 from argen.data import DatasetError
@@ -69,7 +69,8 @@ def load_run(args: argparse.Namespace, device: torch.device) -> SampleRun:
     conditions = CONDITIONS[model.config.condition]
     names, rows = conditions.resolve(args, model, device)
     config = sampling_config(args)
-    extras = load_extras(args, paradigm, model, tokenizer, config, device, dtype)
+    inputs = CliInputs(args.weights, device, dtype)
+    extras = load_extras(args, paradigms.OptionRun(paradigm, model, tokenizer, config, inputs))
     frames = getattr(tokenizer.config, "frames", None)  # video: frames per clip
     if frames is not None and args.resize:
         raise ValueError("--resize takes images, not video")
@@ -146,7 +147,11 @@ def draw_batches(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv, __doc__)
+    try:
+        args = parse_args(argv, __doc__)
+    except ValueError as err:  # a --plugin that cannot be imported
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     accelerator = Accelerator()
     try:
         check_world(accelerator)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from argen import paradigms
 from argen.cli import HelpFormatter
 from argen.sampling import SamplingConfig
 
@@ -18,12 +19,20 @@ DISPLAY_ONLY = {
     "compile",
     "fps",
     "overwrite",
+    "plugin",
 }
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", required=True, help="generator run directory, model directory or LlamaGen .pt")
     p.add_argument("--tokenizer", help="tokenizer directory or LlamaGen .pt (default: <ckpt>/tokenizer)")
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE_OR_FILE",
+        help="import a module or .py file first (it registers a paradigm defined outside argen); repeatable",
+    )
     p.add_argument("--image-size", type=int, help="LlamaGen .pt files: default from the file name, else 256")
     p.add_argument("--weights", choices=["ema", "model"], help="default: ema when the run has it")
     p.add_argument("--precision", choices=["fp32", "bf16"], help="generator weights (default: bf16 on GPU)")
@@ -81,61 +90,9 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_extra_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--speculative", metavar="DRAFT", help="draft generator (run or model directory)")
-    p.add_argument("--draft-length", type=int, default=3, help="speculative: tokens drafted per round")
-    p.add_argument(
-        "--relaxed-k", type=int, default=0, help="speculative: latent neighbours per code (LANTERN)"
-    )
-    p.add_argument(
-        "--relaxed-delta", type=float, default=0.0, help="speculative: mass a neighbour run may add (LANTERN)"
-    )
-    p.add_argument(
-        "--relaxed-lambda", type=float, help="speculative: the run adds at most (lambda - 1) p(x) (LANTERN++)"
-    )
-    p.add_argument(
-        "--relaxed-residual",
-        choices=["lantern", "standard"],
-        default="lantern",
-        help="speculative, relaxed: after a rejection, drop the rejected code's neighbours from q (LANTERN)",
-    )
-    p.add_argument(
-        "--relaxed-space",
-        choices=["embedding", "lookup"],
-        default="embedding",
-        help="speculative, relaxed: neighbours on the raw code embeddings (LANTERN) or the lookup vectors",
-    )
-    p.add_argument(
-        "--residual-tries", type=int, default=32, help="continuous speculative: residual proposals"
-    )
-    p.add_argument(
-        "--refiner", metavar="RUN", help="coarse-to-fine models: the fine-label run (task: refiner)"
-    )
-    p.add_argument(
-        "--fine-temperature", type=float, default=1.0, help="coarse-to-fine: 0 takes the likeliest code"
-    )
-    p.add_argument("--edit", metavar="IMAGE", help="next-scale models: edit this image (needs --mask)")
-    p.add_argument("--mask", metavar="MASK", help="--edit: a grayscale image, white where it is regenerated")
-    p.add_argument(
-        "--steps", type=int, help="distilled students: passes per sample (default: the fewest trained)"
-    )
-    p.add_argument(
-        "--control",
-        metavar="IMAGE_OR_FOLDER",
-        help="controlled generators: the control input of each sample, in turn (one image or a folder)",
-    )
-    p.add_argument(
-        "--control-kind",
-        choices=["canny", "map"],
-        help="--control: photos whose canny edges control, or ready control maps (default: the model's kind)",
-    )
-    p.add_argument("--given-frames", type=int, help="video: keep the first N frames of real clips")
-    p.add_argument("--given-from", metavar="DATASET", help="video: the clips --given-frames come from")
-    p.add_argument(
-        "--constrained",
-        action=argparse.BooleanOptionalAction,
-        help="byte streams: draw only ids that keep the stream valid codec syntax (default: on where the "
-        "tokenizer models its syntax: JPEG)",
-    )
+    """The flags of the options paradigms offer (speculative decoding, refiners, editing, ...)."""
+    for option in paradigms.sample_options():
+        option.add_arguments(p)
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:
@@ -168,6 +125,11 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None, description: str | None = None) -> argparse.Namespace:
+    """The command line, after importing its ``--plugin`` modules (whose paradigms may offer
+    options of their own)."""
+    plugins = argparse.ArgumentParser(add_help=False)
+    plugins.add_argument("--plugin", action="append", default=[])
+    paradigms.load_plugins(plugins.parse_known_args(argv)[0].plugin)
     return build_parser(description).parse_args(argv)
 
 

@@ -13,8 +13,11 @@ import torch
 
 from argen.checkpoint import CheckpointError, is_run, weights_of
 from argen.convert import load_generator
+from argen.data import ImageFolderDataset, build_dataset
+from argen.data.control import read_control_inputs
+from argen.data.images import load_rgb
 from argen.models.llama import Condition
-from argen.paradigms import Paradigm, SamplingExtras, SpeculationOptions
+from argen.paradigms import OptionRun, SamplingExtras, refuse_unoffered, sample_options
 from argen.text import TextEncoder, check_prompts, read_prompts_file, warn_truncated
 
 
@@ -91,50 +94,41 @@ class PromptConditions:
 CONDITIONS = {"class": ClassConditions(), "text": PromptConditions()}
 
 
-def load_weights(path: str, weights: str | None, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-    """A second model of the run (draft, refiner): a run directory (its ``weights``) or a model."""
-    run = Path(path)
-    return load_generator(weights_of(run, weights) if is_run(run) else run).to(device, dtype)
+class CliInputs:
+    """What options read from files and datasets, as models and tensors
+    (:class:`~argen.paradigms.RunInputs`)."""
+
+    def __init__(self, weights: str | None, device: torch.device, dtype: torch.dtype):
+        self.weights, self.device, self.dtype = weights, device, dtype
+
+    def second_model(self, path: str) -> torch.nn.Module:
+        """A draft or refiner: a run directory (its ``--weights``) or a model directory."""
+        run = Path(path)
+        return load_generator(weights_of(run, self.weights) if is_run(run) else run).to(
+            self.device, self.dtype
+        )
+
+    def edit_inputs(self, image: str, mask: str, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+        source, regenerate = load_rgb(Path(image)), load_rgb(Path(mask))
+        if source is None or regenerate is None:
+            raise ValueError(f"cannot read --edit {image} or --mask {mask} as images")
+        pixels = ImageFolderDataset.image_transform(resolution)(source)[None]  # (1, 3, R, R)
+        gray = np.array(regenerate.convert("L").resize((resolution, resolution)))  # (R, R) uint8
+        return pixels, torch.from_numpy(gray).float() / 255
+
+    def control_maps(self, path: str, kind: str, channels: int, resolution: int, thresholds) -> torch.Tensor:
+        return read_control_inputs(path, kind, channels, resolution, *thresholds)
+
+    def clips(self, dataset: str, resolution: int, frames: int):
+        return build_dataset(dataset, resolution, frames)
 
 
-def load_extras(
-    args: argparse.Namespace, paradigm: Paradigm, model, tokenizer, sampling, device, dtype
-) -> SamplingExtras:
-    """The run's extras, each built (and checked) by the paradigm that offers it."""
+def load_extras(args: argparse.Namespace, run: OptionRun) -> SamplingExtras:
+    """The run's extras: every option its paradigm offers, built (and checked); an option asked
+    for that the paradigm does not offer is refused."""
+    refuse_unoffered(run.paradigm, args, sample_options())
     extras = SamplingExtras(compile=args.compile)
-    extras.constraint = paradigm.syntax_constraint(tokenizer, args.constrained)
-    extras.steps = paradigm.sampling_steps(model, args.steps, sampling)
-    if args.speculative:
-        options = SpeculationOptions(
-            args.speculative,
-            args.draft_length,
-            args.relaxed_k,
-            args.relaxed_delta,
-            args.relaxed_lambda,
-            args.residual_tries,
-            args.relaxed_residual,
-            args.relaxed_space,
-        )
-        draft = load_weights(args.speculative, args.weights, device, dtype)
-        extras.grid_sampler = paradigm.speculation(model, tokenizer, draft, options, sampling)
-    if args.refiner:
-        refiner = load_weights(args.refiner, args.weights, device, dtype)
-        extras.grid_sampler = paradigm.refinement(
-            model, tokenizer, refiner, args.fine_temperature, args.compile
-        )
-    if args.edit or args.mask:
-        if not (args.edit and args.mask):
-            raise ValueError("--edit and --mask go together")
-        extras.edit = paradigm.edit_source(tokenizer, args.edit, args.mask, device)
-    if args.control_kind and not args.control:
-        raise ValueError("--control-kind goes with --control")
-    if args.control:
-        extras.control = paradigm.control_inputs(model, args.control, args.control_kind, device)
-    if args.given_frames or args.given_from:
-        if not (args.given_from and args.given_frames):
-            raise ValueError("frame prediction needs both --given-from DATASET and --given-frames N")
-        if args.classes is not None:
-            raise ValueError("frame prediction conditions each sample on its clip's class: drop --classes")
-        extras.frames = paradigm.frame_prompts(model, tokenizer, args.given_from, args.given_frames, device)
-    paradigm.check_extras(extras)
+    for option in run.paradigm.sample_options:
+        option.build(args, run, extras)
+    run.paradigm.check_extras(extras)
     return extras

@@ -55,8 +55,10 @@ def write_metrics(
 ) -> None:
     """metrics.json: the asked-for metrics, stream validity, and the extras' statistics."""
     args, extras = run.args, run.extras
-    speculation = extras.grid_sampler if args.speculative else None
-    if not (run.evaluation.wanted or speculation or run.paradigm.checks_validity or extras.frames):
+    reported = {}  # what the run's options add (speculation statistics, given frames, ...)
+    for option in run.paradigm.sample_options:
+        reported |= option.metrics(args, extras)
+    if not (run.evaluation.wanted or reported or run.paradigm.checks_validity):
         return
     metrics = run.evaluation(images, class_ids) if run.evaluation.wanted else {}
     if run.paradigm.checks_validity:  # how many generated samples were well formed
@@ -66,16 +68,7 @@ def write_metrics(
         sampling=vars(run.config) | {"seed": args.seed, "weights": str(run.model_dir)},
         sampling_seconds=seconds,  # this invocation's share (main process)
     )
-    if speculation is not None:
-        metrics["speculative"] = vars(speculation.config) | {
-            "tokens_per_target_call": speculation.tokens_per_call,  # main process's batches
-            "residual_fallbacks": speculation.totals.get("fallbacks", 0),
-            "draft": args.speculative,
-        }
-    if extras.frames is not None:
-        metrics["frame_prediction"] = {"given_frames": args.given_frames, "given_from": args.given_from}
-    if args.refiner:
-        metrics["coarse_to_fine"] = {"refiner": args.refiner, "fine_temperature": args.fine_temperature}
+    metrics.update(reported)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     for warning in metrics.get("warnings", []):
         print(f"WARNING: {warning}", file=sys.stderr)

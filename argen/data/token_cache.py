@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from argen.checkpoint import CONFIG_NAME, WEIGHTS_NAME, replace_directory
+from argen.tokenizers.layout import flat_ids
 
 META_NAME = "meta.json"
 
@@ -104,11 +105,6 @@ def build_token_cache(
         replace_directory(tmp, out_dir)
     barrier()
     return out_dir
-
-
-def flat_ids(ids: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-    """A tokenizer's ids as stored: a grid as is, per-scale maps concatenated (B, sum pn**2)."""
-    return torch.cat([x.flatten(1) for x in ids], 1) if isinstance(ids, list) else ids
 
 
 def read_meta(directory: str | Path) -> dict:

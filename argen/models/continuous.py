@@ -29,8 +29,9 @@ class ContinuousLlamaConfig(LlamaConfig):
         super().__post_init__()
         if self.head.attention:
             raise ValueError(
-                "head.attention is for next-scale generators (token_scales): a raster model's head "
-                "would attend to later tokens in training and sees one token at a time in sampling"
+                "head.attention is for next-scale generators (paradigm continuous_scales): a raster "
+                "model's head would attend to later tokens in training and sees one token at a time "
+                "in sampling"
             )
 
 

@@ -1,8 +1,9 @@
-"""Paradigms: the ways of generating, one module each, looked up by the tokenizer's layout
-(and, for training, the variant a recipe asks for; for sampling, the generator's class).
+"""Paradigms: the ways of generating, one module each, registered by name.
 
-Adding a family: write its module (a :class:`~argen.paradigms.base.Paradigm` subclass) and add
-one line to ``PARADIGMS``.
+A recipe names its paradigm (``paradigm: raster``) or takes its task's default for the
+tokenizer's layout; the trained generator records the name and ``sample.py`` reads it. A
+paradigm outside the package registers itself with :func:`register_paradigm` (see
+``examples/custom_paradigm/``).
 """
 
 from __future__ import annotations
@@ -11,75 +12,118 @@ from pathlib import Path
 
 import torch
 
-from argen.checkpoint import CheckpointError
-from argen.paradigms.base import Paradigm, SamplingExtras, SpeculationOptions
+from argen.checkpoint import CheckpointError, read_config
+from argen.paradigms.base import NoOptions, Paradigm, SamplingExtras
 from argen.paradigms.byte_stream import ByteStreams
 from argen.paradigms.coarse_to_fine import CoarseLabels, FineLabels
 from argen.paradigms.continuous import ContinuousRaster, ContinuousScales
 from argen.paradigms.control import ControlledRaster
 from argen.paradigms.distilled import DistilledRaster, DistilledScales
 from argen.paradigms.next_scale import NextScale
+from argen.paradigms.options import OptionRun, RunInputs, SampleOption, SpeculationOptions, refuse_unoffered
 from argen.paradigms.raster import RasterIds
+from argen.paradigms.registry import default_for, get, register_paradigm, registered, unregister_paradigm
 from argen.paradigms.video import FramePrompts, NextFrame, VideoTokens
+from argen.plugins import ENTRY_POINT_GROUP, load_plugins
 
-PARADIGMS: list[Paradigm] = [
-    RasterIds(),
-    ByteStreams(),
-    NextScale(),
-    CoarseLabels(),
-    FineLabels(),
-    ContinuousRaster(),
-    ContinuousScales(),
-    VideoTokens(),
-    NextFrame(),
-    DistilledRaster(),
-    DistilledScales(),
-    ControlledRaster(),
-]
+BUILT_IN = tuple(
+    register_paradigm(p).name
+    for p in (
+        RasterIds(),
+        ByteStreams(),
+        NextScale(),
+        CoarseLabels(),
+        FineLabels(),
+        ContinuousRaster(),
+        ContinuousScales(),
+        VideoTokens(),
+        NextFrame(),
+        DistilledRaster(),
+        DistilledScales(),
+        ControlledRaster(),
+    )
+)
+PARADIGM_KEY = "_paradigm"  # where a saved generator's config.json records its paradigm
 
 
-def requested_variant(recipe) -> str:
-    """What a recipe asks for: its task (``generator``, ``refiner``, ``distill``, ``control``)
-    or ``next_frame``."""
-    return "next_frame" if getattr(recipe, "next_frame", False) else recipe.task
+def sample_options() -> list[SampleOption]:
+    """Every sample.py option a registered paradigm offers, each once, in registration order."""
+    options: list[SampleOption] = []
+    for paradigm in registered().values():
+        options += [o for o in paradigm.sample_options if o not in options]
+    return options
 
 
 def for_recipe(recipe, layout) -> Paradigm:
-    """The paradigm that trains ``recipe`` on tokens of ``layout``."""
-    variant = requested_variant(recipe)
-    candidates = [p for p in PARADIGMS if p.variant == variant]
-    for paradigm in candidates:
-        if paradigm.serves(layout):
-            return paradigm
-    needs = next((p.requirement for p in candidates if p.requirement), f"no {variant} generates {layout}")
-    raise ValueError(f"{needs}, not the tokenizer {recipe.tokenizer} ({layout})")
+    """The paradigm that trains ``recipe``: the one it names (``paradigm:``), else its task's
+    default for tokens of ``layout``. Whether it serves the tokenizer it prepares is checked by
+    the caller (:meth:`Paradigm.require_serves`)."""
+    name = getattr(recipe, "paradigm", None)
+    if name is None:
+        return default_for(recipe.task, layout)
+    paradigm = get(name)
+    if paradigm.task != recipe.task:
+        raise ValueError(f"paradigm {name!r} is trained by task: {paradigm.task}, not task: {recipe.task}")
+    return paradigm
+
+
+def recorded_name(model_dir: str | Path | None) -> str | None:
+    """The paradigm name a saved generator records (None: an official file, or a generator saved
+    before paradigms were recorded)."""
+    if model_dir is None or not (Path(model_dir) / "config.json").is_file():
+        return None
+    return read_config(model_dir).get(PARADIGM_KEY)
+
+
+def inferred(model: torch.nn.Module, layout) -> Paradigm | None:
+    """The built-in paradigm of a generator that records none: official checkpoints and runs
+    saved before paradigms were recorded (each of their classes and layouts had one)."""
+    built_in = [get(name) for name in BUILT_IN]
+    return next((p for p in built_in if type(model) in p.generators and p.serves(layout)), None)
 
 
 def for_generator(
     model: torch.nn.Module,
     layout,
-    model_dir: str | Path = "generator",
-    tokenizer_dir: str | Path = "tokenizer",
+    model_dir: str | Path | None = None,
+    tokenizer_dir: str | Path | None = None,
 ) -> Paradigm:
-    """The paradigm that samples ``model`` with a tokenizer of ``layout``, after checking that
-    the two fit."""
-    for paradigm in PARADIGMS:
-        if type(model) in paradigm.generators and paradigm.serves(layout):
-            paradigm.check_pair(model, layout, Path(model_dir), Path(tokenizer_dir))
-            return paradigm
-    raise CheckpointError(
-        f"tokenizer {tokenizer_dir} ({layout}) and generator {model_dir} ({type(model).__name__}) "
-        "do not fit: no paradigm generates these tokens with this model"
-    )
+    """The paradigm that samples ``model`` with a tokenizer of ``layout`` (the one its
+    ``config.json`` records), after checking that the two fit."""
+    name = recorded_name(model_dir)
+    paradigm = get(name, Path(model_dir) / "config.json") if name else inferred(model, layout)
+    model_name, tokenizer_name = model_dir or "generator", tokenizer_dir or "tokenizer"
+    if paradigm is None or type(model) not in paradigm.generators or not paradigm.serves(layout):
+        which = f" (paradigm {paradigm.name!r})" if paradigm is not None else ""
+        raise CheckpointError(
+            f"tokenizer {tokenizer_name} ({layout}) and generator {model_name} ({type(model).__name__}"
+            f"{which}) do not fit: no paradigm generates these tokens with this model"
+        )
+    paradigm.check_pair(model, layout, Path(model_name), Path(tokenizer_name))
+    return paradigm
 
 
 __all__ = [
-    "PARADIGMS",
+    "BUILT_IN",
+    "ENTRY_POINT_GROUP",
     "FramePrompts",
+    "NoOptions",
+    "OptionRun",
+    "RunInputs",
+    "SampleOption",
+    "PARADIGM_KEY",
     "Paradigm",
     "SamplingExtras",
     "SpeculationOptions",
+    "default_for",
     "for_generator",
     "for_recipe",
-    "requested_variant",
+    "get",
+    "load_plugins",
+    "recorded_name",
+    "register_paradigm",
+    "refuse_unoffered",
+    "registered",
+    "sample_options",
+    "unregister_paradigm",
 ]

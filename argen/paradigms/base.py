@@ -1,25 +1,33 @@
 """What every paradigm (one way of generating) provides, and the defaults most of them share.
 
-A paradigm owns, for one kind of token layout: building its generator from a recipe, its
-training loss, its sampler (one signature for all), its compatibility checks and the way its
-tokens become pixels. ``train.py``, ``sample.py`` and the training task look paradigms up
-(:mod:`argen.paradigms`) instead of branching on kinds.
+A paradigm owns, for one kind of token layout: its section of the recipe (``Options``), what it
+derives from the tokenizer (``prepare_tokenizer``, returning a new one), building its generator,
+its training loss, its sampler (one signature for all), its compatibility checks and the way its
+tokens become pixels. ``train.py``, ``sample.py`` and the training task look paradigms up by
+name (:mod:`argen.paradigms.registry`) instead of branching on kinds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from argen.checkpoint import CheckpointError
-from argen.models.llama import Condition, Llama
+from argen.config import from_dict
+from argen.models.llama import Condition, Llama, LlamaConfig
 from argen.sampling.config import SamplingConfig
 from argen.sampling.next_token import GridSampler, TokenConstraint
+from argen.tokenizers.protocols import Tokenizer
+
+if TYPE_CHECKING:
+    from argen.paradigms.control import ControlInputs
+    from argen.paradigms.options import SampleOption
+    from argen.paradigms.video import FramePrompts
 
 
 @dataclass
@@ -32,10 +40,10 @@ class SamplingExtras:
     compile: bool = False
     grid_sampler: GridSampler | None = None
     edit: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
-    frames: Any = None  # FramePrompts of video paradigms
+    frames: FramePrompts | None = None  # video: the given first frames (frame prediction)
     constraint: TokenConstraint | None = None  # byte streams: the codec's syntax
     steps: int | None = None  # distilled students: passes per sample
-    control: Any = None  # ControlInputs of controlled paradigms
+    control: ControlInputs | None = None  # spatial control: the control maps
 
     def given(self, indices: range) -> torch.Tensor | None:
         """What samples ``indices`` are given besides their condition: the first frames' ids
@@ -43,20 +51,6 @@ class SamplingExtras:
         if self.frames is not None:
             return self.frames.tokens(indices)
         return self.control.maps(indices) if self.control is not None else None
-
-
-@dataclass
-class SpeculationOptions:
-    """The draft's settings (``sample.py --speculative``); ``source`` names it in messages."""
-
-    source: str = ""
-    draft_length: int = 4
-    relaxed_k: int = 0
-    relaxed_delta: float = 0.0
-    relaxed_lambda: float | None = None
-    residual_tries: int = 32
-    relaxed_residual: str = "lantern"
-    relaxed_space: str = "embedding"
 
 
 def cross_entropy(
@@ -67,43 +61,65 @@ def cross_entropy(
     return loss, {"loss": loss.item()}
 
 
-def refuse_head(recipe) -> None:
-    if recipe.head is not None:
-        raise ValueError("head: is for continuous tokenizers")
+def model_args(model: LlamaConfig) -> dict:
+    """A recipe's model section as constructor arguments."""
+    return {f.name: getattr(model, f.name) for f in fields(model)}
 
 
-def recipe_model_args(recipe) -> dict:
-    """The recipe's model section as constructor arguments."""
-    return {f.name: getattr(recipe.model, f.name) for f in fields(recipe.model)}
+@dataclass
+class NoOptions:
+    """A paradigm without a section of its own in the recipe."""
 
 
 class Paradigm:
     """The protocol, with the defaults of next-token generation over ids (the Llama over a
     grid); each paradigm overrides what differs."""
 
-    name: ClassVar[str]  # for messages
+    name: ClassVar[str]  # its registry name: recipes (paradigm:) and saved generators use it
     layout: ClassVar[type]  # the token layout it generates
+    task: ClassVar[str] = "generator"  # the recipe task that trains it
+    default: ClassVar[bool] = False  # the task's paradigm for ``layout`` when a recipe names none
+    Options: ClassVar[type] = NoOptions  # its section of the recipe (``options:``)
     generators: ClassVar[tuple[type, ...]] = (Llama,)  # the generator classes it samples with
-    variant: ClassVar[str] = "generator"  # what a recipe asks for: see ``requested_variant``
-    requirement: ClassVar[str] = ""  # for errors: the tokenizer this variant needs
+    requirement: ClassVar[str] = ""  # for errors: the tokenizer it needs
+    sample_options: ClassVar[tuple[SampleOption, ...]] = ()  # the sample.py options it offers
     tokenizer_in_loss: ClassVar[bool] = False  # the loss runs the tokenizer (on the device)
     checks_validity: ClassVar[bool] = False  # samples may be invalid (byte streams)
 
     def serves(self, layout) -> bool:
         return type(layout) is self.layout
 
+    def require_serves(self, layout, source: object) -> None:
+        """Refuse tokens of another layout; ``source`` names the tokenizer in the error."""
+        if not self.serves(layout):
+            needs = self.requirement or f"paradigm {self.name!r} generates {self.layout.__name__} tokens"
+            raise ValueError(f"{needs}, not the tokenizer {source} ({layout})")
+
     # --- building and training ----------------------------------------------------------
+    def parse_options(self, options: dict) -> Any:
+        """The recipe's ``options:`` section as this paradigm's ``Options`` (unknown keys are
+        an error that names the valid ones)."""
+        return from_dict(self.Options, options or {}, "options.")
+
+    def prepare_tokenizer(self, tokenizer: torch.nn.Module, options: Any, seed: int) -> torch.nn.Module:
+        """The tokenizer this paradigm generates for, derived from the loaded one (a new object:
+        the loaded tokenizer is never changed); the run saves it as its ``tokenizer/``."""
+        return tokenizer
+
     def sizes(self, layout) -> dict:
         """The generator's arguments that come from the tokenizer's layout."""
         return dict(vocab_size=layout.vocab_size, grid_size=(layout.height, layout.width))
 
-    def build(self, recipe, tokenizer: torch.nn.Module, sizes: dict) -> torch.nn.Module:
-        """The generator for ``tokenizer``, shaped by the recipe and ``sizes`` (layout,
-        conditioning)."""
-        refuse_head(recipe)
-        return Llama(replace(recipe.model, **sizes))  # the recipe itself stays as written
+    def build(
+        self, model: LlamaConfig, options: Any, tokenizer: torch.nn.Module, sizes: dict
+    ) -> torch.nn.Module:
+        """The generator for ``tokenizer``, shaped by the recipe's ``model`` section, this
+        paradigm's ``options`` and ``sizes`` (layout, conditioning)."""
+        return Llama(replace(model, **sizes))  # the recipe itself stays as written
 
-    def loss(self, model, tokenizer, tokens: torch.Tensor, condition: Condition) -> tuple[torch.Tensor, dict]:
+    def loss(
+        self, model, tokenizer: Tokenizer, tokens: torch.Tensor, condition: Condition
+    ) -> tuple[torch.Tensor, dict]:
         """Training loss on a batch of cached tokens -> (loss, scalars to log)."""
         tokens = tokens.flatten(1)  # (B, L)
         return cross_entropy(model(tokens, condition), tokens)
@@ -142,39 +158,3 @@ class Paradigm:
     def grid_images(self, images: np.ndarray, extras: SamplingExtras, columns: int) -> tuple[np.ndarray, int]:
         """The images of ``grid.png`` and its columns (one per condition)."""
         return images, columns
-
-    # --- options of sample.py (refused unless a paradigm offers them) --------------------
-    def speculation(self, target, tokenizer, draft, options: SpeculationOptions, config: SamplingConfig):
-        raise ValueError(
-            f"--speculative needs a next-token generator over ids or continuous tokens, not {self.name}"
-        )
-
-    def refinement(self, model, tokenizer, refiner, fine_temperature: float, compile: bool):
-        raise ValueError(
-            f"--refiner needs a coarse-to-fine generator (trained with coarse_clusters > 0), not {self.name}"
-        )
-
-    def edit_source(self, tokenizer, image: str, mask: str, device: torch.device):
-        raise ValueError(f"--edit needs a next-scale (multi-scale tokenizer) generator, not {self.name}")
-
-    def syntax_constraint(self, tokenizer, requested: bool | None) -> TokenConstraint | None:
-        """The constraint ``--constrained`` asks for (None: the paradigm's default)."""
-        if requested:
-            raise ValueError(f"--constrained is for byte-stream generators (JPEG-LM), not {self.name}")
-        return None
-
-    def sampling_steps(self, model, requested: int | None, config: SamplingConfig) -> int | None:
-        """The passes ``--steps`` asks for, checked against what the model was trained for."""
-        if requested is not None:
-            raise ValueError(f"--steps is for distilled students (task: distill), not {self.name}")
-        return None
-
-    def control_inputs(self, model, path: str, kind: str | None, device: torch.device):
-        raise ValueError(
-            f"--control is for generators trained with spatial control (task: control), not {self.name}"
-        )
-
-    def frame_prompts(self, model, tokenizer, dataset: str, given_frames: int, device: torch.device):
-        raise ValueError(
-            f"--given-frames is for video generators (frame-wise or causal video VQ), not {self.name}"
-        )

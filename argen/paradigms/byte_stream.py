@@ -10,29 +10,42 @@ import warnings
 
 import torch
 
-from argen.paradigms.base import Paradigm, SamplingExtras, SpeculationOptions, cross_entropy
+from argen.paradigms.base import Paradigm, SamplingExtras, cross_entropy
+from argen.paradigms.options import CONSTRAINED, SPECULATIVE, SpeculationOptions
 from argen.paradigms.raster import check_draft
 from argen.sampling.draft_masks import ExcludedIds
 from argen.sampling.next_token import pad_after_stop, sample_next_token
 from argen.sampling.speculative import Speculation, SpeculativeConfig
 from argen.tokenizers.layout import ByteLayout
+from argen.tokenizers.protocols import ByteStreamTokenizer
 
 
 class ByteStreams(Paradigm):
-    name = "byte streams"
+    name = "byte_stream"
     layout = ByteLayout
+    default = True
+    sample_options = (SPECULATIVE, CONSTRAINED)
     checks_validity = True
 
     def sizes(self, layout: ByteLayout) -> dict:
         return super().sizes(layout) | {"rope": "1d"}
 
-    def loss(self, model, tokenizer, tokens, condition):
+    def loss(self, model, tokenizer: ByteStreamTokenizer, tokens, condition):
         tokens = tokens.flatten(1)  # (B, L)
         return cross_entropy(
             model(tokens, condition), tokens, ignore=tokenizer.layout.pad
         )  # no loss on padding
 
-    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
+    def sample(
+        self,
+        model,
+        tokenizer: ByteStreamTokenizer,
+        condition,
+        config,
+        generator,
+        extras: SamplingExtras,
+        given=None,
+    ):
         layout = tokenizer.layout
         if extras.grid_sampler is not None:  # speculative decoding; padding is never drawn
             syntax = extras.constraint or ExcludedIds.of(layout.vocab_size, [layout.pad])
@@ -49,13 +62,15 @@ class ByteStreams(Paradigm):
             constraint=extras.constraint,
         )
 
-    def speculation(self, target, tokenizer, draft, options: SpeculationOptions, config) -> Speculation:
+    def speculation(
+        self, target, tokenizer: ByteStreamTokenizer, draft, options: SpeculationOptions, config
+    ) -> Speculation:
         check_draft(draft, target, ("vocab_size", "grid_size", "condition", "num_classes"), options.source)
         if options.relaxed_k > 0:
             raise ValueError("relaxed acceptance measures code neighbours; byte streams have no codebook")
         return Speculation(draft, SpeculativeConfig(options.draft_length))
 
-    def syntax_constraint(self, tokenizer, requested: bool | None):
+    def syntax_constraint(self, tokenizer: ByteStreamTokenizer, requested: bool | None):
         """On by default where the tokenizer models its codec's syntax (JPEG)."""
         constraint = tokenizer.syntax() if requested is not False else None
         if requested and constraint is None:
@@ -64,7 +79,7 @@ class ByteStreams(Paradigm):
             )
         return constraint
 
-    def decode(self, tokenizer, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode(self, tokenizer: ByteStreamTokenizer, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         layout = tokenizer.layout
         unfinished = int((~(ids == layout.eos).any(1)).sum())
         if unfinished:

@@ -4,6 +4,9 @@ also decodes speculatively (CSpD: whole SDE sampling paths accepted or redrawn).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 
 from argen.checkpoint import CheckpointError
@@ -14,12 +17,14 @@ from argen.models.continuous import (
     ContinuousNextScaleLlama,
 )
 from argen.models.heads import FlowHeadConfig
-from argen.paradigms.base import Paradigm, SamplingExtras, SpeculationOptions, recipe_model_args
+from argen.paradigms.base import Paradigm, SamplingExtras, model_args
 from argen.paradigms.next_scale import check_scales
+from argen.paradigms.options import SPECULATIVE, SpeculationOptions
 from argen.paradigms.raster import check_draft
 from argen.sampling.continuous import sample_continuous_next_scale, sample_continuous_next_token
 from argen.sampling.continuous_speculative import ContinuousSpeculation, ContinuousSpeculativeConfig
 from argen.tokenizers.layout import ContinuousLayout
+from argen.tokenizers.protocols import ContinuousTokenizer
 
 
 class ContinuousTokens(Paradigm):
@@ -39,27 +44,55 @@ class ContinuousTokens(Paradigm):
             )
 
 
+@dataclass
+class RasterHeadOptions:
+    head: FlowHeadConfig | None = None  # the flow-matching head (default: MAR's MLP)
+
+
+@dataclass
+class ScaleOptions:
+    # the scales generated (tokens per side, ending at the grid side; FlowAR) instead of the
+    # raster grid; the run's tokenizer/ records them. Empty: the tokenizer's own (a run's tokenizer/)
+    scales: tuple[int, ...] = ()
+    # how a scale becomes the next one's input: bilinear, or flowar (FlowAR's bicubic up to the
+    # grid, then area down)
+    resample: Literal["bilinear", "flowar"] = "bilinear"
+    head: FlowHeadConfig | None = None  # the flow-matching head (default: FlowAR's per-scale transformer)
+
+
 class ContinuousRaster(ContinuousTokens):
-    name = "continuous raster tokens"
+    name = "continuous_raster"
     generators = (ContinuousLlama,)
+    default = True
+    Options = RasterHeadOptions
+    sample_options = (SPECULATIVE,)
 
     def serves(self, layout) -> bool:
         return super().serves(layout) and not layout.scales
 
-    def build(self, recipe, tokenizer, sizes):
-        args = recipe_model_args(recipe) | sizes
-        return ContinuousLlama(ContinuousLlamaConfig(**args, head=recipe.head or FlowHeadConfig()))
+    def build(self, model, options: RasterHeadOptions, tokenizer: ContinuousTokenizer, sizes):
+        args = model_args(model) | sizes
+        return ContinuousLlama(ContinuousLlamaConfig(**args, head=options.head or FlowHeadConfig()))
 
-    def loss(self, model, tokenizer, tokens, condition):
+    def loss(self, model, tokenizer: ContinuousTokenizer, tokens, condition):
         loss = model(tokens, condition)  # flow matching on every token (B, L, d)
         return loss, {"flow_loss": loss.item()}
 
-    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
+    def sample(
+        self,
+        model,
+        tokenizer: ContinuousTokenizer,
+        condition,
+        config,
+        generator,
+        extras: SamplingExtras,
+        given=None,
+    ):
         if extras.grid_sampler is not None:  # continuous speculative decoding
             return extras.grid_sampler(model, condition, config, generator)
         return sample_continuous_next_token(model, condition, config, generator)  # (B, L, d)
 
-    def speculation(self, target, tokenizer, draft, options: SpeculationOptions, config):
+    def speculation(self, target, tokenizer: ContinuousTokenizer, draft, options: SpeculationOptions, config):
         if not isinstance(draft, ContinuousLlama) or options.relaxed_delta > 0:
             raise ValueError(
                 "continuous targets take a continuous next-token draft and no relaxed acceptance"
@@ -76,21 +109,31 @@ class ContinuousRaster(ContinuousTokens):
 
 
 class ContinuousScales(ContinuousTokens):
-    name = "continuous scales"
+    name = "continuous_scales"
     generators = (ContinuousNextScaleLlama,)
+    Options = ScaleOptions
     tokenizer_in_loss = True
+    requirement = "continuous_scales needs a continuous tokenizer and options.scales"
 
     def serves(self, layout) -> bool:
         return super().serves(layout) and bool(layout.scales)
 
-    def build(self, recipe, tokenizer, sizes):
-        args = recipe_model_args(recipe) | sizes
-        head = recipe.head or FlowHeadConfig(attention=True)
+    def prepare_tokenizer(self, tokenizer: ContinuousTokenizer, options: ScaleOptions, seed: int):
+        if not options.scales:
+            return tokenizer
+        with_scales = getattr(tokenizer, "with_scales", None)
+        if with_scales is None:
+            raise ValueError(f"options.scales is for continuous tokenizers, not {type(tokenizer).__name__}")
+        return with_scales(tuple(options.scales), options.resample)
+
+    def build(self, model, options: ScaleOptions, tokenizer: ContinuousTokenizer, sizes):
+        args = model_args(model) | sizes
+        head = options.head or FlowHeadConfig(attention=True)
         return ContinuousNextScaleLlama(
             ContinuousNextScaleConfig(**args, patch_nums=tokenizer.layout.scales, head=head)
         )
 
-    def loss(self, model, tokenizer, tokens, condition):
+    def loss(self, model, tokenizer: ContinuousTokenizer, tokens, condition):
         maps = tokenizer.scale_maps(tokens)  # [(B, pn**2, d), ...]
         loss = model(tokenizer.teacher_inputs(maps), condition, torch.cat(maps, 1))
         return loss, {"flow_loss": loss.item()}
@@ -99,5 +142,14 @@ class ContinuousScales(ContinuousTokens):
         super().check_pair(model, layout, model_dir, tokenizer_dir)
         check_scales(model, layout, model_dir, tokenizer_dir)
 
-    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
+    def sample(
+        self,
+        model,
+        tokenizer: ContinuousTokenizer,
+        condition,
+        config,
+        generator,
+        extras: SamplingExtras,
+        given=None,
+    ):
         return sample_continuous_next_scale(model, tokenizer, condition, config, generator)  # (B, L, d)

@@ -12,12 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from argen.checkpoint import CheckpointError
-from argen.data.control import read_control_inputs
 from argen.models.control import Controlled, ControlledLlama
 from argen.models.draft_head import DraftHead
 from argen.models.llama import Llama
-from argen.paradigms.base import SamplingExtras, SpeculationOptions
+from argen.paradigms.base import SamplingExtras
+from argen.paradigms.options import CONTROL, SPECULATIVE, SpeculationOptions
 from argen.paradigms.raster import RasterIds, check_draft
+from argen.tokenizers.protocols import GridTokenizer
 
 CONTROL_KEYS = ("control_channels", "control_resolution")
 
@@ -33,9 +34,11 @@ class ControlInputs:
 
 
 class ControlledRaster(RasterIds):
-    name = "controlled raster ids"
+    name = "controlled_raster"
     generators = (ControlledLlama,)
-    variant = "control"
+    task = "control"
+    default = True
+    sample_options = (SPECULATIVE, CONTROL)
     requirement = "spatial control needs a raster generator over a VQ grid (a Llama)"
 
     def build_controlled(self, base, **control) -> ControlledLlama:
@@ -50,14 +53,16 @@ class ControlledRaster(RasterIds):
             raise CheckpointError(f"the base generator's weights do not fit: {missing + unexpected}")
         return model
 
-    def control_inputs(self, model, path: str, kind: str | None, device: torch.device) -> ControlInputs:
+    def control_kind(self, model, requested: str | None) -> str:
+        """How ``--control`` inputs are read: canny edges of photos or ready maps (``requested``,
+        else the kind the model was trained on)."""
         c = model.config
-        kind = kind or ("canny" if c.control_kind == "canny" else "map")
+        kind = requested or ("canny" if c.control_kind == "canny" else "map")
         if kind == "canny" and c.control_channels != 1:
             raise ValueError(f"this generator reads {c.control_channels}-channel maps, not canny edges")
-        maps = read_control_inputs(
-            path, kind, c.control_channels, c.control_resolution, *c.control_thresholds
-        )
+        return kind
+
+    def control_inputs(self, maps: torch.Tensor, device: torch.device) -> ControlInputs:
         return ControlInputs(maps, device)
 
     def check_extras(self, extras: SamplingExtras) -> None:
@@ -66,10 +71,19 @@ class ControlledRaster(RasterIds):
                 "this generator was trained with spatial control: pass --control IMAGE_OR_FOLDER"
             )
 
-    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
+    def sample(
+        self,
+        model,
+        tokenizer: GridTokenizer,
+        condition,
+        config,
+        generator,
+        extras: SamplingExtras,
+        given=None,
+    ):
         return super().sample(model, tokenizer, Controlled(condition, given), config, generator, extras)
 
-    def speculation(self, target, tokenizer, draft, options: SpeculationOptions, config):
+    def speculation(self, target, tokenizer: GridTokenizer, draft, options: SpeculationOptions, config):
         if not isinstance(draft, (ControlledLlama, DraftHead)):
             raise CheckpointError(
                 f"draft {options.source} is not controlled: a controlled target drafts with a controlled "

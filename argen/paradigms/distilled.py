@@ -19,24 +19,26 @@ from dataclasses import asdict
 import torch
 
 from argen.checkpoint import CheckpointError
-from argen.data.token_cache import flat_ids
 from argen.models.distilled import DistilledLlama, DistilledNextScale
 from argen.models.llama import Condition, Llama
 from argen.models.next_scale import NextScaleLlama, split_scales
 from argen.paradigms.base import Paradigm, SamplingExtras, cross_entropy
 from argen.paradigms.next_scale import check_scales
+from argen.paradigms.options import STEPS
 from argen.sampling.config import SamplingConfig
 from argen.sampling.logits import RandomTokens
 from argen.sampling.next_scale import sample_next_scale
 from argen.sampling.next_token import sample_next_token
 from argen.sampling.token_flow import NoiseTokens, standardised_codes
-from argen.tokenizers.layout import GridLayout, ScaleLayout
+from argen.tokenizers.layout import GridLayout, ScaleLayout, flat_ids
 
 
 class DistilledTokens(Paradigm):
     """What raster and next-scale students share: the teacher's pairs, the loss, the sampler."""
 
-    variant = "distill"
+    task = "distill"
+    default = True
+    sample_options = (STEPS,)
     requirement = "distillation needs a next-token teacher over a VQ grid or a next-scale teacher"
     teacher_class: type
     student_class: type
@@ -153,7 +155,7 @@ class DistilledTokens(Paradigm):
 
 
 class DistilledRaster(DistilledTokens):
-    name = "distilled raster ids"
+    name = "distilled_raster"
     layout = GridLayout
     generators = (DistilledLlama,)
     teacher_class = Llama
@@ -175,7 +177,7 @@ class DistilledRaster(DistilledTokens):
 
 
 class DistilledScales(DistilledTokens):
-    name = "distilled next-scale ids"
+    name = "distilled_scales"
     layout = ScaleLayout
     generators = (DistilledNextScale,)
     teacher_class = NextScaleLlama

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from argen.checkpoint import CheckpointError
-from argen.data import ImageFolderDataset
-from argen.data.images import load_rgb
 from argen.models.next_scale import NextScaleConfig, NextScaleLlama, split_scales
 from argen.models.var import VARTransformer
-from argen.paradigms.base import Paradigm, SamplingExtras, cross_entropy, recipe_model_args, refuse_head
+from argen.paradigms.base import Paradigm, SamplingExtras, cross_entropy, model_args
+from argen.paradigms.options import EDIT
 from argen.sampling.next_scale import keep_masks, sample_next_scale
 from argen.tokenizers.layout import ScaleLayout
+from argen.tokenizers.protocols import ScaleTokenizer
 
 
 def check_scales(model, layout, model_dir: Path, tokenizer_dir: Path) -> None:
@@ -29,21 +28,22 @@ def check_scales(model, layout, model_dir: Path, tokenizer_dir: Path) -> None:
 
 
 class NextScale(Paradigm):
-    name = "next-scale ids"
+    name = "next_scale"
     layout = ScaleLayout
+    default = True
+    sample_options = (EDIT,)
     generators = (NextScaleLlama, VARTransformer)
     tokenizer_in_loss = True
 
-    def build(self, recipe, tokenizer, sizes):
-        refuse_head(recipe)
-        args = recipe_model_args(recipe) | sizes
+    def build(self, model, options, tokenizer: ScaleTokenizer, sizes):
+        args = model_args(model) | sizes
         return NextScaleLlama(
             NextScaleConfig(
                 **args, patch_nums=tokenizer.layout.scales, token_dim=tokenizer.config.codebook_dim
             )
         )
 
-    def loss(self, model, tokenizer, tokens, condition):
+    def loss(self, model, tokenizer: ScaleTokenizer, tokens, condition):
         tokens = tokens.flatten(1)  # (B, L)
         inputs = tokenizer.teacher_inputs(split_scales(tokens, tokenizer.layout.scales))
         return cross_entropy(model(inputs, condition), tokens)  # logits (B, L, V)
@@ -52,19 +52,21 @@ class NextScale(Paradigm):
         super().check_pair(model, layout, model_dir, tokenizer_dir)
         check_scales(model, layout, model_dir, tokenizer_dir)
 
-    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
+    def sample(
+        self,
+        model,
+        tokenizer: ScaleTokenizer,
+        condition,
+        config,
+        generator,
+        extras: SamplingExtras,
+        given=None,
+    ):
         return sample_next_scale(
             model, tokenizer, condition, config, generator, extras.edit, compile=extras.compile
         )
 
-    def edit_source(self, tokenizer, image: str, mask: str, device: torch.device):
-        """``--edit IMAGE --mask MASK`` -> (source ids per scale, keep masks per scale)."""
-        resolution = tokenizer.config.resolution
-        source, regenerate = load_rgb(Path(image)), load_rgb(Path(mask))
-        if source is None or regenerate is None:
-            raise ValueError(f"cannot read --edit {image} or --mask {mask} as images")
-        pixels = ImageFolderDataset.image_transform(resolution)(source)[None].to(device)  # (1, 3, R, R)
-        gray = np.array(regenerate.convert("L").resize((resolution, resolution)))  # (R, R) uint8
-        return tokenizer.encode(pixels), keep_masks(
-            torch.from_numpy(gray).float() / 255, tokenizer.layout.scales
-        )
+    def edit_source(self, tokenizer: ScaleTokenizer, image: torch.Tensor, regenerate: torch.Tensor):
+        """``--edit IMAGE --mask MASK``: the image (1, 3, R, R) in [-1, 1] and where to
+        regenerate it (R, R) in [0, 1] -> (source ids per scale, keep masks per scale)."""
+        return tokenizer.encode(image), keep_masks(regenerate.float(), tokenizer.layout.scales)

@@ -8,10 +8,12 @@ import torch
 
 from argen.checkpoint import CheckpointError
 from argen.models.draft_head import DraftHead
-from argen.paradigms.base import Paradigm, SamplingExtras, SpeculationOptions
+from argen.paradigms.base import Paradigm, SamplingExtras
+from argen.paradigms.options import SPECULATIVE, SpeculationOptions
 from argen.sampling.next_token import sample_next_token
 from argen.sampling.speculative import Speculation, SpeculativeConfig
 from argen.tokenizers.layout import GridLayout
+from argen.tokenizers.protocols import GridTokenizer
 
 
 def check_draft(draft, target, keys: tuple[str, ...], draft_dir) -> None:
@@ -21,19 +23,32 @@ def check_draft(draft, target, keys: tuple[str, ...], draft_dir) -> None:
 
 
 class RasterIds(Paradigm):
-    name = "raster ids"
+    name = "raster"
     layout = GridLayout
+    default = True
+    sample_options = (SPECULATIVE,)
 
-    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
+    def sample(
+        self,
+        model,
+        tokenizer: GridTokenizer,
+        condition,
+        config,
+        generator,
+        extras: SamplingExtras,
+        given=None,
+    ):
         if extras.grid_sampler is not None:
             return extras.grid_sampler(model, condition, config, generator)
         return sample_next_token(model, condition, config, generator, compile=extras.compile)  # (B, h*w)
 
-    def decode(self, tokenizer, ids: torch.Tensor):
+    def decode(self, tokenizer: GridTokenizer, ids: torch.Tensor):
         layout = tokenizer.layout
         return super().decode(tokenizer, ids.view(-1, layout.height, layout.width))  # (B, C, H, W)
 
-    def speculation(self, target, tokenizer, draft, options: SpeculationOptions, config) -> Speculation:
+    def speculation(
+        self, target, tokenizer: GridTokenizer, draft, options: SpeculationOptions, config
+    ) -> Speculation:
         check_draft(draft, target, ("vocab_size", "grid_size", "condition", "num_classes"), options.source)
         if isinstance(draft, DraftHead) and not torch.equal(draft.output.weight, target.output.weight):
             raise CheckpointError(

@@ -1,5 +1,5 @@
 """Video tokens: latent frames x grid of ids (frame-wise or causal video VQ) with 3-D RoPE,
-generated token by token (frame-causal) or frame by frame (``next_frame: true``, FAR-style
+generated token by token (frame-causal) or frame by frame (``paradigm: next_frame``, FAR-style
 block-causal); both continue the first frames of real clips (frame prediction)."""
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from dataclasses import replace
 import torch
 
 from argen.checkpoint import CheckpointError
-from argen.data import build_dataset
 from argen.models.next_frame import NextFrameLlama
-from argen.paradigms.base import Paradigm, SamplingExtras, refuse_head
+from argen.paradigms.base import Paradigm, SamplingExtras
+from argen.paradigms.options import GIVEN_FRAMES
 from argen.sampling.decode import model_device
 from argen.sampling.next_frame import sample_next_frame
 from argen.sampling.next_token import sample_next_token
 from argen.tokenizers.layout import VideoLayout
+from argen.tokenizers.protocols import VideoTokenizer
 
 
 class FramePrompts:
@@ -36,8 +37,10 @@ class FramePrompts:
 
 
 class VideoTokens(Paradigm):
-    name = "video tokens"
+    name = "video_tokens"
     layout = VideoLayout
+    default = True
+    sample_options = (GIVEN_FRAMES,)
 
     def sizes(self, layout: VideoLayout) -> dict:
         return super().sizes(layout) | {"rope": "3d", "frames": layout.frames}
@@ -50,22 +53,33 @@ class VideoTokens(Paradigm):
                 "frames) disagree on frames"
             )
 
-    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
+    def sample(
+        self,
+        model,
+        tokenizer: VideoTokenizer,
+        condition,
+        config,
+        generator,
+        extras: SamplingExtras,
+        given=None,
+    ):
         given = None if given is None else given.flatten(1).to(model_device(model))  # (B, n*h*w)
         return sample_next_token(model, condition, config, generator, given=given)
 
-    def decode(self, tokenizer, ids: torch.Tensor):
+    def decode(self, tokenizer: VideoTokenizer, ids: torch.Tensor):
         layout = tokenizer.layout
         return super().decode(tokenizer, ids.view(-1, layout.frames, layout.height, layout.width))
 
-    def frame_prompts(self, model, tokenizer, dataset: str, given_frames: int, device: torch.device):
-        """The real clips of ``dataset`` whose first ``given_frames`` frames the samples keep."""
+    def frame_prompts(
+        self, model, tokenizer: VideoTokenizer, clips, given_frames: int, dataset: str, device: torch.device
+    ) -> FramePrompts:
+        """The real ``clips`` (of ``dataset``, named in errors) whose first ``given_frames``
+        frames the samples keep."""
         if model.config.condition != "class":
             raise ValueError("frame prediction conditions each sample on its clip's class")
         frames = tokenizer.config.frames
         if not 0 < given_frames < frames:
             raise ValueError(f"--given-frames must lie in [1, {frames - 1}], got {given_frames}")
-        clips = build_dataset(dataset, tokenizer.config.resolution, frames)
         if not hasattr(clips, "label"):
             raise ValueError(f"--given-from {dataset} is not a video dataset")
         if len(clips.classes) != model.config.num_classes:
@@ -77,17 +91,25 @@ class VideoTokens(Paradigm):
 
 
 class NextFrame(VideoTokens):
-    """All tokens of a frame per pass (``next_frame: true``)."""
+    """All tokens of a frame per pass (``paradigm: next_frame``)."""
 
-    name = "next-frame video tokens"
+    name = "next_frame"
     generators = (NextFrameLlama,)
-    variant = "next_frame"
+    default = False
     requirement = "next_frame is for video tokenizers"
 
-    def build(self, recipe, tokenizer, sizes):
-        refuse_head(recipe)
-        return NextFrameLlama(replace(recipe.model, **sizes))
+    def build(self, model, options, tokenizer: VideoTokenizer, sizes):
+        return NextFrameLlama(replace(model, **sizes))
 
-    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
+    def sample(
+        self,
+        model,
+        tokenizer: VideoTokenizer,
+        condition,
+        config,
+        generator,
+        extras: SamplingExtras,
+        given=None,
+    ):
         given = None if given is None else given.flatten(1).to(model_device(model))
         return sample_next_frame(model, condition, config, generator, given=given)

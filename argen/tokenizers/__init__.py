@@ -24,19 +24,22 @@ from argen.tokenizers.layout import (
     VideoLayout,
 )
 from argen.tokenizers.multiscale import MultiScaleVQConfig, MultiScaleVQModel, PyramidVQModel
+from argen.tokenizers.registry import class_for_config, register_tokenizer, tokenizer_classes, tokenizer_kinds
 from argen.tokenizers.vq import VQConfig, VQModel
 
-TOKENIZERS: dict[str, type[nn.Module]] = {
-    "VQModel": VQModel,
-    "MultiScaleVQModel": MultiScaleVQModel,
-    "FrequencyVQModel": FrequencyVQModel,
-    "CoarseToFineVQModel": CoarseToFineVQModel,
-    "ContinuousTokenizer": ContinuousTokenizer,
-    "JPEGTokenizer": JPEGTokenizer,
-    "AVCTokenizer": AVCTokenizer,
-    "FrameVQModel": FrameVQModel,
-    "CausalVideoVQModel": CausalVideoVQModel,
-}
+for _kind, _cls in (
+    ("vq", VQModel),
+    ("multiscale", MultiScaleVQModel),  # VAR's residual pyramid
+    ("frequency", FrequencyVQModel),  # NFIG's frequency bands
+    (None, CoarseToFineVQModel),  # derived from a VQ by the coarse_labels paradigm
+    ("continuous", ContinuousTokenizer),  # a KL autoencoder (diffusers AutoencoderKL)
+    ("jpeg", JPEGTokenizer),
+    ("avc", AVCTokenizer),
+    ("frame_vq", FrameVQModel),
+    ("causal_video", CausalVideoVQModel),
+):
+    register_tokenizer(_cls, _kind)
+TOKENIZERS = tokenizer_classes()  # the built-in classes by name (see registry for plugins')
 
 
 def load(path: str | Path, image_size: int | None = None) -> nn.Module:
@@ -47,7 +50,7 @@ def load(path: str | Path, image_size: int | None = None) -> nn.Module:
         raise CheckpointError(f"{path} is a file: official checkpoints load with convert.load_tokenizer")
     if is_diffusers_vae(path):
         return ContinuousTokenizer.from_pretrained(path, image_size or 256)
-    return load_model(path, TOKENIZERS)
+    return load_model(path, tokenizer_classes())
 
 
 def is_diffusers_vae(path: str | Path) -> bool:
@@ -86,5 +89,9 @@ __all__ = [
     "VQConfig",
     "VQModel",
     "VideoLayout",
+    "class_for_config",
     "load",
+    "register_tokenizer",
+    "tokenizer_classes",
+    "tokenizer_kinds",
 ]

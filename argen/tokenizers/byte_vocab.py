@@ -76,6 +76,8 @@ class ByteStreamTokenizer(nn.Module):
     """pixels <-> a codec's bytes as ids. No weights: the config (with its BPE) is the
     tokenizer. Subclasses turn pixels into header-less ``streams`` and ``render`` a stream."""
 
+    codec = True  # nothing to optimise: a recipe's run writes it (and fits its BPE)
+
     def __init__(self, config):
         super().__init__()
         self.config = config

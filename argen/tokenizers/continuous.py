@@ -14,6 +14,7 @@ tokens have unit variance.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -124,10 +125,12 @@ class ContinuousTokenizer(nn.Module):
         return model.eval()
 
     def with_scales(self, patch_nums: tuple[int, ...], resample: str = "bilinear") -> ContinuousTokenizer:
-        """Generate these scales (tokens per side, ending at the grid side) instead of the grid,
-        each the next one's input through ``resample`` (see ``ContinuousConfig.scale_resample``)."""
-        self.config = replace(self.config, patch_nums=tuple(patch_nums), scale_resample=resample)
-        return self
+        """A copy that generates these scales (tokens per side, ending at the grid side) instead
+        of the grid, each the next one's input through ``resample`` (see
+        ``ContinuousConfig.scale_resample``); this tokenizer is left as it is."""
+        scaled = copy.deepcopy(self)
+        scaled.config = replace(self.config, patch_nums=tuple(patch_nums), scale_resample=resample)
+        return scaled
 
     @property
     def layout(self) -> ContinuousLayout:

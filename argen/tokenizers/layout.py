@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 
 @dataclass(frozen=True)
 class GridLayout:
@@ -89,3 +91,8 @@ class ByteLayout:
     @property
     def width(self) -> int:
         return self.max_len
+
+
+def flat_ids(ids: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    """A tokenizer's ids as stored: a grid as is, per-scale maps concatenated (B, sum pn**2)."""
+    return torch.cat([x.flatten(1) for x in ids], 1) if isinstance(ids, list) else ids

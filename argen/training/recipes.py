@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Literal
 
 from argen.config import ConfigError, from_dict, load_yaml, merge, parse_overrides
 from argen.data.control import ControlConfig
 from argen.eval.classifier import ClassifierConfig
-from argen.models.heads import FlowHeadConfig
 from argen.models.llama import LlamaConfig
-from argen.tokenizers.avc import AVCConfig
-from argen.tokenizers.causal_video import CausalVideoVQConfig
-from argen.tokenizers.continuous import ContinuousConfig
-from argen.tokenizers.frame_vq import FrameVQConfig
-from argen.tokenizers.frequency import FrequencyVQConfig
-from argen.tokenizers.jpeg import JPEGConfig
-from argen.tokenizers.multiscale import MultiScaleVQConfig
+from argen.plugins import load_plugins
+from argen.tokenizers.registry import tokenizer_kinds
 from argen.tokenizers.vq import VQConfig
 from argen.training.lora import LoraConfig
 
@@ -73,102 +68,95 @@ class VQLossConfig:
     codebook_restart_candidates: int = 4096  # encoder outputs (of the step, all processes) to draw from
 
 
+class RecipeParsing:
+    """How a recipe type reads its YAML (a recipe type may pick a more specific type first)."""
+
+    @classmethod
+    def parse(cls, data: dict):
+        return from_dict(cls, data)
+
+
 @dataclass
-class TokenizerRecipe:
+class TokenizerRecipe(RecipeParsing):
     output_dir: str
     task: Literal["tokenizer"] = "tokenizer"
-    # multiscale: VAR's residual pyramid; frequency: NFIG's frequency bands; continuous: a KL
-    # autoencoder (diffusers AutoencoderKL) whose latents are the tokens; jpeg / avc: JPEG or
-    # H.264 bytes (nothing to train: the run writes the tokenizer, with its BPE when asked);
-    # frame_vq / causal_video: video clips, the image VQ per frame or a causal 3-D VQ
-    tokenizer: Literal[
-        "vq", "multiscale", "frequency", "continuous", "jpeg", "avc", "frame_vq", "causal_video"
-    ] = "vq"
+    # a registered kind (argen.tokenizers.tokenizer_kinds()): vq; multiscale (VAR's residual
+    # pyramid); frequency (NFIG's frequency bands); continuous (a KL autoencoder, diffusers
+    # AutoencoderKL, whose latents are the tokens); jpeg / avc (JPEG or H.264 bytes: nothing to
+    # train, the run writes the tokenizer with its BPE when asked); frame_vq / causal_video
+    # (video clips: the image VQ per frame or a causal 3-D VQ); or a plugin's
+    tokenizer: str = "vq"
+    plugins: tuple[str, ...] = ()  # modules or .py files imported first (they register tokenizers)
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
-    model: VQConfig = field(default_factory=VQConfig)
+    model: VQConfig = field(default_factory=VQConfig)  # the kind's class's Config
     loss: VQLossConfig = field(default_factory=VQLossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
-
-@dataclass
-class MultiScaleTokenizerRecipe(TokenizerRecipe):
-    model: MultiScaleVQConfig = field(default_factory=MultiScaleVQConfig)
-
-
-@dataclass
-class FrequencyTokenizerRecipe(TokenizerRecipe):
-    model: FrequencyVQConfig = field(default_factory=FrequencyVQConfig)
+    @classmethod
+    def parse(cls, data: dict):
+        return from_dict(tokenizer_recipe(data.get("tokenizer", "vq")), data)
 
 
 @dataclass
-class ContinuousTokenizerRecipe(TokenizerRecipe):
-    model: ContinuousConfig = field(default_factory=ContinuousConfig)
+class CodecTokenizerRecipe(TokenizerRecipe):
+    """A codec's (JPEG, AVC): nothing to optimise; the run writes the tokenizer."""
 
-
-@dataclass
-class FrameVQTokenizerRecipe(TokenizerRecipe):
-    model: FrameVQConfig = field(default_factory=FrameVQConfig)
-
-
-@dataclass
-class CausalVideoTokenizerRecipe(TokenizerRecipe):
-    model: CausalVideoVQConfig = field(default_factory=CausalVideoVQConfig)
-
-
-@dataclass
-class JPEGTokenizerRecipe(TokenizerRecipe):
-    model: JPEGConfig = field(default_factory=JPEGConfig)
     bpe_vocab_size: int = 0  # > 256: fit a byte-level BPE of this size on the dataset's streams
     bpe_images: int = 2000  # images or clips (evenly spaced over the dataset) the BPE is fitted on
 
 
-@dataclass
-class AVCTokenizerRecipe(JPEGTokenizerRecipe):
-    model: AVCConfig = field(default_factory=AVCConfig)
-
-
-TOKENIZER_RECIPES = {
-    "jpeg": JPEGTokenizerRecipe,
-    "avc": AVCTokenizerRecipe,
-    "multiscale": MultiScaleTokenizerRecipe,
-    "frequency": FrequencyTokenizerRecipe,
-    "continuous": ContinuousTokenizerRecipe,
-    "frame_vq": FrameVQTokenizerRecipe,
-    "causal_video": CausalVideoTokenizerRecipe,
-}
+@functools.cache
+def tokenizer_recipe(kind: str) -> type[TokenizerRecipe]:
+    """The recipe type of tokenizers of ``kind``: its class's ``Config`` as the model section."""
+    kinds = tokenizer_kinds()
+    if kind not in kinds:
+        raise ConfigError(f"config key 'tokenizer' must be one of {sorted(kinds)}, got {kind!r}")
+    cls = kinds[kind]
+    base = CodecTokenizerRecipe if getattr(cls, "codec", False) else TokenizerRecipe
+    model = field(default_factory=cls.Config)
+    return make_dataclass(f"{cls.__name__}Recipe", [("model", cls.Config, model)], bases=(base,))
 
 
 @dataclass
-class GeneratorRecipe:
+class GeneratorRecipe(RecipeParsing):
     output_dir: str
     tokenizer: str  # a trained tokenizer checkpoint directory
     task: Literal["generator", "refiner"] = "generator"
     seed: int = 0
-    # > 0: k-means the VQ codebook into this many coarse labels and predict those (CTF stage 1);
-    # the run's tokenizer/ then carries the labels
-    coarse_clusters: int = 0
+    # the registered paradigm that trains it (raster, next_scale, coarse_labels, next_frame, ...;
+    # python -m argen.paradigms lists them); default: the task's paradigm for the tokenizer's layout
+    paradigm: str | None = None
+    options: dict = field(default_factory=dict)  # the paradigm's own section (its Options)
+    plugins: tuple[str, ...] = ()  # modules or .py files imported first (they register paradigms)
     data: DataConfig = field(default_factory=DataConfig)
     model: LlamaConfig = field(default_factory=LlamaConfig)
-    # continuous tokenizers: generate these scales (FlowAR; tokens per side, ending at the grid
-    # side) instead of the raster grid; the run's tokenizer/ records them
-    token_scales: tuple[int, ...] = ()
-    # continuous scales: how a scale becomes the next one's input, bilinear or flowar (FlowAR's
-    # bicubic up to the grid, then area down)
-    token_resample: Literal["bilinear", "flowar"] = "bilinear"
-    # continuous tokenizers: the flow-matching head (default: MAR's MLP for a grid, FlowAR's
-    # per-scale transformer for scales)
-    head: FlowHeadConfig | None = None
-    # video tokenizers: predict all tokens of a frame at once (FAR-style block-causal model)
-    # instead of token by token
-    next_frame: bool = False
     init_from: str | None = None  # fine-tuning: a generator run this recipe's model starts from
     lora: LoraConfig | None = None  # fine-tuning: train LoRA adapters only (merged on export)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    @classmethod
+    def parse(cls, data: dict):
+        derived = {
+            "vocab_size",
+            "grid_size",
+            "num_classes",
+            "caption_dim",
+            "fine_vocab_size",
+            "frames",
+            "rope",
+        }
+        derived &= set(data.get("model") or {})
+        if derived:
+            raise ConfigError(
+                f"model keys {sorted(derived)} come from the tokenizer, the dataset and the text encoder; "
+                "remove them"
+            )
+        return from_dict(cls, upgraded_generator_keys(data))
+
 
 @dataclass
-class DraftHeadRecipe:
+class DraftHeadRecipe(RecipeParsing):
     """An EAGLE-style draft head for speculative decoding, trained on a frozen target's
     features over the target's token cache (``data.token_cache``)."""
 
@@ -184,7 +172,7 @@ class DraftHeadRecipe:
 
 
 @dataclass
-class DistillRecipe:
+class DistillRecipe(RecipeParsing):
     """A Distilled Decoding student of a next-token (class- or text-conditional) or next-scale
     teacher, trained on its deterministic sampler's (noise, tokens) pairs: no dataset is read."""
 
@@ -211,7 +199,7 @@ class DistillRecipe:
 
 
 @dataclass
-class ControlRecipe:
+class ControlRecipe(RecipeParsing):
     """Spatial control (ControlAR) fine-tuned into a trained raster generator: a control encoder
     whose features join the token inputs, trained on the base's token cache with control maps
     computed from (or paired with) the same images."""
@@ -231,7 +219,7 @@ class ControlRecipe:
 
 
 @dataclass
-class ClassifierRecipe:
+class ClassifierRecipe(RecipeParsing):
     output_dir: str
     task: Literal["classifier"] = "classifier"
     seed: int = 0
@@ -254,20 +242,43 @@ Recipe = (
 )
 
 
+# generator keys of earlier versions -> (the paradigm their non-default value chose, its option);
+# their recipes keep loading as written
+LEGACY_KEYS = {
+    "coarse_clusters": ("coarse_labels", "clusters"),
+    "token_scales": ("continuous_scales", "scales"),
+    "token_resample": (None, "resample"),  # only beside token_scales
+    "next_frame": ("next_frame", None),
+    "head": (None, "head"),  # continuous_raster or continuous_scales, whichever the recipe takes
+}
+
+
+def upgraded_generator_keys(data: dict) -> dict:
+    """A generator recipe of an earlier version (``coarse_clusters``, ``token_scales``,
+    ``token_resample``, ``head``, ``next_frame``) in today's terms: ``paradigm`` + ``options``."""
+    legacy = {k: data[k] for k in LEGACY_KEYS if k in data and data[k] not in (None, 0, False, [], ())}
+    if "token_scales" not in legacy:
+        legacy.pop("token_resample", None)
+    out = {k: v for k, v in data.items() if k not in LEGACY_KEYS}
+    chosen = {LEGACY_KEYS[k][0] for k in legacy} - {None}
+    if len(chosen) > 1 or (chosen and out.get("paradigm") not in (None, *chosen)):
+        raise ConfigError(f"recipe keys {sorted(legacy)} and paradigm: {out.get('paradigm')} disagree")
+    if chosen:
+        out["paradigm"] = chosen.pop()
+    options = {LEGACY_KEYS[k][1]: v for k, v in legacy.items() if LEGACY_KEYS[k][1]}
+    if options:
+        out["options"] = {**options, **(out.get("options") or {})}
+    return out
+
+
 def recipe_from_dict(data: dict) -> Recipe:
+    """A recipe of any task from its YAML; its ``plugins`` are imported first (they may register
+    the tokenizer kind or the paradigm it names)."""
+    load_plugins(tuple(data.get("plugins") or ()))
     task = data.get("task")
     if task not in RECIPES:
         raise ConfigError(f"config key 'task' must be one of {sorted(RECIPES)}, got {task!r}")
-    derived = {"vocab_size", "grid_size", "num_classes", "caption_dim", "fine_vocab_size", "frames", "rope"}
-    derived &= set(data.get("model") or {})
-    if task in ("generator", "refiner") and derived:
-        raise ConfigError(
-            f"model keys {sorted(derived)} come from the tokenizer, the dataset and the text encoder; "
-            "remove them"
-        )
-    if task == "tokenizer" and data.get("tokenizer") in TOKENIZER_RECIPES:
-        return from_dict(TOKENIZER_RECIPES[data["tokenizer"]], data)
-    return from_dict(RECIPES[task], data)
+    return RECIPES[task].parse(data)
 
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:

@@ -175,7 +175,7 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
         if state.progress.step % tc.log_every == 0 or state.progress.step == tc.max_steps:
             bar.set_postfix(log.write(state.progress.step, state.schedulers[0].get_last_lr()[0]))
         if state.progress.step % tc.save_every == 0 or state.progress.step == tc.max_steps:
-            _save_checkpoint(accelerator, out, state.modules[0], state.ema, task.exported_weights)
+            _save_checkpoint(accelerator, out, state.modules[0], state.ema, task)
             if accelerator.is_main_process:
                 task.export(out)
     bar.close()
@@ -262,9 +262,11 @@ class StepLog:
         return {k: f"{v:.4g}" for k, v in logs.items() if k != "lr" and "/" not in k}  # groups: logs only
 
 
-def _save_checkpoint(accelerator: Accelerator, out: Path, model, ema, exported) -> None:
+def _save_checkpoint(accelerator: Accelerator, out: Path, model, ema, task) -> None:
     """Write the training state to a temporary directory, then swap it in (atomic); the weights
-    exported (model/, ema/) pass through ``exported`` (LoRA runs merge their adapters)."""
+    exported (model/, ema/) pass through the task's ``exported_weights`` (LoRA runs merge their
+    adapters) and their config.json carries its ``model_records`` (a generator's paradigm)."""
+    exported, records = task.exported_weights, task.model_records
     tmp, final = out / f".{CHECKPOINT}-tmp", out / CHECKPOINT
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and tmp.exists():
@@ -276,9 +278,9 @@ def _save_checkpoint(accelerator: Accelerator, out: Path, model, ema, exported) 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         replace_directory(tmp, final)
-        save_model(accelerator.unwrap_model(model), out / "model", exported(state))
+        save_model(accelerator.unwrap_model(model), out / "model", exported(state), records)
         if ema is not None:
-            save_model(accelerator.unwrap_model(model), out / "ema", exported(ema_state))
+            save_model(accelerator.unwrap_model(model), out / "ema", exported(ema_state), records)
     accelerator.wait_for_everyone()
 
 

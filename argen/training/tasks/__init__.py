@@ -6,11 +6,11 @@ from accelerate import Accelerator
 
 from argen.training.recipes import (
     ClassifierRecipe,
+    CodecTokenizerRecipe,
     ControlRecipe,
     DistillRecipe,
     DraftHeadRecipe,
     GeneratorRecipe,
-    JPEGTokenizerRecipe,
     Recipe,
     TokenizerRecipe,
 )
@@ -28,7 +28,7 @@ def build_task(recipe: Recipe, accelerator: Accelerator):
 
     tasks = {
         TokenizerRecipe: TokenizerTask,
-        JPEGTokenizerRecipe: CodecTask,  # and AVC: nothing to optimise
+        CodecTokenizerRecipe: CodecTask,  # JPEG, AVC: nothing to optimise
         GeneratorRecipe: GeneratorTask,  # task: generator or refiner
         ClassifierRecipe: ClassifierTask,
         DraftHeadRecipe: DraftHeadTask,

@@ -23,6 +23,7 @@ class Task:
     state."""
 
     model: nn.Module
+    model_records: dict[str, str] = {}  # written into the exported config.json (e.g. _paradigm)
     dataset: torch.utils.data.Dataset
     extra_modules: dict[str, nn.Module] = {}
     checkpointed: list = []

@@ -11,9 +11,8 @@ import torch
 
 from argen.checkpoint import save_model
 from argen.data import build_dataset
-from argen.tokenizers.avc import AVCConfig, AVCTokenizer
+from argen.tokenizers import class_for_config
 from argen.tokenizers.byte_vocab import train_bpe
-from argen.tokenizers.jpeg import JPEGTokenizer
 from argen.training.tasks.base import Task
 
 logger = logging.getLogger(__name__)
@@ -22,12 +21,12 @@ logger = logging.getLogger(__name__)
 def build_codec_tokenizer(recipe, out: Path) -> Path:
     """Write ``out/model`` for a ``tokenizer: jpeg`` or ``avc`` recipe; logs the stream lengths."""
     config, data = recipe.model, recipe.data
-    codec = AVCTokenizer if isinstance(config, AVCConfig) else JPEGTokenizer
+    codec = class_for_config(config)
     if config.resolution != data.resolution:
         raise ValueError(
             f"model.resolution ({config.resolution}) must equal data.resolution ({data.resolution})"
         )
-    if codec is AVCTokenizer and config.frames != data.frames:
+    if getattr(config, "frames", data.frames) != data.frames:  # video codecs
         raise ValueError(f"model.frames ({config.frames}) must equal data.frames ({data.frames})")
     dataset = build_dataset(data.dataset, data.resolution, data.frames, data.frame_stride)
     picks = torch.linspace(0, len(dataset) - 1, min(recipe.bpe_images, len(dataset))).long().tolist()

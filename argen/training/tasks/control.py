@@ -50,6 +50,7 @@ class ControlTask(Task):
         base_dir, base, self.tokenizer = load_run(recipe.base, "base")
         check_base(Path(recipe.output_dir), base_dir)
         self.paradigm = paradigms.for_recipe(recipe, self.tokenizer.layout)
+        self.model_records = {paradigms.PARADIGM_KEY: self.paradigm.name}
         control = recipe.control
         self.model = self.paradigm.build_controlled(
             base,

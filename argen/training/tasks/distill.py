@@ -25,6 +25,7 @@ class DistillTask(Task):
         super().__init__(recipe)
         self.teacher_dir, teacher, self.tokenizer = load_run(recipe.teacher, "teacher")
         self.paradigm = paradigms.for_recipe(recipe, self.tokenizer.layout)
+        self.model_records = {paradigms.PARADIGM_KEY: self.paradigm.name}
         self.model = self.paradigm.build_student(
             teacher, self.tokenizer, recipe.sampling_steps, recipe.second_step_from
         )

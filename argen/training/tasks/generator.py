@@ -16,7 +16,6 @@ from argen.data.token_cache import cache_key, cache_matches, read_meta
 from argen.models.caption import Caption
 from argen.models.llama import Condition, LlamaConfig
 from argen.text import TextEncoder, TextFeatures, build_text_features, text_feature_key
-from argen.tokenizers.coarse_to_fine import CoarseToFineVQModel
 from argen.training.lora import add_lora
 from argen.training.recipes import GeneratorRecipe
 from argen.training.tasks.base import Task
@@ -51,23 +50,20 @@ class CaptionConditions:
 CONDITIONS = {"class": ClassLabels(), "text": CaptionConditions()}
 
 
-def prepared_tokenizer(recipe: GeneratorRecipe) -> torch.nn.Module:
-    """The recipe's tokenizer with the recipe's changes: coarse labels (CTF stage 1) or the
-    scales of continuous tokens (FlowAR)."""
-    tokenizer = load_tokenizer(recipe.tokenizer)
-    if recipe.coarse_clusters:
-        tokenizer = CoarseToFineVQModel.from_vq(tokenizer, recipe.coarse_clusters, recipe.seed)
-    if recipe.token_scales:
-        with_scales = getattr(tokenizer, "with_scales", None)
-        if with_scales is None:
-            raise ValueError("token_scales is for continuous tokenizers")
-        with_scales(tuple(recipe.token_scales), recipe.token_resample)
+def paradigm_and_tokenizer(recipe: GeneratorRecipe) -> tuple[paradigms.Paradigm, torch.nn.Module, object]:
+    """The recipe's paradigm, the tokenizer it generates for (derived from the loaded one:
+    coarse labels, scales of continuous tokens) and its options."""
+    loaded = load_tokenizer(recipe.tokenizer)
+    paradigm = paradigms.for_recipe(recipe, loaded.layout)
+    options = paradigm.parse_options(recipe.options)
+    tokenizer = paradigm.prepare_tokenizer(loaded, options, recipe.seed)
+    paradigm.require_serves(tokenizer.layout, recipe.tokenizer)
     if tokenizer.config.resolution != recipe.data.resolution:
         raise ValueError(
             f"data.resolution ({recipe.data.resolution}) must equal the tokenizer's resolution "
             f"({tokenizer.config.resolution})"
         )
-    return tokenizer
+    return paradigm, tokenizer, options
 
 
 class GeneratorTask(Task):
@@ -76,8 +72,8 @@ class GeneratorTask(Task):
 
     def __init__(self, recipe: GeneratorRecipe, accelerator) -> None:
         super().__init__(recipe)
-        self.tokenizer = prepared_tokenizer(recipe)
-        self.paradigm = paradigms.for_recipe(recipe, self.tokenizer.layout)
+        self.paradigm, self.tokenizer, options = paradigm_and_tokenizer(recipe)
+        self.model_records = {paradigms.PARADIGM_KEY: self.paradigm.name}
         self.conditions = CONDITIONS[recipe.model.condition]
         self.text_model = recipe.model  # its text encoder and caption length
         cache_dir = token_cache(recipe, recipe.tokenizer, self.tokenizer, accelerator)
@@ -87,7 +83,7 @@ class GeneratorTask(Task):
         )
         if self.paradigm.tokenizer_in_loss:
             self.tokenizer = self.tokenizer.to(accelerator.device).eval()
-        self.model = self.paradigm.build(recipe, self.tokenizer, sizes)
+        self.model = self.paradigm.build(recipe.model, options, self.tokenizer, sizes)
         if recipe.init_from:
             start_from(self.model, recipe.init_from)
         if recipe.lora:

@@ -7,7 +7,7 @@ from torch import nn
 from torch.func import functional_call
 
 from argen.data import build_dataset
-from argen.tokenizers import TOKENIZERS
+from argen.tokenizers import class_for_config
 from argen.tokenizers.blocks import PatchDiscriminator
 from argen.training.codebook_guard import CodebookGuard, vector_quantizers
 from argen.training.recipes import TokenizerRecipe
@@ -28,11 +28,6 @@ def lpips_loss() -> nn.Module:
         ) from None
 
 
-def tokenizer_class(config) -> type[nn.Module]:
-    """The registered tokenizer built from ``config`` (each class names its config type)."""
-    return next(cls for cls in TOKENIZERS.values() if cls.Config is type(config))
-
-
 class TokenizerTask(Task):
     def __init__(self, recipe: TokenizerRecipe, accelerator) -> None:
         super().__init__(recipe)
@@ -44,7 +39,7 @@ class TokenizerTask(Task):
             )
         if getattr(recipe.model, "frames", data.frames) != data.frames:
             raise ValueError(f"model.frames ({recipe.model.frames}) must equal data.frames ({data.frames})")
-        self.model = tokenizer_class(recipe.model)(recipe.model)
+        self.model = class_for_config(recipe.model)(recipe.model)
         loss = recipe.loss
         self.extra_modules = {}
         if loss.disc_weight > 0:
