@@ -22,7 +22,7 @@ from argen.checkpoint import weights_of
 from argen.eval import class_consistency, classifier_features, frechet_distance, from_uint8, load_classifier
 from argen.eval.evaluation import reference_images
 from argen.paradigms import SamplingExtras, for_generator
-from argen.paradigms.generate import generate_batch
+from argen.paradigms.generate import Generation, generate_batch
 from argen.sampling import SamplingConfig
 from argen.sampling.continuous_speculative import ContinuousSpeculation, ContinuousSpeculativeConfig
 from benchmarks.orderings import draw
@@ -71,7 +71,9 @@ def main() -> None:
         model = draft if name == "plain (draft)" else target
         paradigm = for_generator(model, tokenizer.layout)
         generate_batch(
-            paradigm, model, tokenizer, labels[:2], config, 0, SamplingExtras(grid_sampler=speculation)
+            Generation(paradigm, model, tokenizer, config, SamplingExtras(grid_sampler=speculation)),
+            labels[:2],
+            0,
         )
         if speculation is not None:
             speculation.totals = dict.fromkeys(speculation.totals, 0)

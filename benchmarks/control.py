@@ -24,7 +24,7 @@ from argen.eval import class_consistency, from_uint8, load_classifier
 from argen.eval.edges import edge_f1, edge_ssim
 from argen.images import to_uint8
 from argen.paradigms import for_generator
-from argen.paradigms.generate import batch_seed, generate_batch
+from argen.paradigms.generate import Generation, batch_seed, generate_batch
 from argen.sampling import SamplingConfig
 from benchmarks._common import quality_parser
 
@@ -47,7 +47,7 @@ def draw(model, tokenizer, labels, maps, config: SamplingConfig, batch: int) -> 
     for b in range(0, len(labels), batch):
         given = None if maps is None else maps[b : b + batch]
         rows, seed = labels[b : b + batch], batch_seed(0, b // batch)
-        parts.append(generate_batch(paradigm, model, tokenizer, rows, config, seed, given=given)[0])
+        parts.append(generate_batch(Generation(paradigm, model, tokenizer, config), rows, seed, given)[0])
     return np.concatenate(parts)
 
 

@@ -13,6 +13,7 @@ import argparse
 import torch
 
 from argen.sampling import SamplingConfig, sample_next_token
+from argen.sampling.next_token import NextTokenOptions
 from benchmarks._common import build_llama, memory_bandwidth, timed
 
 
@@ -47,7 +48,7 @@ def main() -> None:
 
             def run(compiled=compiled, labels=labels):
                 generator = torch.Generator(device=args.device).manual_seed(0)
-                sample_next_token(model, labels, config, generator, compile=compiled)
+                sample_next_token(model, labels, config, generator, NextTokenOptions(compile=compiled))
 
             speeds[compiled] = tokens / timed(run, args.device, args.repeats)
         line = (

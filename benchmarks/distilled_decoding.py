@@ -28,7 +28,7 @@ from argen.eval import class_consistency, classifier_features, frechet_distance,
 from argen.eval.evaluation import reference_images
 from argen.models.llama import Condition
 from argen.paradigms import SamplingExtras, for_generator
-from argen.paradigms.generate import batch_seed, generate_batch
+from argen.paradigms.generate import Generation, batch_seed, generate_batch
 from argen.sampling import SamplingConfig
 from argen.text import TextFeatures
 from benchmarks._common import quality_parser
@@ -53,7 +53,9 @@ class Sampler:
             rows, seed = conditions[b : b + batch], batch_seed(0, b // batch)
             if decode:
                 parts.append(
-                    generate_batch(paradigm, self.model, tokenizer, rows, self.config, seed, self.extras)[0]
+                    generate_batch(
+                        Generation(paradigm, self.model, tokenizer, self.config, self.extras), rows, seed
+                    )[0]
                 )
             else:
                 generator = torch.Generator(device=self.model.output.weight.device).manual_seed(seed)

@@ -36,7 +36,8 @@ from argen.models.llama import Llama, LlamaConfig
 from argen.models.next_scale import NextScaleConfig, NextScaleLlama
 from argen.sampling import SamplingConfig, sample_next_token
 from argen.sampling.next_scale import sample_next_scale
-from argen.sampling.speculative import SpeculativeConfig, code_neighbours, sample_speculative
+from argen.sampling.next_token import NextTokenOptions
+from argen.sampling.speculative import DraftRules, SpeculativeConfig, code_neighbours, sample_speculative
 from argen.training.optim import build_optimizer
 from benchmarks._common import memory_bandwidth, timed
 from benchmarks.next_scale_speed import VAR_SCALES, tiny_multiscale_vq
@@ -120,7 +121,7 @@ def decode_section(shape: dict, device: str, args) -> list[dict]:
         for compiled in (False, True):
             with Peak(device) as peak:
                 run = lambda labels=labels, compiled=compiled: sample_next_token(  # noqa: E731
-                    model, labels, config, compile=compiled
+                    model, labels, config, None, NextTokenOptions(compile=compiled)
                 )
                 speed = batch * model.config.num_tokens / timed(run, device, shape["repeats"])
             row = dict(section="decode", variant=f"batch {batch} {'compiled' if compiled else 'eager'}",
@@ -189,7 +190,11 @@ def speculative_section(shape: dict, device: str, args) -> list[dict]:
             generator = torch.Generator(device).manual_seed(0)
             if spec is None:
                 return sample_next_token(target, labels, sampling, generator)
-            stats.update(sample_speculative(target, draft, labels, sampling, spec, generator, neighbours)[1])
+            stats.update(
+                sample_speculative(target, draft, labels, sampling, spec, generator, DraftRules(neighbours))[
+                    1
+                ]
+            )
 
         with Peak(device) as peak:
             times[name] = timed(run, device, shape["repeats"])

@@ -17,7 +17,7 @@ import torch
 from argen.config import from_dict
 from argen.models.next_scale import NextScaleConfig, NextScaleLlama
 from argen.sampling import SamplingConfig, sample_next_token
-from argen.sampling.next_scale import sample_next_scale
+from argen.sampling.next_scale import NextScaleOptions, sample_next_scale
 from argen.tokenizers import MultiScaleVQConfig, MultiScaleVQModel
 from benchmarks._common import build_llama, timed
 
@@ -74,7 +74,9 @@ def main() -> None:
     next_token = timed(lambda: sample_next_token(raster, labels, sampling), args.device, args.repeats)
     next_scale = timed(lambda: sample_next_scale(var, tokenizer, labels, sampling), args.device, args.repeats)
     compiled = timed(  # the first (warm-up) call compiles one graph per scale
-        lambda: sample_next_scale(var, tokenizer, labels, sampling, compile=True), args.device, args.repeats
+        lambda: sample_next_scale(var, tokenizer, labels, sampling, None, NextScaleOptions(compile=True)),
+        args.device,
+        args.repeats,
     )
     params = sum(p.numel() for p in var.parameters()) / 1e6
     print(

@@ -24,7 +24,7 @@ from argen.checkpoint import weights_of
 from argen.eval import class_consistency, classifier_features, frechet_distance, from_uint8, load_classifier
 from argen.eval.evaluation import reference_images
 from argen.paradigms import SamplingExtras, for_generator
-from argen.paradigms.generate import batch_seed, generate_batch
+from argen.paradigms.generate import Generation, batch_seed, generate_batch
 from argen.sampling import SamplingConfig
 from argen.sampling.coarse_to_fine import Refinement
 from benchmarks._common import quality_parser
@@ -39,7 +39,9 @@ def draw(
     extras = SamplingExtras(grid_sampler=sampler, constraint=constraint)
     parts = [
         generate_batch(
-            paradigm, model, tokenizer, labels[b : b + batch], config, batch_seed(0, b // batch), extras
+            Generation(paradigm, model, tokenizer, config, extras),
+            labels[b : b + batch],
+            batch_seed(0, b // batch),
         )
         for b in range(0, len(labels), batch)
     ]

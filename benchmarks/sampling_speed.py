@@ -15,6 +15,7 @@ import torch
 from argen.config import from_dict
 from argen.models.llama import Llama, LlamaConfig
 from argen.sampling import SamplingConfig, sample_next_token
+from argen.sampling.next_token import NextTokenOptions
 
 
 def tokens_per_second(model, labels, config, use_cache: bool, repeats: int) -> float:
@@ -22,7 +23,7 @@ def tokens_per_second(model, labels, config, use_cache: bool, repeats: int) -> f
     for _ in range(repeats):
         generator = torch.Generator(device=labels.device).manual_seed(0)
         start = time.perf_counter()
-        sample_next_token(model, labels, config, generator, use_cache=use_cache)
+        sample_next_token(model, labels, config, generator, NextTokenOptions(use_cache=use_cache))
         if labels.is_cuda:
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)

@@ -24,7 +24,7 @@ from argen.checkpoint import weights_of
 from argen.eval import class_consistency, classifier_features, frechet_distance, from_uint8, load_classifier
 from argen.eval.evaluation import reference_images
 from argen.paradigms import SamplingExtras, SpeculationOptions, for_generator
-from argen.paradigms.generate import generate_batch
+from argen.paradigms.generate import Generation, generate_batch
 from argen.sampling import SamplingConfig
 from argen.sampling.speculative import Speculation
 from benchmarks.orderings import draw
@@ -84,15 +84,8 @@ def main() -> None:
     results = {}
     for name, speculation in methods.items():
         warm_up = SamplingExtras(grid_sampler=speculation)
-        generate_batch(
-            for_generator(target, tokenizer.layout),
-            target,
-            tokenizer,
-            labels[: args.batch_size],
-            config,
-            0,
-            warm_up,
-        )
+        paradigm = for_generator(target, tokenizer.layout)
+        generate_batch(Generation(paradigm, target, tokenizer, config, warm_up), labels[: args.batch_size], 0)
         seconds = float("inf")
         for _ in range(args.repeats):
             if speculation is not None:

@@ -20,7 +20,7 @@ from argen.models.continuous import (
 from argen.models.heads import FlowHead, FlowHeadConfig, flow_matching_loss
 from argen.sampling import SamplingConfig
 from argen.sampling.continuous import sample_continuous_next_scale, sample_continuous_next_token
-from argen.sampling.flow import sample_flow
+from argen.sampling.flow import FlowSettings, sample_flow
 from argen.tokenizers import ContinuousConfig, ContinuousLayout, ContinuousTokenizer
 from argen.training.recipes import recipe_from_dict
 from argen.training.trainer import train
@@ -104,7 +104,7 @@ def test_flow_head_learns_a_two_dimensional_mixture():
         losses.append(loss.item())
     assert np.mean(losses[-50:]) < 0.8 * np.mean(losses[:50])
     samples = sample_flow(
-        head.eval(), torch.ones(4000, 1, 4), 2, 25, "heun", generator=torch.Generator().manual_seed(0)
+        head.eval(), torch.ones(4000, 1, 4), 2, FlowSettings(25, "heun"), torch.Generator().manual_seed(0)
     )
     samples = samples[:, 0]
     assert samples.mean(0).abs().max() < 0.25
@@ -120,16 +120,14 @@ def test_one_euler_step_and_guidance_match_the_formula():
     z_c, z_u = torch.randn(2, 5, 4), torch.randn(2, 5, 4)
     eps = torch.randn((2, 5, 3), generator=torch.Generator().manual_seed(7)) * 0.8
     ones = torch.ones(2, 5)
-    one = sample_flow(head, z_c, 3, 1, temperature=0.8, generator=torch.Generator().manual_seed(7))
+    one = sample_flow(head, z_c, 3, FlowSettings(1, temperature=0.8), torch.Generator().manual_seed(7))
     torch.testing.assert_close(one, eps - head(eps, ones, z_c))
     guided = sample_flow(
         head,
         torch.cat([z_c, z_u]),
         3,
-        1,
-        temperature=0.8,
-        cfg_scale=3.0,
-        generator=torch.Generator().manual_seed(7),
+        FlowSettings(1, temperature=0.8, cfg_scale=3.0),
+        torch.Generator().manual_seed(7),
     )
     v_c, v_u = head(eps, ones, z_c), head(eps, ones, z_u)
     torch.testing.assert_close(guided, eps - (v_u + 3.0 * (v_c - v_u)))
@@ -137,13 +135,11 @@ def test_one_euler_step_and_guidance_match_the_formula():
         head,
         torch.cat([z_c, z_u]),
         3,
-        1,
-        1.0,
-        cfg_scale=3.0,
-        cfg_interval=(0.0, 0.5),
-        generator=torch.Generator().manual_seed(7),
+        FlowSettings(1, temperature=1.0, cfg_scale=3.0, cfg_interval=(0.0, 0.5)),
+        torch.Generator().manual_seed(7),
     )
-    torch.testing.assert_close(off, sample_flow(head, z_c, 3, 1, generator=torch.Generator().manual_seed(7)))
+    plain = sample_flow(head, z_c, 3, FlowSettings(1), torch.Generator().manual_seed(7))
+    torch.testing.assert_close(off, plain)
 
 
 def tiny_continuous_llama() -> ContinuousLlama:

@@ -13,7 +13,7 @@ from argen.data import (
     ShardedBatches,
     build_dataset,
 )
-from argen.data.token_cache import TokenCacheDataset, build_token_cache, read_meta
+from argen.data.token_cache import Processes, TokenCacheDataset, build_token_cache, read_meta
 from tests.test_tokenizer import tiny_vq
 
 
@@ -76,7 +76,7 @@ def test_sharded_batches_resume_mid_epoch_and_reject_tiny_datasets():
 def test_token_cache_roundtrip_with_flips(tmp_path):
     vq, data = tiny_vq(), DigitsDataset(16)
     subset = torch.utils.data.Subset(data, range(10))
-    out = build_token_cache(vq, subset, tmp_path / "cache", {"k": 1}, flip=True, batch_size=4, shard_size=8)
+    out = build_token_cache(vq, subset, tmp_path / "cache", {"k": 1}, flip=True, sizes=(4, 8))
     cache = TokenCacheDataset(out)
     assert len(cache) == 20 and len(list(out.glob("shard-*.safetensors"))) == 2
     images = torch.stack([subset[i][0] for i in range(10)])
@@ -88,13 +88,13 @@ def test_token_cache_roundtrip_with_flips(tmp_path):
 
 def test_token_cache_order_does_not_depend_on_the_number_of_processes(tmp_path):
     vq, data = tiny_vq(), torch.utils.data.Subset(DigitsDataset(16), range(9))
-    one = build_token_cache(vq, data, tmp_path / "one", {}, flip=True, batch_size=2, shard_size=4)
+    one = build_token_cache(vq, data, tmp_path / "one", {}, flip=True, sizes=(2, 4))
     barrier = threading.Barrier(3)  # three "processes", as threads sharing the output folder
     workers = [
         threading.Thread(
             target=build_token_cache,
-            args=(vq, data, tmp_path / "three", {}, True, 2, 4),
-            kwargs=dict(rank=rank, world_size=3, barrier=barrier.wait),
+            args=(vq, data, tmp_path / "three", {}, True, (2, 4)),
+            kwargs=dict(processes=Processes("cpu", rank, 3, barrier.wait)),
         )
         for rank in range(3)
     ]

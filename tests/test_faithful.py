@@ -14,9 +14,10 @@ from argen.models import ContinuousLlamaConfig, Llama, LlamaConfig
 from argen.models.heads import FlowHead, FlowHeadConfig
 from argen.paradigms import SpeculationOptions
 from argen.sampling import SamplingConfig
-from argen.sampling.flow import flow_velocity, sample_flow, sample_sde_path
+from argen.sampling.flow import FlowSettings, flow_velocity, sample_flow, sample_sde_path
 from argen.sampling.logits import filter_logits
 from argen.sampling.speculative import (
+    DraftRules,
     SpeculativeConfig,
     code_neighbours,
     relaxed_mass,
@@ -63,7 +64,8 @@ def test_relaxed_residual_options_change_the_draws():
     for residual in ("lantern", "standard"):
         spec = SpeculativeConfig(3, relaxed_k=3, relaxed_delta=0.1, relaxed_residual=residual)
         g = torch.Generator().manual_seed(0)
-        runs[residual] = sample_speculative(target, draft, labels, SamplingConfig(), spec, g, neighbours)[0]
+        rules = DraftRules(neighbours)
+        runs[residual] = sample_speculative(target, draft, labels, SamplingConfig(), spec, g, rules)[0]
     assert not torch.equal(runs["lantern"], runs["standard"])  # same seeds: only the residual differs
 
 
@@ -104,7 +106,7 @@ def test_plain_sde_sampling_ends_at_the_last_mean():
     for param in head.parameters():
         torch.nn.init.normal_(param, std=0.3)
     z = torch.randn(3, 2, 4)
-    drawn = sample_flow(head, z, 2, 5, "sde", generator=torch.Generator().manual_seed(3))
+    drawn = sample_flow(head, z, 2, FlowSettings(5, "sde"), torch.Generator().manual_seed(3))
     g = torch.Generator().manual_seed(3)
     start = torch.randn(3, 2, 2, generator=g)
     normal = lambda: torch.randn(3, 2, 2, generator=g)  # noqa: E731

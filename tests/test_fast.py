@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from argen.sampling import SamplingConfig, sample_next_token
+from argen.sampling.next_scale import NextScaleOptions
+from argen.sampling.next_token import NextTokenOptions
 from tests.test_llama import tiny_llama
 
 
@@ -16,7 +18,9 @@ def test_compiled_decoding_draws_the_same_tokens_as_eager():
     eager = sample_next_token(model, labels, config, torch.Generator().manual_seed(0))
     if not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
         pytest.skip("no C++ compiler: torch.compile cannot build CPU kernels here")
-    compiled = sample_next_token(model, labels, config, torch.Generator().manual_seed(0), compile=True)
+    compiled = sample_next_token(
+        model, labels, config, torch.Generator().manual_seed(0), NextTokenOptions(compile=True)
+    )
     assert torch.equal(eager, compiled)  # any compile failure (a graph break included) fails here
 
 
@@ -50,6 +54,6 @@ def test_compiled_next_scale_draws_the_same_tokens_as_eager():
     if not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
         pytest.skip("no C++ compiler: torch.compile cannot build CPU kernels here")
     compiled = sample_next_scale(
-        model, tokenizer, labels, config, torch.Generator().manual_seed(0), compile=True
+        model, tokenizer, labels, config, torch.Generator().manual_seed(0), NextScaleOptions(compile=True)
     )
     assert all(torch.equal(a, b) for a, b in zip(eager, compiled, strict=True))  # a graph break fails too

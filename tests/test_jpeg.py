@@ -14,7 +14,7 @@ from argen.data import build_dataset
 from argen.models.llama import Llama, LlamaConfig
 from argen.models.rope import rope_1d
 from argen.sampling import SamplingConfig
-from argen.sampling.next_token import sample_next_token
+from argen.sampling.next_token import NextTokenOptions, sample_next_token
 from argen.tokenizers import ByteLayout, JPEGConfig, JPEGTokenizer
 from argen.tokenizers.byte_vocab import ByteVocabulary, train_bpe
 from argen.tokenizers.jpeg import EOI
@@ -104,7 +104,11 @@ def test_one_d_rope_and_eos_stopping_sampler():
         torch.nn.init.normal_(p, std=0.5)
     labels = torch.arange(2).repeat(8)
     out = sample_next_token(
-        model, labels, SamplingConfig(), torch.Generator().manual_seed(0), stop_token=4, pad_token=5
+        model,
+        labels,
+        SamplingConfig(),
+        torch.Generator().manual_seed(0),
+        NextTokenOptions(stop_token=4, pad_token=5),
     )
     for row in out.tolist():
         if 4 in row:

@@ -18,8 +18,8 @@ from argen.paradigms.byte_stream import ByteStreams
 from argen.paradigms.options import SpeculationOptions
 from argen.paradigms.raster import RasterIds
 from argen.sampling import SamplingConfig, guide
-from argen.sampling.next_token import pad_after_stop, sample_next_token
-from argen.sampling.speculative import SpeculativeConfig, sample_speculative
+from argen.sampling.next_token import NextTokenOptions, pad_after_stop, sample_next_token
+from argen.sampling.speculative import DraftRules, SpeculativeConfig, sample_speculative
 from argen.tokenizers import JPEGConfig, JPEGTokenizer
 from argen.tokenizers.byte_vocab import ByteVocabulary, train_bpe
 from argen.tokenizers.jpeg import EOI
@@ -121,10 +121,8 @@ def test_sampler_with_constraint_keeps_every_stream_valid():
     config = SamplingConfig(cfg_scale=2.0, top_k=50)
 
     def draw(constraint):
-        return sample_next_token(
-            model, labels, config, torch.Generator().manual_seed(0),
-            stop_token=tok.vocab.eos, pad_token=tok.vocab.pad, constraint=constraint,
-        )  # fmt: skip
+        options = NextTokenOptions(stop_token=tok.vocab.eos, pad_token=tok.vocab.pad, constraint=constraint)
+        return sample_next_token(model, labels, config, torch.Generator().manual_seed(0), options)
 
     free, masked = draw(None), draw(tok.syntax())
     assert tok.decode_checked(free)[1].sum() <= 2  # an untrained model rarely writes a valid scan
@@ -182,7 +180,7 @@ def test_speculative_decoding_under_the_mask_draws_the_masked_target():
     exact = logp.exp()
     ids, stats = sample_speculative(
         target, draft, labels, config, SpeculativeConfig(2), torch.Generator().manual_seed(0),
-        syntax=constraint, stop_token=eos,
+        DraftRules(syntax=constraint, stop_token=eos),
     )  # fmt: skip
     ids = pad_after_stop(ids, eos, eos)  # what follows EOS is unspecified: EOS, as in `streams`
     hits = (ids[:, None] == streams[None]).all(-1)  # (N, 6)

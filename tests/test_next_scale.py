@@ -8,7 +8,7 @@ import torch
 from argen.cli import sample as sample_cli
 from argen.models.next_scale import NextScaleConfig, NextScaleLlama, split_scales
 from argen.sampling import SamplingConfig, guide
-from argen.sampling.next_scale import keep_masks, sample_next_scale
+from argen.sampling.next_scale import NextScaleOptions, keep_masks, sample_next_scale
 from argen.tokenizers import MultiScaleVQConfig, MultiScaleVQModel, ScaleLayout
 from argen.training.recipes import recipe_from_dict
 from argen.training.trainer import train
@@ -156,13 +156,19 @@ def test_editing_keeps_the_source_tokens_under_the_mask():
     regenerate[:, 8:] = 1  # in-paint the right half
     keep = keep_masks(regenerate, SCALES)
     assert keep[1].tolist() == [[True, False], [True, False]] and not keep[0].any()
-    edited = sample_next_scale(model, vq, labels, config, torch.Generator().manual_seed(0), (source, keep))
+    edited = sample_next_scale(
+        model, vq, labels, config, torch.Generator().manual_seed(0), NextScaleOptions((source, keep))
+    )
     for ids, src, k in zip(edited, source, keep):
         assert torch.equal(ids[:, k], src.expand_as(ids)[:, k])
     everything = keep_masks(torch.zeros(16, 16), SCALES)
-    same = sample_next_scale(model, vq, labels, config, torch.Generator(), (source, everything))
+    same = sample_next_scale(
+        model, vq, labels, config, torch.Generator(), NextScaleOptions((source, everything))
+    )
     assert all(torch.equal(a, b.expand_as(a)) for a, b in zip(same, source))
     nothing = keep_masks(torch.ones(16, 16), SCALES)
-    free = sample_next_scale(model, vq, labels, config, torch.Generator().manual_seed(0), (source, nothing))
+    free = sample_next_scale(
+        model, vq, labels, config, torch.Generator().manual_seed(0), NextScaleOptions((source, nothing))
+    )
     plain = sample_next_scale(model, vq, labels, config, torch.Generator().manual_seed(0))
     assert all(torch.equal(a, b) for a, b in zip(free, plain))

@@ -2,12 +2,15 @@ import pytest
 import torch
 
 from argen.sampling import SamplingConfig, filter_logits, guide, sample_next_token
+from argen.sampling.next_token import NextTokenOptions
 from tests.test_llama import tiny_llama
 
 
 def draw(model, labels, seed=0, use_cache=True, **kw):
     generator = torch.Generator().manual_seed(seed)
-    return sample_next_token(model, labels, SamplingConfig(**kw), generator, use_cache=use_cache)
+    return sample_next_token(
+        model, labels, SamplingConfig(**kw), generator, NextTokenOptions(use_cache=use_cache)
+    )
 
 
 def test_shapes_and_seeded_determinism():

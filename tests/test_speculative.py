@@ -8,7 +8,13 @@ import torch
 
 from argen.models.draft_head import DraftHead
 from argen.sampling import SamplingConfig, guide, sample_next_token
-from argen.sampling.speculative import SpeculativeConfig, code_neighbours, relaxed_mass, sample_speculative
+from argen.sampling.speculative import (
+    DraftRules,
+    SpeculativeConfig,
+    code_neighbours,
+    relaxed_mass,
+    sample_speculative,
+)
 from tests.test_llama import tiny_llama
 
 
@@ -87,7 +93,9 @@ def test_zero_delta_equals_standard_and_relaxing_accepts_more():
         "relaxed": SpeculativeConfig(3, relaxed_k=20, relaxed_delta=0.5),
     }.items():
         g = torch.Generator().manual_seed(0)
-        runs[name] = sample_speculative(target, draft, labels, SamplingConfig(), spec, g, neighbours)
+        runs[name] = sample_speculative(
+            target, draft, labels, SamplingConfig(), spec, g, DraftRules(neighbours)
+        )
     assert torch.equal(runs["standard"][0], runs["zero"][0])
     assert runs["relaxed"][1]["tokens_per_call"] > runs["standard"][1]["tokens_per_call"]
 

@@ -20,6 +20,7 @@ from argen.models.next_frame import NextFrameLlama
 from argen.models.rope import apply_rope, rope_3d
 from argen.sampling import SamplingConfig, sample_next_token
 from argen.sampling.next_frame import sample_next_frame
+from argen.sampling.next_token import NextTokenOptions
 from argen.tokenizers import (
     CausalVideoVQConfig,
     CausalVideoVQModel,
@@ -131,7 +132,9 @@ def test_cached_video_sampling_equals_full_forward():
     cond = torch.tensor([0, 1, 2])
     greedy = SamplingConfig(temperature=0)
     cached = sample_next_token(token_model, cond, greedy)
-    assert torch.equal(cached, sample_next_token(token_model, cond, greedy, use_cache=False))
+    assert torch.equal(
+        cached, sample_next_token(token_model, cond, greedy, None, NextTokenOptions(use_cache=False))
+    )
     frames = sample_next_frame(frame_model, cond, greedy)
     assert frames.shape == (3, 18)
     assert torch.equal(

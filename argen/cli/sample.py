@@ -30,7 +30,7 @@ from argen.eval import FeaturesUnavailable
 from argen.eval.evaluation import Evaluation, EvaluationConfig
 from argen.launch import RunError, check_world
 from argen.paradigms import Paradigm, SamplingExtras
-from argen.paradigms.generate import BatchStore, batch_seed, generate_batch
+from argen.paradigms.generate import BatchStore, Generation, batch_seed, generate_batch
 from argen.sampling import SamplingConfig
 
 __all__ = ["main"]
@@ -127,21 +127,13 @@ def draw_batches(
     accelerator.wait_for_everyone()
     mine = range(accelerator.process_index, num_batches, accelerator.num_processes)
     todo = [b for b in mine if not store.has(b)]
+    generation = Generation(run.paradigm, run.model, run.tokenizer, run.config, run.extras, args.resize)
     start = time.perf_counter()
     for b in tqdm(todo, desc="sampling", disable=not accelerator.is_main_process):
         indices = range(b * args.batch_size, min((b + 1) * args.batch_size, args.num_samples))
         given = run.extras.given(indices)
-        images, valid = generate_batch(
-            run.paradigm,
-            run.model,
-            run.tokenizer,
-            run.rows[labels[indices.start : indices.stop]],
-            run.config,
-            batch_seed(args.seed, b),
-            run.extras,
-            args.resize,
-            given,
-        )
+        rows = run.rows[labels[indices.start : indices.stop]]
+        images, valid = generate_batch(generation, rows, batch_seed(args.seed, b), given)
         store.put(b, images, valid)
     return store, num_batches, time.perf_counter() - start
 

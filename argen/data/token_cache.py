@@ -11,6 +11,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -47,6 +48,17 @@ def cache_key(tokenizer_dir: str | Path, dataset: str, resolution: int, flip: bo
     }
 
 
+@dataclass
+class Processes:
+    """This process's share of a job that every process runs: its ``rank`` of ``world_size``,
+    its ``device``, and the ``barrier`` that synchronises them."""
+
+    device: torch.device | str = "cpu"
+    rank: int = 0
+    world_size: int = 1
+    barrier: Callable[[], None] = lambda: None
+
+
 @torch.no_grad()
 def build_token_cache(
     tokenizer: torch.nn.Module,
@@ -54,20 +66,19 @@ def build_token_cache(
     out_dir: str | Path,
     key: dict,
     flip: bool,
-    batch_size: int = 256,
-    shard_size: int = 100_000,
-    device: torch.device | str = "cpu",
-    rank: int = 0,
-    world_size: int = 1,
-    barrier: Callable[[], None] = lambda: None,
+    sizes: tuple[int, int] = (256, 100_000),
+    processes: Processes | None = None,
 ) -> Path:
-    """Encode ``dataset`` with ``tokenizer`` into ``out_dir``, written atomically.
+    """Encode ``dataset`` with ``tokenizer`` into ``out_dir``, written atomically, in batches and
+    shards of ``sizes`` = (batch size, shard size).
 
-    Process ``rank`` of ``world_size`` encodes one contiguous slice (call on every process,
-    with ``barrier`` synchronising them). Shards are named by their first item, so the cache
-    order is the dataset order whatever the number of processes; with ``flip`` every image is
-    followed by its mirror.
+    Process ``rank`` of ``world_size`` encodes one contiguous slice (call on every process).
+    Shards are named by their first item, so the cache order is the dataset order whatever the
+    number of processes; with ``flip`` every image is followed by its mirror.
     """
+    p = processes or Processes()
+    device, rank, world_size, barrier = p.device, p.rank, p.world_size, p.barrier
+    batch_size, shard_size = sizes
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}-tmp")
     if rank == 0:

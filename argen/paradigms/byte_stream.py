@@ -14,7 +14,7 @@ from argen.paradigms.base import Paradigm, SamplingExtras, cross_entropy
 from argen.paradigms.options import CONSTRAINED, SPECULATIVE, SpeculationOptions
 from argen.paradigms.raster import check_draft
 from argen.sampling.draft_masks import ExcludedIds
-from argen.sampling.next_token import pad_after_stop, sample_next_token
+from argen.sampling.next_token import NextTokenOptions, pad_after_stop, sample_next_token
 from argen.sampling.speculative import Speculation, SpeculativeConfig
 from argen.tokenizers.layout import ByteLayout
 from argen.tokenizers.protocols import ByteStreamTokenizer
@@ -56,10 +56,12 @@ class ByteStreams(Paradigm):
             condition,
             config,
             generator,
-            compile=extras.compile,
-            stop_token=layout.eos,
-            pad_token=layout.pad,
-            constraint=extras.constraint,
+            NextTokenOptions(
+                compile=extras.compile,
+                stop_token=layout.eos,
+                pad_token=layout.pad,
+                constraint=extras.constraint,
+            ),
         )
 
     def speculation(

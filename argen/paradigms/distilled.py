@@ -27,8 +27,8 @@ from argen.paradigms.next_scale import check_scales
 from argen.paradigms.options import STEPS
 from argen.sampling.config import SamplingConfig
 from argen.sampling.logits import RandomTokens
-from argen.sampling.next_scale import sample_next_scale
-from argen.sampling.next_token import sample_next_token
+from argen.sampling.next_scale import NextScaleOptions, sample_next_scale
+from argen.sampling.next_token import NextTokenOptions, sample_next_token
 from argen.sampling.token_flow import NoiseTokens, standardised_codes
 from argen.tokenizers.layout import GridLayout, ScaleLayout, flat_ids
 
@@ -167,7 +167,7 @@ class DistilledRaster(DistilledTokens):
 
     def teacher_tokens(self, teacher, tokenizer, condition, noise, config, flow_steps):
         pick = self.teacher_pick(teacher, tokenizer, noise, config, flow_steps)
-        return sample_next_token(teacher, condition, config, pick=pick)
+        return sample_next_token(teacher, condition, config, None, NextTokenOptions(pick=pick))
 
     def student_logits(self, student, tokenizer, tokens, noise, known, condition):
         return student(tokens, noise, known, condition)
@@ -193,7 +193,9 @@ class DistilledScales(DistilledTokens):
 
     def teacher_tokens(self, teacher, tokenizer, labels, noise, config, flow_steps):
         pick = self.teacher_pick(teacher, tokenizer, noise, config, flow_steps)
-        return flat_ids(sample_next_scale(teacher, tokenizer, labels, config, pick=pick))  # (B, L)
+        return flat_ids(
+            sample_next_scale(teacher, tokenizer, labels, config, None, NextScaleOptions(pick=pick))
+        )  # (B, L)
 
     def second_step_start(self, teacher, fraction):
         """The scale boundary nearest to ``fraction`` of the sequence (never 0 or the end)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,32 +25,36 @@ def batch_seed(seed: int, batch_index: int) -> int:
     return seed * 1_000_003 + batch_index
 
 
+@dataclass
+class Generation:
+    """What stays fixed across a run's batches: the paradigm with its generator and tokenizer,
+    the sampling settings and extras, and ``resize``: a plain bicubic resampling of the decoded
+    images (as LlamaGen does before evaluating its 384 px models at 256 px)."""
+
+    paradigm: Paradigm
+    model: torch.nn.Module
+    tokenizer: torch.nn.Module
+    config: SamplingConfig
+    extras: SamplingExtras = field(default_factory=SamplingExtras)
+    resize: int | None = None
+
+
 @torch.no_grad()
 def generate_batch(
-    paradigm: Paradigm,
-    model: torch.nn.Module,
-    tokenizer: torch.nn.Module,
-    condition: Condition,
-    config: SamplingConfig,
-    seed: int,
-    extras: SamplingExtras | None = None,
-    resize: int | None = None,
-    given: torch.Tensor | None = None,
+    run: Generation, condition: Condition, seed: int, given: torch.Tensor | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sample one image per condition row (class ids (b,) or a Caption) -> (uint8 (b, H, W, C),
     or (b, T, H, W, C) for video; valid (b,) bool: whether each sample decoded from well-formed
-    tokens, always true except for byte streams).
-
-    ``resize`` resamples the decoded images (plain bicubic, as LlamaGen does before evaluating
-    its 384 px models at 256 px); ``given`` (video) holds the ids (b, n, h, w) of the first n
-    latent frames, kept as they are (frame prediction)."""
-    device = model_device(model)
+    tokens, always true except for byte streams). ``given`` (video) holds the ids (b, n, h, w) of
+    the first n latent frames, kept as they are (frame prediction), or the control maps."""
+    device = model_device(run.model)
     generator = torch.Generator(device=device).manual_seed(seed)
-    extras = extras or SamplingExtras()
-    tokens = paradigm.sample(model, tokenizer, condition.to(device), config, generator, extras, given)
-    images, valid = paradigm.decode(tokenizer, tokens)  # (b, [T,] C, H, W), (b,)
-    if resize is not None:
-        images = F.interpolate(images, size=(resize, resize), mode="bicubic", align_corners=False)
+    tokens = run.paradigm.sample(
+        run.model, run.tokenizer, condition.to(device), run.config, generator, run.extras, given
+    )
+    images, valid = run.paradigm.decode(run.tokenizer, tokens)  # (b, [T,] C, H, W), (b,)
+    if run.resize is not None:
+        images = F.interpolate(images, size=(run.resize, run.resize), mode="bicubic", align_corners=False)
     return to_uint8(images), valid.cpu().numpy()
 
 

@@ -12,7 +12,7 @@ from argen.models.next_scale import NextScaleConfig, NextScaleLlama, split_scale
 from argen.models.var import VARTransformer
 from argen.paradigms.base import Paradigm, SamplingExtras, cross_entropy, model_args
 from argen.paradigms.options import EDIT
-from argen.sampling.next_scale import keep_masks, sample_next_scale
+from argen.sampling.next_scale import NextScaleOptions, keep_masks, sample_next_scale
 from argen.tokenizers.layout import ScaleLayout
 from argen.tokenizers.protocols import ScaleTokenizer
 
@@ -62,9 +62,8 @@ class NextScale(Paradigm):
         extras: SamplingExtras,
         given=None,
     ):
-        return sample_next_scale(
-            model, tokenizer, condition, config, generator, extras.edit, compile=extras.compile
-        )
+        options = NextScaleOptions(extras.edit, compile=extras.compile)
+        return sample_next_scale(model, tokenizer, condition, config, generator, options)
 
     def edit_source(self, tokenizer: ScaleTokenizer, image: torch.Tensor, regenerate: torch.Tensor):
         """``--edit IMAGE --mask MASK``: the image (1, 3, R, R) in [-1, 1] and where to

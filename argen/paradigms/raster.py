@@ -10,7 +10,7 @@ from argen.checkpoint import CheckpointError
 from argen.models.draft_head import DraftHead
 from argen.paradigms.base import Paradigm, SamplingExtras
 from argen.paradigms.options import SPECULATIVE, SpeculationOptions
-from argen.sampling.next_token import sample_next_token
+from argen.sampling.next_token import NextTokenOptions, sample_next_token
 from argen.sampling.speculative import Speculation, SpeculativeConfig
 from argen.tokenizers.layout import GridLayout
 from argen.tokenizers.protocols import GridTokenizer
@@ -40,7 +40,9 @@ class RasterIds(Paradigm):
     ):
         if extras.grid_sampler is not None:
             return extras.grid_sampler(model, condition, config, generator)
-        return sample_next_token(model, condition, config, generator, compile=extras.compile)  # (B, h*w)
+        return sample_next_token(
+            model, condition, config, generator, NextTokenOptions(compile=extras.compile)
+        )  # (B, h*w)
 
     def decode(self, tokenizer: GridTokenizer, ids: torch.Tensor):
         layout = tokenizer.layout

@@ -14,7 +14,7 @@ from argen.paradigms.base import Paradigm, SamplingExtras
 from argen.paradigms.options import GIVEN_FRAMES
 from argen.sampling.decode import model_device
 from argen.sampling.next_frame import sample_next_frame
-from argen.sampling.next_token import sample_next_token
+from argen.sampling.next_token import NextTokenOptions, sample_next_token
 from argen.tokenizers.layout import VideoLayout
 from argen.tokenizers.protocols import VideoTokenizer
 
@@ -64,7 +64,7 @@ class VideoTokens(Paradigm):
         given=None,
     ):
         given = None if given is None else given.flatten(1).to(model_device(model))  # (B, n*h*w)
-        return sample_next_token(model, condition, config, generator, given=given)
+        return sample_next_token(model, condition, config, generator, NextTokenOptions(given=given))
 
     def decode(self, tokenizer: VideoTokenizer, ids: torch.Tensor):
         layout = tokenizer.layout

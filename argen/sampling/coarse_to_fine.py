@@ -11,7 +11,7 @@ from argen.models.llama import Condition
 from argen.sampling.config import SamplingConfig
 from argen.sampling.guidance import guide
 from argen.sampling.logits import sample_logits
-from argen.sampling.next_token import sample_next_token
+from argen.sampling.next_token import NextTokenOptions, sample_next_token
 
 
 @torch.no_grad()
@@ -29,7 +29,9 @@ def sample_coarse_to_fine(
     Stage 1 is :func:`sample_next_token` over coarse labels with ``config``; stage 2 runs the
     fine-label model once, guided with ``config.cfg_scale`` on the same rows, and draws each
     fine id at ``fine_temperature`` (0: the most likely code of the cluster)."""
-    coarse = sample_next_token(model, condition, config, generator, compile=compile)  # (B, L)
+    coarse = sample_next_token(
+        model, condition, config, generator, NextTokenOptions(compile=compile)
+    )  # (B, L)
     if config.guided:
         logits = refiner(coarse.repeat(2, 1), refiner.with_null(condition))  # (2B, L, V)
         outside = ~logits[: len(coarse)].isfinite()  # both halves share the clusters

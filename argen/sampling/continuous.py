@@ -8,7 +8,7 @@ import torch
 from argen.models.llama import Condition
 from argen.sampling.config import SamplingConfig
 from argen.sampling.decode import GuidedRows, cached_decode, token_blocks
-from argen.sampling.flow import sample_flow
+from argen.sampling.flow import FlowSettings, sample_flow
 from argen.sampling.next_scale import scale_blocks
 
 
@@ -18,18 +18,15 @@ def draw_tokens(
     """z (B', n, D) of [conditional; unconditional] rows when guided -> tokens (B, n, d)."""
     if config.guided and weight == 1.0:
         z = z[: z.shape[0] // 2]  # guidance off here: the conditional rows alone
-    return sample_flow(
-        model.head,
-        z,
-        model.config.token_dim,
+    settings = FlowSettings(
         config.flow_steps,
         config.flow_solver,
         config.temperature,
         weight,
         config.cfg_noise_interval,
-        generator,
         config.flow_noise,
     )
+    return sample_flow(model.head, z, model.config.token_dim, settings, generator)
 
 
 @torch.no_grad()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -105,25 +106,36 @@ def path_log_density(
     return total
 
 
+@dataclass
+class FlowSettings:
+    """How :func:`sample_flow` integrates: ``steps`` of ``solver`` (``euler``, ``heun``, or
+    ``sde`` with diffusion scaled by ``noise``); ``temperature`` scales the start noise and, for
+    the SDE, every step's noise; guidance ``cfg_scale`` applies while t lies in ``cfg_interval``."""
+
+    steps: int
+    solver: Literal["euler", "heun", "sde"] = "euler"
+    temperature: float = 1.0
+    cfg_scale: float = 1.0
+    cfg_interval: tuple[float, float] = (0.0, 1.0)
+    noise: float = 1.0
+
+
 @torch.no_grad()
 def sample_flow(
     head: FlowHead,
     z: torch.Tensor,
     token_dim: int,
-    steps: int,
-    solver: Literal["euler", "heun", "sde"] = "euler",
-    temperature: float = 1.0,
-    cfg_scale: float = 1.0,
-    cfg_interval: tuple[float, float] = (0.0, 1.0),
+    settings: FlowSettings,
     generator: torch.Generator | None = None,
-    noise: float = 1.0,
 ) -> torch.Tensor:
-    """Integrate the head's ODE (``euler``, ``heun``) or SDE (``sde``, diffusion scaled by
-    ``noise``) from noise (t = 1) to data (t = 0) -> tokens (B, n, d).
+    """Integrate the head's ODE or SDE from noise (t = 1) to data (t = 0) -> tokens (B, n, d).
 
     ``z`` is (B, n, D), or with guidance (``cfg_scale != 1``) the stacked [conditional;
-    unconditional] rows (2B, n, D); see :func:`flow_velocity`. ``temperature`` scales the start
-    noise and, for the SDE, every step's noise; the SDE ends at its last step's mean."""
+    unconditional] rows (2B, n, D); see :func:`flow_velocity`. The SDE ends at its last step's
+    mean."""
+    s = settings
+    steps, solver, temperature, noise = s.steps, s.solver, s.temperature, s.noise
+    cfg_scale, cfg_interval = s.cfg_scale, s.cfg_interval
     guided = cfg_scale != 1.0
     rows = z.shape[0] // 2 if guided else z.shape[0]
     shape = (rows, z.shape[1], token_dim)

@@ -8,11 +8,13 @@ VAR's ``cfg=c`` is ``cfg_scale = 1 + c`` here); ``"constant"`` keeps ``cfg_scale
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from argen.sampling.config import SamplingConfig
-from argen.sampling.decode import Block, GuidedRows, cached_decode
+from argen.sampling.decode import Block, GuidedRows
 from argen.sampling.guidance import guide
 from argen.sampling.logits import RandomTokens, TokenPick
 
@@ -33,6 +35,21 @@ def scale_blocks(model: torch.nn.Module, config: SamplingConfig, device) -> list
     ]
 
 
+@dataclass
+class NextScaleOptions:
+    """What a next-scale call adds to its :class:`SamplingConfig`.
+
+    ``edit`` = (source ids per scale, keep masks per scale from :func:`keep_masks`) edits an
+    image zero-shot (in-/out-painting, class-conditional editing): at every scale the kept
+    positions take the source's tokens, teacher-forced like VAR's demo. ``pick`` turns guided
+    logits into ids (default: :class:`RandomTokens`). ``compile`` runs the scale steps after the
+    first through ``torch.compile`` with static shapes (one graph per scale)."""
+
+    edit: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+    pick: TokenPick | None = None
+    compile: bool = False
+
+
 @torch.no_grad()
 def sample_next_scale(
     model: torch.nn.Module,
@@ -40,38 +57,27 @@ def sample_next_scale(
     labels: torch.Tensor,
     config: SamplingConfig,
     generator: torch.Generator | None = None,
-    edit: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None,
-    pick: TokenPick | None = None,
-    compile: bool = False,
+    options: NextScaleOptions | None = None,
 ) -> list[torch.Tensor]:
-    """Class ids (B,) -> sampled ids per scale [(B, pn, pn), ...].
-
-    ``edit`` = (source ids per scale, keep masks per scale from :func:`keep_masks`) edits an
-    image zero-shot (in-/out-painting, class-conditional editing): at every scale the kept
-    positions take the source's tokens, teacher-forced like VAR's demo. ``pick`` turns guided
-    logits into ids (default: :class:`RandomTokens`). ``compile`` runs the scale steps after
-    the first through ``torch.compile`` with static shapes (one graph per scale)."""
-    patch_nums, batch = model.config.patch_nums, len(labels)
-    rows = GuidedRows(model, labels, config, compile=compile)
+    """Class ids (B,) -> sampled ids per scale [(B, pn, pn), ...]: the prefill reads the class,
+    then each step draws one scale and feeds the tokenizer's next input back."""
+    o = options or NextScaleOptions()
+    patch_nums, batch, bounds = model.config.patch_nums, len(labels), model.config.scale_bounds
+    rows = GuidedRows(model, labels, config, compile=o.compile)
+    pick = o.pick or RandomTokens(config, generator)
     x = model.embed_start(rows.rows)  # (B', pn_0**2, D)
-    f_hat = [tokenizer.empty_f_hat(batch)]
-    ids = []
-    pick = pick or RandomTokens(config, generator)
-    bounds = model.config.scale_bounds
-
-    def draw(logits: torch.Tensor, weight: float, k: int) -> torch.Tensor:
-        logits = guide(logits, weight) if config.guided else logits  # (B, pn**2, V)
-        flat = pick(logits, bounds[k][0])  # (B, pn**2)
-        ids.append(flat.view(batch, patch_nums[k], patch_nums[k]))
-        if edit is not None:
-            source, keep = edit
-            ids[-1] = torch.where(keep[k].to(flat.device), source[k].to(flat.device), ids[-1])
-        return ids[-1]
-
-    def feed(scale_ids: torch.Tensor, k: int) -> torch.Tensor:
-        f_hat[0], features = tokenizer.next_input(f_hat[0], scale_ids, k)  # (B, pn_{k+1}**2, C)
-        return model.embed_inputs(rows.double(features), bounds[k][1])
-
+    f_hat, ids = tokenizer.empty_f_hat(batch), []
     with rows:
-        cached_decode(rows, x, scale_blocks(model, config, x.device), draw, feed)
+        for k, block in enumerate(scale_blocks(model, config, x.device)):
+            forward = model.forward_cached if k == 0 else rows.step
+            logits = forward(x, block.positions)[:, -block.outputs :]  # (B', pn**2, V)
+            logits = guide(logits, block.weight) if config.guided else logits  # (B, pn**2, V)
+            scale = pick(logits, bounds[k][0]).view(batch, patch_nums[k], patch_nums[k])
+            if o.edit is not None:
+                source, keep = o.edit
+                scale = torch.where(keep[k].to(scale.device), source[k].to(scale.device), scale)
+            ids.append(scale)
+            if k + 1 < len(patch_nums):
+                f_hat, features = tokenizer.next_input(f_hat, scale, k)  # (B, pn_{k+1}**2, C)
+                x = model.embed_inputs(rows.double(features), bounds[k][1])
     return ids

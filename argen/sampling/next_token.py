@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -38,36 +39,48 @@ class GridSampler(Protocol):
     ) -> torch.Tensor: ...
 
 
+@dataclass
+class NextTokenOptions:
+    """What a next-token call adds to its :class:`SamplingConfig`.
+
+    ``use_cache=False`` recomputes the whole prefix at every step (the reference). ``compile``
+    runs the one-token step through ``torch.compile`` (static shapes; CUDA graphs on GPU). With
+    ``stop_token`` (byte streams' EOS) ``pad_token`` is never drawn, a row that has emitted the
+    stop token continues with padding, and the loop ends once every row has. ``given`` (B, G)
+    ids are kept as the first G tokens (frame prediction) and only the rest is drawn. A
+    ``constraint`` (a codec's syntax) removes the ids it does not allow after guidance; ``pick``
+    (default :class:`RandomTokens`) turns the guided logits into ids."""
+
+    given: torch.Tensor | None = None
+    stop_token: int | None = None
+    pad_token: int = 0
+    constraint: TokenConstraint | None = None
+    pick: TokenPick | None = None
+    compile: bool = False
+    use_cache: bool = True
+
+
 @torch.no_grad()
 def sample_next_token(
     model: torch.nn.Module,
     condition: Condition,
     config: SamplingConfig,
     generator: torch.Generator | None = None,
-    use_cache: bool = True,
-    compile: bool = False,
-    stop_token: int | None = None,
-    pad_token: int = 0,
-    given: torch.Tensor | None = None,
-    constraint: TokenConstraint | None = None,
-    pick: TokenPick | None = None,
+    options: NextTokenOptions | None = None,
 ) -> torch.Tensor:
     """Generate ``model.config.num_tokens`` ids per condition row (class ids (B,) or a
     :class:`Caption`) -> (B, L). With guidance the conditional and unconditional rows run as
-    one batch of 2B. Without ``use_cache`` every step recomputes the whole prefix (the
-    reference). ``compile`` runs the one-token step through ``torch.compile`` (static shapes;
-    CUDA graphs on GPU). With ``stop_token`` (byte streams' EOS) ``pad_token`` is never drawn,
-    a row that has emitted the stop token continues with padding, and the loop ends once every
-    row has. ``given`` (B, G) ids are kept as the first G tokens (frame prediction) and only
-    the rest is drawn. A ``constraint`` (a codec's syntax) removes the ids it does not allow
-    after guidance; ``pick`` (default :class:`RandomTokens`) turns the guided logits into ids."""
+    one batch of 2B; ``options`` (:class:`NextTokenOptions`) add given tokens, a stop token, a
+    syntax constraint, a compiled step."""
+    o = options or NextTokenOptions()
+    given, stop_token, pad_token, constraint, pick = o.given, o.stop_token, o.pad_token, o.constraint, o.pick
     num_tokens = model.config.num_tokens
-    if not use_cache:
+    if not o.use_cache:
         return recompute_next_token(model, condition, config, generator)
     out = torch.full((len(condition), num_tokens), pad_token, dtype=torch.long, device=model_device(model))
     done = torch.zeros(len(condition), dtype=torch.bool, device=out.device)
     syntax = constraint.begin(len(condition)) if constraint is not None else None
-    rows = GuidedRows(model, condition, config, compile=compile)
+    rows = GuidedRows(model, condition, config, compile=o.compile)
     pick = pick or RandomTokens(config, generator)
     x = model.embed_condition(rows.rows)  # (B', prefix, D)
     first = 0

@@ -358,6 +358,18 @@ class Picker:
         return probs.argmax(-1) if self.greedy else draw(probs, u)
 
 
+@dataclass
+class DraftRules:
+    """What bounds a speculative call besides its settings: ``neighbours`` (V, K) from
+    :func:`code_neighbours` enable relaxed acceptance (K >= ``relaxed_k`` + 1 for LANTERN's
+    residual); a ``syntax`` constraint (byte streams) masks draft and target alike, so the ids
+    follow the masked target exactly; rows stop once all have kept ``stop_token``."""
+
+    neighbours: torch.Tensor | None = None
+    syntax: TokenConstraint | None = None
+    stop_token: int | None = None
+
+
 @torch.no_grad()
 def sample_speculative(
     target: torch.nn.Module,
@@ -366,15 +378,13 @@ def sample_speculative(
     sampling: SamplingConfig,
     spec: SpeculativeConfig,
     generators: Generators,
-    neighbours: torch.Tensor | None = None,
-    syntax: TokenConstraint | None = None,
-    stop_token: int | None = None,
+    rules: DraftRules | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """Generate ``target.config.num_tokens`` ids per condition row -> (ids (B, L), stats of
-    :func:`speculate`). ``neighbours`` (V, K) from :func:`code_neighbours` enables relaxed
-    acceptance (K >= ``relaxed_k`` + 1 for LANTERN's residual). A ``syntax`` constraint (byte
-    streams) masks draft and target alike: the ids follow the masked target exactly. Rows
-    stop once all have kept ``stop_token``; what follows it in a row is left unspecified."""
+    :func:`speculate`); ``rules`` (:class:`DraftRules`) add relaxed acceptance, a syntax and a
+    stop token. What follows a row's stop token is left unspecified."""
+    rules = rules or DraftRules()
+    neighbours, syntax, stop_token = rules.neighbours, rules.syntax, rules.stop_token
     if (target.config.vocab_size, target.config.num_tokens) != (
         draft.config.vocab_size,
         draft.config.num_tokens,
@@ -435,16 +445,9 @@ class Speculation(SpeculationTotals):
         syntax: TokenConstraint | None = None,
         stop_token: int | None = None,
     ):
+        rules = DraftRules(self.neighbours, syntax, stop_token)
         ids, stats = sample_speculative(
-            target,
-            self.draft,
-            condition,
-            sampling,
-            self.config,
-            generator,
-            self.neighbours,
-            syntax,
-            stop_token,
+            target, self.draft, condition, sampling, self.config, generator, rules
         )
         self.record(stats)
         return ids

@@ -72,17 +72,17 @@ class Upsample(nn.Module):
 
 class Level(nn.Module):
     """One resolution level: res blocks, each followed by attention when ``attention`` is
-    set, then an optional resampling layer."""
+    set, then an optional ``resample`` layer (``down`` or ``up``)."""
 
-    def __init__(self, in_ch, out_ch, num_blocks, groups, dropout, attention, down=False, up=False):
+    def __init__(self, in_ch, out_ch, num_blocks, groups, dropout, attention, resample=None):
         super().__init__()
         self.res = nn.ModuleList(
             ResBlock(in_ch if i == 0 else out_ch, out_ch, groups, dropout) for i in range(num_blocks)
         )
         self.attn = nn.ModuleList(AttnBlock(out_ch, groups) for _ in range(num_blocks if attention else 0))
-        if down:
+        if resample == "down":
             self.downsample = Downsample(out_ch)
-        if up:
+        if resample == "up":
             self.upsample = Upsample(out_ch)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -123,7 +123,7 @@ class Encoder(nn.Module):
                 c.norm_groups,
                 c.dropout,
                 attention=c.level_attention and i == last,
-                down=i < last,
+                resample="down" if i < last else None,
             )
             for i in range(len(c.channel_mult))
         )
@@ -160,7 +160,7 @@ class Decoder(nn.Module):
                     c.norm_groups,
                     c.dropout,
                     attention=c.level_attention and i == last,
-                    up=i > 0,
+                    resample="up" if i > 0 else None,
                 )
             )
             ch = out

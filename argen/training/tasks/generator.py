@@ -12,7 +12,7 @@ from argen import models, paradigms, tokenizers
 from argen.checkpoint import save_model, weights_of
 from argen.convert import load_tokenizer
 from argen.data import TokenCacheDataset, build_dataset, build_token_cache, captions_of
-from argen.data.token_cache import cache_key, cache_matches, read_meta
+from argen.data.token_cache import Processes, cache_key, cache_matches, read_meta
 from argen.models.caption import Caption
 from argen.models.llama import Condition, LlamaConfig
 from argen.text import TextEncoder, TextFeatures, build_text_features, text_feature_key
@@ -159,10 +159,12 @@ def token_cache(recipe, tokenizer_dir: str | Path, tokenizer: torch.nn.Module, a
             cache_dir,
             key,
             data.flip,
-            device=accelerator.device,
-            rank=accelerator.process_index,
-            world_size=accelerator.num_processes,
-            barrier=accelerator.wait_for_everyone,
+            processes=Processes(
+                accelerator.device,
+                accelerator.process_index,
+                accelerator.num_processes,
+                accelerator.wait_for_everyone,
+            ),
         )
     return cache_dir
 
