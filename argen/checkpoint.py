@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch.overrides import TorchFunctionMode
 
 from argen.config import ConfigError, from_dict, to_dict
 
@@ -101,31 +102,33 @@ def read_config(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not valid JSON: {err}") from None
 
 
-RANDOM_INITS = (
-    "uniform_",
-    "normal_",
-    "trunc_normal_",
-    "kaiming_uniform_",
-    "kaiming_normal_",
-    "xavier_uniform_",
-    "xavier_normal_",
-    "orthogonal_",
-)
+class SkippedRandomInit(TorchFunctionMode):
+    """Random initialisers (``torch.nn.init``'s and the in-place ``uniform_`` / ``normal_`` they
+    call) as no-ops, for this thread's ops only: nothing in torch is patched."""
+
+    SKIPPED = frozenset(
+        {
+            torch.Tensor.uniform_,
+            torch.Tensor.normal_,
+            torch.nn.init.uniform_,
+            torch.nn.init.normal_,
+            torch.nn.init.kaiming_uniform_,
+        }
+    )
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.SKIPPED:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
 
 
 @contextmanager
-def skipped_init():
-    """``torch.nn.init``'s random initialisers as no-ops while a model is built only to receive
-    its weights (all of which are then loaded, strictly): building a large model no longer
-    draws random numbers it throws away."""
-    saved = {name: getattr(torch.nn.init, name) for name in RANDOM_INITS}
-    try:
-        for name in RANDOM_INITS:
-            setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+def built_for_loading():
+    """Build a model whose weights are all loaded right after: its random initialisers do no
+    work, and the global RNG is left as it was (loading a model never moves later draws)."""
+    with torch.random.fork_rng(devices=[]), SkippedRandomInit():
         yield
-    finally:
-        for name, init in saved.items():
-            setattr(torch.nn.init, name, init)
 
 
 def load_model(directory: str | Path, classes: dict[str, type]) -> torch.nn.Module:
@@ -138,7 +141,7 @@ def load_model(directory: str | Path, classes: dict[str, type]) -> torch.nn.Modu
         raise CheckpointError(f"{directory} holds a {name!r}; this loader knows {sorted(classes)}")
     cls = classes[name]
     try:
-        with skipped_init():
+        with built_for_loading():
             model = cls(from_dict(cls.Config, config))
     except ConfigError as err:
         raise CheckpointError(f"{directory}/{CONFIG_NAME}: {err}") from None

@@ -4,11 +4,13 @@ continuous next-token and next-scale sampling, and the pipeline through train.py
 import json
 
 import numpy as np
+import pytest
 import torch
 from diffusers import AutoencoderKL
 
+import argen
 from argen import models, tokenizers
-from argen.checkpoint import save_model
+from argen.checkpoint import CheckpointError, save_model
 from argen.cli import sample as sample_cli
 from argen.convert.__main__ import main as convert_main
 from argen.models.continuous import (
@@ -67,7 +69,7 @@ def test_diffusers_directory_loads_with_its_scaling(tmp_path):
         scaling_factor=0.2325,
     ).eval()
     vae.save_pretrained(tmp_path / "vae")
-    tok = tokenizers.load(tmp_path / "vae", image_size=16)
+    tok = argen.load(tmp_path / "vae", image_size=16)  # sniffed: a diffusers directory
     assert isinstance(tok, ContinuousTokenizer) and tok.config.scaling_factor == 0.2325
     pixels = torch.rand(2, 3, 16, 16) * 2 - 1
     with torch.no_grad():
@@ -76,7 +78,9 @@ def test_diffusers_directory_loads_with_its_scaling(tmp_path):
         torch.testing.assert_close(tok.decode(tok.encode(pixels)), vae.decode(latent).sample.clamp(-1, 1))
     copy = tokenizers.load(save_model(tok, tmp_path / "argen"))
     assert torch.equal(copy.encode(pixels), tok.encode(pixels))
-    assert not tokenizers.is_diffusers_vae(tmp_path / "argen")
+    assert type(argen.load(tmp_path / "argen")) is ContinuousTokenizer  # sniffed: an argen directory
+    with pytest.raises(CheckpointError, match="a VAE .*not a generator"):
+        argen.load(tmp_path / "vae", "generator")
     args = [str(tmp_path / "vae"), str(tmp_path / "conv"), "--image-size", "16", "--patch-size", "2"]
     assert convert_main(["diffusers-vae", *args, "--patch-nums", "1", "2", "4"]) == 0
     converted = tokenizers.load(tmp_path / "conv")

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+import argen
 from argen import models, tokenizers
 from argen.checkpoint import CheckpointError
 from argen.cli import sample as sample_cli
@@ -200,6 +201,14 @@ def test_official_files_load_directly_and_sample(tmp_path):
     )
     torch.save({"model": vq.state_dict()}, tmp_path / "vq_ds16_c2i.pt")
     assert load_tokenizer(tmp_path / "vq_ds16_c2i.pt", image_size=64).layout.height == 4
+    # argen.load tells them apart without being told the role
+    assert isinstance(argen.load(tmp_path / "vq_ds16_c2i.pt", image_size=64), VQModel)
+    assert isinstance(argen.load(tmp_path / "c2i_B_128.pt"), Llama)
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a checkpoint this version reads"):
+        argen.load(tmp_path / "notes.txt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        argen.load(tmp_path / "missing.pt")
     out = tmp_path / "samples"
     args = ["--ckpt", str(tmp_path / "c2i_B_128.pt"), "--tokenizer", str(tmp_path / "vq_ds16_c2i.pt")]
     args += ["--image-size", "64", "--classes", "1,2", "--num-samples", "2", "--out", str(out)]

@@ -152,10 +152,12 @@ def test_two_process_accelerate_launch_cpu(trained, tmp_path):
             torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
 
 
-def test_loading_skips_random_init_and_restores_it(trained):
+def test_loading_skips_random_init_and_leaves_the_rng_as_it_was(trained, tmp_path):
     from argen import models
-    from argen.checkpoint import skipped_init
+    from argen.checkpoint import built_for_loading, save_model
+    from argen.models import NextScaleConfig, NextScaleLlama
 
+    normal = torch.nn.init.normal_
     torch.manual_seed(0)
     expected = torch.rand(3)
     torch.manual_seed(0)
@@ -163,6 +165,12 @@ def test_loading_skips_random_init_and_restores_it(trained):
     assert torch.equal(torch.rand(3), expected)
     reference = load_file(str(trained["gpt"] / "model" / "model.safetensors"))
     assert all(torch.equal(v, reference[k]) for k, v in model.state_dict().items())
-    with skipped_init():
-        pass
-    assert not torch.equal(torch.nn.init.normal_(torch.zeros(4)), torch.zeros(4))  # restored
+    config = NextScaleConfig(vocab_size=8, grid_size=(2, 2), patch_nums=(1, 2), dim=16, n_head=2)
+    save_model(NextScaleLlama(config), tmp_path / "scales")
+    torch.manual_seed(0)
+    models.load(tmp_path / "scales")  # its constructor calls torch.randn: the RNG is restored after
+    assert torch.equal(torch.rand(3), expected)
+    with built_for_loading():
+        assert torch.equal(torch.nn.init.normal_(torch.zeros(4)), torch.zeros(4))  # skipped inside
+    assert torch.nn.init.normal_ is normal  # nothing in torch was patched
+    assert not torch.equal(torch.nn.init.normal_(torch.zeros(4)), torch.zeros(4))

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 
-from argen import models, tokenizers
 from argen.convert.llamagen import (
     gpt_from_llamagen,
     gpt_to_llamagen,
@@ -45,18 +44,17 @@ def load_official_tokenizer(path: str | Path, image_size: int | None = None) -> 
 
 
 def load_generator(path: str | Path, image_size: int | None = None) -> torch.nn.Module:
-    """A generator checkpoint directory, or an official LlamaGen GPT / VAR transformer file."""
-    if is_official_file(path):
-        return load_official_generator(path, image_size)
-    return models.load(path)
+    """A generator in any format :func:`~argen.convert.loaders.load` reads."""
+    from argen.convert.loaders import load
+
+    return load(path, "generator", image_size)
 
 
 def load_tokenizer(path: str | Path, image_size: int | None = None) -> torch.nn.Module:
-    """A tokenizer checkpoint directory, a diffusers ``AutoencoderKL`` (directory or hub id), or
-    an official LlamaGen VQ / VAR VQVAE file."""
-    if is_official_file(path):
-        return load_official_tokenizer(path, image_size)
-    return tokenizers.load(path, image_size)
+    """A tokenizer in any format :func:`~argen.convert.loaders.load` reads."""
+    from argen.convert.loaders import load
+
+    return load(path, "tokenizer", image_size)
 
 
 __all__ = [

@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from argen import tokenizers
 from argen.data import build_dataset
 from argen.eval.classifier import load_classifier
 from argen.eval.fid import FeaturesUnavailable, classifier_features, frechet_distance, inception_features
@@ -94,8 +93,10 @@ def features_for(args) -> tuple[torch.nn.Module | None, str]:
 
 @torch.no_grad()
 def evaluate(path: str, args, device: torch.device) -> dict:
-    """The protocol's numbers for the tokenizer at ``path``."""
-    tok = tokenizers.load(path).to(device).eval()
+    """The protocol's numbers for the tokenizer at ``path`` (any format argen loads)."""
+    from argen.convert.loaders import load  # the CLI's loader: official files, diffusers VAEs
+
+    tok = load(path, "tokenizer").to(device).eval()
     if not hasattr(tok.layout, "height"):
         raise ValueError(f"{path}: a byte-stream codec; its reconstruction is the codec's, not learned")
     resolution = args.resolution or tok.config.resolution

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from torch import nn
@@ -43,23 +42,11 @@ TOKENIZERS = tokenizer_classes()  # the built-in classes by name (see registry f
 
 
 def load(path: str | Path, image_size: int | None = None) -> nn.Module:
-    """Load a tokenizer checkpoint directory (config.json + model.safetensors) or a diffusers
-    ``AutoencoderKL`` directory or hub id (``image_size`` defaults to 256). Official LlamaGen /
-    VAR files load with :func:`argen.convert.load_tokenizer`."""
+    """Load an argen tokenizer checkpoint directory (config.json + model.safetensors); every
+    other format (diffusers VAEs, official files) loads with :func:`argen.load`."""
     if Path(path).is_file():
-        raise CheckpointError(f"{path} is a file: official checkpoints load with convert.load_tokenizer")
-    if is_diffusers_vae(path):
-        return ContinuousTokenizer.from_pretrained(path, image_size or 256)
+        raise CheckpointError(f"{path} is a file: official checkpoints load with argen.load")
     return load_model(path, tokenizer_classes())
-
-
-def is_diffusers_vae(path: str | Path) -> bool:
-    """A diffusers AutoencoderKL directory, or a hub id (``owner/name``) that is not a local path."""
-    config = Path(path) / "config.json"
-    if config.is_file():
-        return json.loads(config.read_text()).get("_class_name") == "AutoencoderKL"
-    text = str(path)
-    return not Path(path).exists() and text.count("/") == 1 and not text.startswith((".", "/"))
 
 
 __all__ = [

@@ -7,11 +7,11 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer, models, trainers
 from torch import nn
 
 from argen.images import from_uint8
 from argen.tokenizers.layout import ByteLayout
-from tokenizers import Tokenizer, models, trainers
 
 
 def train_bpe(streams: Iterable[bytes], vocab_size: int) -> str:
