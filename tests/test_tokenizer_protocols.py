@@ -43,3 +43,13 @@ def test_paradigm_options_derive_a_new_tokenizer_and_leave_the_loaded_one():
     derived = scales.prepare_tokenizer(loaded, scales.parse_options({"scales": [1, 4]}), seed=0)
     assert loaded.layout == before and not before.scales
     assert derived.layout.scales == (1, 4) and derived is not loaded
+
+
+def test_tokenizer_training_takes_the_terms_a_tokenizer_reports():
+    from argen.training.recipes import VQLossConfig
+    from argen.training.tasks.tokenizer import regulariser
+
+    cfg, t = VQLossConfig(codebook_weight=2.0, kl_weight=0.5), torch.tensor
+    assert regulariser({"codebook_loss": t(1.0), "commit_loss": t(3.0)}, cfg) == 8.0  # a VQ
+    assert regulariser({"commit_loss": t(3.0), "quantizer_loss": t(0.25)}, cfg) == 6.25  # lookup-free
+    assert regulariser({"kl_loss": t(4.0)}, cfg) == 2.0  # a KL autoencoder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
@@ -26,6 +27,18 @@ def lpips_loss() -> nn.Module:
             f"({type(err).__name__}: {err}). Put torchvision's vgg16 weights in "
             f"$TORCH_HOME/hub/checkpoints/ or set loss.perceptual_weight=0."
         ) from None
+
+
+def regulariser(stats: dict[str, torch.Tensor], cfg) -> torch.Tensor | float:
+    """The terms a tokenizer's ``forward`` reports beside its reconstruction: ``kl_loss`` (KL
+    autoencoders, times ``loss.kl_weight``), ``codebook_loss`` and ``commit_loss`` (vector
+    quantisers, times ``loss.codebook_weight``), and ``quantizer_loss``, a term the quantiser
+    weighs itself (an entropy penalty, say), added as it is."""
+    if "kl_loss" in stats:
+        terms = cfg.kl_weight * stats["kl_loss"]
+    else:
+        terms = cfg.codebook_weight * (stats.get("codebook_loss", 0.0) + stats.get("commit_loss", 0.0))
+    return terms + stats["quantizer_loss"] if "quantizer_loss" in stats else terms
 
 
 class TokenizerTask(Task):
@@ -72,10 +85,7 @@ class TokenizerTask(Task):
             images, recon = images.flatten(0, 1), recon.flatten(0, 1)
         distance = F.l1_loss if cfg.reconstruction == "l1" else F.mse_loss
         rec = distance(recon, images)
-        if "kl_loss" in stats:  # a KL autoencoder
-            loss = rec + cfg.kl_weight * stats["kl_loss"]
-        else:
-            loss = rec + cfg.codebook_weight * (stats["codebook_loss"] + stats["commit_loss"])
+        loss = rec + regulariser(stats, cfg)
         logs = {"rec_loss": rec.item(), **{k: v.item() for k, v in stats.items()}}
         if self.perceptual is not None:
             p = self.perceptual(recon.clamp(-1, 1), images)
