@@ -266,3 +266,24 @@ def test_directory_swap_replaces_and_keeps_the_old_copy_on_failure(tmp_path):
     assert [p.name for p in target.iterdir()] == ["b.txt"] and sorted(p.name for p in tmp_path.iterdir()) == [
         "out"
     ]
+
+
+class SeesEverything(Llama):
+    """A generator defined outside argen's models (a masked paradigm's, say)."""
+
+    def visible(self, length: int, device: torch.device) -> torch.Tensor:
+        return torch.ones(length, length, dtype=torch.bool, device=device)
+
+
+def test_a_registered_generator_class_saves_and_loads(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "MODELS", dict(models.MODELS))
+    model = SeesEverything(LlamaConfig(vocab_size=8, grid_size=(2, 2), **TINY))
+    save_model(model, tmp_path / "m")
+    with pytest.raises(CheckpointError, match="holds a 'SeesEverything'"):
+        models.load(tmp_path / "m")  # not registered yet
+    models.register_generator(SeesEverything)
+    loaded = models.load(tmp_path / "m")
+    assert type(loaded) is SeesEverything
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())
+    with pytest.raises(ValueError, match="named SeesEverything is already registered"):
+        models.register_generator(type("SeesEverything", (Llama,), {}))

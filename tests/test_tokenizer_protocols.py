@@ -53,3 +53,37 @@ def test_tokenizer_training_takes_the_terms_a_tokenizer_reports():
     assert regulariser({"codebook_loss": t(1.0), "commit_loss": t(3.0)}, cfg) == 8.0  # a VQ
     assert regulariser({"commit_loss": t(3.0), "quantizer_loss": t(0.25)}, cfg) == 6.25  # lookup-free
     assert regulariser({"kl_loss": t(4.0)}, cfg) == 2.0  # a KL autoencoder
+
+
+def test_a_new_layout_family_registers_and_is_checked(monkeypatch):
+    from dataclasses import dataclass
+    from typing import Protocol, runtime_checkable
+
+    from argen.tokenizers import protocols
+    from argen.tokenizers.protocols import Tokenizer, register_family
+
+    @dataclass(frozen=True)
+    class SequenceLayout:
+        length: int
+        vocab_size: int
+
+    @runtime_checkable
+    class SequenceTokenizer(Tokenizer, Protocol):
+        def queries(self) -> torch.Tensor: ...
+
+    class Holistic(torch.nn.Module):
+        config, layout = None, SequenceLayout(8, 16)
+
+        def encode(self, pixels): ...
+
+        def decode(self, tokens): ...
+
+    monkeypatch.setattr(protocols, "FAMILIES", dict(protocols.FAMILIES))
+    with pytest.raises(TypeError, match="belongs to no family"):
+        family(Holistic())
+    register_family(SequenceLayout, SequenceTokenizer)
+    assert not isinstance(Holistic(), family(Holistic()))  # it lacks queries()
+    Holistic.queries = lambda self: torch.zeros(8)
+    assert isinstance(Holistic(), family(Holistic()))
+    with pytest.raises(ValueError, match="already belongs to GridTokenizer"):
+        register_family(protocols.GridLayout, SequenceTokenizer)

@@ -21,27 +21,45 @@ from argen.models.next_frame import NextFrameLlama
 from argen.models.next_scale import NextScaleConfig, NextScaleLlama
 from argen.models.refiner import FineLabelConfig, FineLabelTransformer
 from argen.models.var import VARConfig, VARTransformer
+from argen.plugins import load_entry_points
 
-MODELS: dict[str, type[nn.Module]] = {
-    "Llama": Llama,
-    "NextScaleLlama": NextScaleLlama,
-    "NextFrameLlama": NextFrameLlama,
-    "VARTransformer": VARTransformer,
-    "FineLabelTransformer": FineLabelTransformer,
-    "ContinuousLlama": ContinuousLlama,
-    "ContinuousNextScaleLlama": ContinuousNextScaleLlama,
-    "DraftHead": DraftHead,
-    "DistilledLlama": DistilledLlama,
-    "DistilledNextScale": DistilledNextScale,
-    "ControlledLlama": ControlledLlama,
-}
+MODELS: dict[str, type[nn.Module]] = {}  # every generator class by name (how checkpoints name it)
+
+
+def register_generator(cls: type[nn.Module]) -> type[nn.Module]:
+    """Register a generator class (an ``nn.Module`` with a dataclass ``Config``) so that its
+    checkpoints load; a paradigm that brings its own generator registers it beside itself. A
+    different class under a taken name is an error."""
+    if not isinstance(getattr(cls, "Config", None), type):
+        raise TypeError(f"{cls.__name__} needs a dataclass Config (its constructor's argument)")
+    if MODELS.get(cls.__name__, cls) is not cls:
+        raise ValueError(f"a generator class named {cls.__name__} is already registered")
+    MODELS[cls.__name__] = cls
+    return cls
+
+
+for _cls in (
+    Llama,
+    NextScaleLlama,
+    NextFrameLlama,
+    VARTransformer,
+    FineLabelTransformer,
+    ContinuousLlama,
+    ContinuousNextScaleLlama,
+    DraftHead,
+    DistilledLlama,
+    DistilledNextScale,
+    ControlledLlama,
+):
+    register_generator(_cls)
 
 
 def load(path: str | Path) -> nn.Module:
-    """Load a generator checkpoint directory (config.json + model.safetensors); official
-    LlamaGen / VAR files load with :func:`argen.convert.load_generator`."""
+    """Load a generator checkpoint directory (config.json + model.safetensors); every other
+    format (official LlamaGen / VAR files) loads with :func:`argen.load`."""
     if Path(path).is_file():
-        raise CheckpointError(f"{path} is a file: official checkpoints load with convert.load_generator")
+        raise CheckpointError(f"{path} is a file: official checkpoints load with argen.load")
+    load_entry_points()  # generators of installed plugins
     return load_model(path, MODELS)
 
 
@@ -66,4 +84,5 @@ __all__ = [
     "VARConfig",
     "VARTransformer",
     "load",
+    "register_generator",
 ]

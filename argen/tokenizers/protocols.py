@@ -3,7 +3,8 @@ members that paradigms, samplers, training and evaluation may use.
 
 A tokenizer belongs to the family of its ``layout``'s class (:data:`FAMILIES`); a test checks
 every registered tokenizer against its family. A new tokenizer implements its family's protocol
-and needs no other change; a new family adds a layout class, a protocol and one line here.
+and needs no other change; a new family (a layout class and its protocol, defined beside the
+tokenizer) joins with :func:`register_family`.
 """
 
 from __future__ import annotations
@@ -124,6 +125,14 @@ FAMILIES: dict[type, type] = {  # layout class -> the protocol its tokenizers im
     ContinuousLayout: ContinuousTokenizer,
     VideoLayout: VideoTokenizer,
 }
+
+
+def register_family(layout: type, protocol: type) -> None:
+    """A new layout family: tokens of ``layout``'s class, tokenizers implementing ``protocol``
+    (a ``runtime_checkable`` protocol). A layout class that already has a family is an error."""
+    if FAMILIES.get(layout, protocol) is not protocol:
+        raise ValueError(f"{layout.__name__} already belongs to {FAMILIES[layout].__name__}")
+    FAMILIES[layout] = protocol
 
 
 def family(tokenizer: Any) -> type:
