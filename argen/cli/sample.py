@@ -22,7 +22,7 @@ from tqdm import tqdm
 from argen import paradigms
 from argen.checkpoint import CheckpointError, atomic_directory
 from argen.cli.sample_args import DISPLAY_ONLY, parse_args, sampling_config
-from argen.cli.sample_inputs import CONDITIONS, CliInputs, load_extras, resolve_dirs
+from argen.cli.sample_inputs import CliInputs, load_extras, resolve_dirs
 from argen.cli.sample_outputs import write_metrics, write_samples
 from argen.convert import load_generator, load_tokenizer
 from argen.data import DatasetError
@@ -32,6 +32,7 @@ from argen.launch import RunError, check_world
 from argen.paradigms import Paradigm, SamplingExtras
 from argen.paradigms.generate import BatchStore, Generation, batch_seed, generate_batch
 from argen.sampling import SamplingConfig
+from argen.training.conditions import CONDITION_KINDS
 
 __all__ = ["main"]
 
@@ -46,7 +47,7 @@ class SampleRun:
     paradigm: Paradigm
     model_dir: Path
     tokenizer_dir: Path
-    conditions: object  # ClassConditions or PromptConditions
+    conditions: object  # a condition kind (argen/training/conditions.py)
     names: list
     rows: object  # the condition of every name: class ids (K,) or a Caption
     config: SamplingConfig
@@ -66,7 +67,7 @@ def load_run(args: argparse.Namespace, device: torch.device) -> SampleRun:
     paradigm = paradigms.for_generator(model, tokenizer.layout, model_dir, tokenizer_dir)
     if args.num_samples < 1 or args.batch_size < 1 or (args.resize is not None and args.resize < 8):
         raise ValueError("--num-samples and --batch-size must be positive, --resize at least 8")
-    conditions = CONDITIONS[model.config.condition]
+    conditions = CONDITION_KINDS[model.config.condition]
     names, rows = conditions.resolve(args, model, device)
     config = sampling_config(args)
     inputs = CliInputs(args.weights, device, dtype)

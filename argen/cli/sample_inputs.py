@@ -5,7 +5,6 @@ an edit source, given frames), each checked before anything is drawn."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,7 @@ from argen.convert import load_generator
 from argen.data import ImageFolderDataset, build_dataset
 from argen.data.control import read_control_inputs
 from argen.data.images import load_rgb
-from argen.models.llama import Condition
 from argen.paradigms import OptionRun, SamplingExtras, refuse_unoffered, sample_options
-from argen.text import TextEncoder, check_prompts, read_prompts_file, warn_truncated
 
 
 def resolve_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -33,65 +30,6 @@ def resolve_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
     if tokenizer_dir is None:
         raise CheckpointError(f"{run} is a bare model: pass --tokenizer DIR")
     return model_dir, Path(tokenizer_dir)
-
-
-def parse_classes(spec: str | None, num_classes: int) -> list[int]:
-    if spec in (None, "all"):
-        return list(range(num_classes))
-    try:
-        ids = [int(s) for s in spec.split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f'--classes must be "all" or comma-separated integers, got {spec!r}') from None
-    bad = [i for i in ids if not 0 <= i < num_classes]
-    if bad or not ids:
-        raise ValueError(f"class ids must lie in [0, {num_classes}); got {spec!r}")
-    return ids
-
-
-class ClassConditions:
-    """Class-conditional generators: ``--classes``; samples are saved with their class ids."""
-
-    def resolve(self, args: argparse.Namespace, model, device: torch.device) -> tuple[list, Condition]:
-        if args.prompt or args.prompts_file or args.text_encoder:
-            raise ValueError("this generator is class-conditional: use --classes, not prompts")
-        classes = parse_classes(args.classes, model.config.num_classes)
-        return classes, torch.tensor(classes)
-
-    def arrays(self, names: list, labels: torch.Tensor) -> dict[str, np.ndarray]:
-        return {"labels": torch.tensor(names)[labels].numpy()}
-
-    def write_names(self, out: Path, names: list) -> None:
-        """Class ids need no index file."""
-
-
-class PromptConditions:
-    """Text-conditional generators: ``--prompt`` / ``--prompts-file``, encoded once; samples are
-    saved with their prompt's index into ``prompts.json``."""
-
-    def resolve(self, args: argparse.Namespace, model, device: torch.device) -> tuple[list, Condition]:
-        if args.classes is not None:
-            raise ValueError(
-                "this generator is text-conditional: use --prompt or --prompts-file, not --classes"
-            )
-        given = list(args.prompt or []) + (read_prompts_file(args.prompts_file) if args.prompts_file else [])
-        prompts = check_prompts(given)
-        c = model.config
-        encoder = TextEncoder(args.text_encoder or c.text_encoder, c.caption_len, device)
-        if encoder.dim != c.caption_dim:
-            raise ValueError(
-                f"text encoder width {encoder.dim} != the generator's caption_dim {c.caption_dim}"
-            )
-        warn_truncated(prompts, encoder.token_counts(prompts), c.caption_len)
-        return prompts, encoder(prompts)
-
-    def arrays(self, names: list, labels: torch.Tensor) -> dict[str, np.ndarray]:
-        return {"prompt_ids": labels.numpy()}
-
-    def write_names(self, out: Path, names: list) -> None:
-        (out / "prompts.json").write_text(json.dumps(names, indent=1, ensure_ascii=False) + "\n")
-
-
-CONDITIONS = {"class": ClassConditions(), "text": PromptConditions()}
 
 
 class CliInputs:

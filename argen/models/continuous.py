@@ -16,7 +16,7 @@ from torch import nn
 
 from argen.models.heads import FlowHead, FlowHeadConfig, flow_matching_loss
 from argen.models.llama import Condition, Llama, LlamaConfig
-from argen.models.next_scale import NextScaleConfig, NextScaleLlama
+from argen.models.next_scale import ScaleFields, ScaleSequence
 
 
 @dataclass
@@ -61,18 +61,19 @@ class ContinuousLlama(Llama):
 
 
 @dataclass
-class ContinuousNextScaleConfig(NextScaleConfig):
+class ContinuousNextScaleConfig(ScaleFields, LlamaConfig):
     vocab_size: int = 0  # no ids
     head: FlowHeadConfig = field(default_factory=lambda: FlowHeadConfig(attention=True))
 
 
-class ContinuousNextScaleLlama(NextScaleLlama):
+class ContinuousNextScaleLlama(ScaleSequence, Llama):
     """Next-scale generation of continuous scales (FlowAR): one head call per scale."""
 
     Config = ContinuousNextScaleConfig
 
     def __init__(self, config: ContinuousNextScaleConfig):
-        super().__init__(config)
+        Llama.__init__(self, config)
+        self.add_scale_inputs(config)
         self.head = FlowHead(config.head, config.token_dim, config.dim)
 
     def output_head(self) -> nn.Linear:
@@ -80,7 +81,7 @@ class ContinuousNextScaleLlama(NextScaleLlama):
 
     def hidden(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: inputs of scales 1.. (B, L - pn_0**2, d) -> z (B, L, D)."""
-        return super().forward(inputs, labels)
+        return self.scale_outputs(inputs, labels)
 
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Flow-matching loss of every scale's tokens ``targets`` (B, L, d), per token."""

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from argen.models.llama import Condition, Llama, LlamaConfig
-from argen.models.next_scale import NextScaleConfig, NextScaleLlama
+from argen.models.next_scale import ScaleFields, ScaleSequence
 
 
 @dataclass
@@ -34,7 +34,7 @@ class DistilledConfig(LlamaConfig, DistilledFields):
 
 
 @dataclass
-class DistilledNextScaleConfig(NextScaleConfig, DistilledFields):
+class DistilledNextScaleConfig(ScaleFields, LlamaConfig, DistilledFields):
     pass
 
 
@@ -83,14 +83,15 @@ class DistilledLlama(Llama):
         return self.output(self.norm(self.sequence_features(x, condition))).float()
 
 
-class DistilledNextScale(NextScaleLlama):
+class DistilledNextScale(ScaleSequence, Llama):
     """A next-scale student: scale k reads the teacher's input (f_hat of scales < k) when those
     scales are known, the unknown vector otherwise, and its positions' noise."""
 
     Config = DistilledNextScaleConfig
 
     def __init__(self, config: DistilledNextScaleConfig):
-        super().__init__(config)
+        Llama.__init__(self, config)
+        self.add_scale_inputs(config)
         self.noise_reader = NoiseReader(config.noise_dim, config.dim)
         starts = torch.tensor([start for start, _ in config.scale_bounds])[self.levels]  # (L,)
         self.register_buffer("scale_starts", starts, persistent=False)  # where each position's scale starts

@@ -18,7 +18,10 @@ from argen.models.llama import Llama, LlamaConfig
 
 
 @dataclass
-class NextScaleConfig(LlamaConfig):
+class ScaleFields:
+    """The settings of a sequence of scales, mixed into a Llama config: the scales (tokens per
+    side, coarse to fine) and the width of the tokenizer's code vectors."""
+
     patch_nums: tuple[int, ...] = (1, 2, 3, 4)
     token_dim: int = 8  # width of the tokenizer's code vectors
 
@@ -46,12 +49,17 @@ class NextScaleConfig(LlamaConfig):
         return list(zip([0, *ends[:-1]], ends))
 
 
-class NextScaleLlama(Llama):
-    Config = NextScaleConfig
+@dataclass
+class NextScaleConfig(ScaleFields, LlamaConfig):
+    pass
 
-    def __init__(self, config: NextScaleConfig):
-        super().__init__(config)
-        c = config
+
+class ScaleSequence:
+    """What a next-scale generator adds to the Llama blocks, mixed in before :class:`Llama`:
+    learned absolute and scale embeddings, the projection of the tokenizer's features, no RoPE
+    and a block-causal mask. ``add_scale_inputs`` builds them after the Llama's own modules."""
+
+    def add_scale_inputs(self, c: NextScaleConfig) -> None:
         self.word_embed = nn.Linear(c.token_dim, c.dim)
         self.pos_emb = nn.Parameter(torch.randn(c.num_tokens, c.dim) * c.init_std)
         self.level_emb = nn.Embedding(len(c.patch_nums), c.dim)
@@ -92,9 +100,9 @@ class NextScaleLlama(Llama):
         x = self.word_embed(features.to(self.word_embed.weight.dtype))
         return x + self.pos_emb[start:end] + self.level_emb(self.levels[start:end])
 
-    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def scale_outputs(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: inputs of scales 1.. (B, L - pn_0**2, token_dim) and class ids (B,)
-        -> logits (B, L, V) for every scale's tokens, float32."""
+        -> the output layer's values (B, L, V or D) for every scale's tokens, float32."""
         if inputs.shape[1] != self.max_len - self.prefix_len:
             raise ValueError(
                 f"expected {self.max_len - self.prefix_len} input positions, got {inputs.shape[1]}"
@@ -102,6 +110,18 @@ class NextScaleLlama(Llama):
         x = torch.cat([self.embed_start(labels), self.embed_inputs(inputs, self.prefix_len)], 1)
         x = self.run_layers(x, self.rope, self.attention_mask(labels, self.max_len))
         return self.output(self.norm(x)).float()
+
+
+class NextScaleLlama(ScaleSequence, Llama):
+    Config = NextScaleConfig
+
+    def __init__(self, config: NextScaleConfig):
+        Llama.__init__(self, config)
+        self.add_scale_inputs(config)
+
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing -> logits (B, L, V) for every scale's tokens (see ``scale_outputs``)."""
+        return self.scale_outputs(inputs, labels)
 
 
 def split_scales(tokens: torch.Tensor, patch_nums: tuple[int, ...]) -> list[torch.Tensor]:

@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argen.models.llama import KVCache
-from argen.models.next_scale import NextScaleConfig
+from argen.models.llama import KVCache, LlamaConfig
+from argen.models.next_scale import ScaleFields
 
 
 @dataclass
-class VARConfig(NextScaleConfig):
+class VARConfig(ScaleFields, LlamaConfig):
     """VAR-d{depth}: dim = 64 * depth, n_head = depth, ffn_dim = 4 * dim, norm_eps 1e-6."""
 
     attn_l2_norm: bool = True

@@ -16,10 +16,11 @@ from argen.data import TokenCacheDataset, build_dataset
 from argen.data.control import ControlCache, build_control_cache, control_key
 from argen.data.token_cache import cache_matches
 from argen.models.control import Controlled
+from argen.training.conditions import CONDITION_KINDS
 from argen.training.lora import add_lora
 from argen.training.recipes import ControlRecipe
 from argen.training.tasks.base import Task, model_digest
-from argen.training.tasks.generator import CONDITIONS, TOKENIZER_DIR, load_run, token_cache
+from argen.training.tasks.generator import TOKENIZER_DIR, load_run, token_cache
 
 BASE_RECORD = "base.json"  # the base generator a run was trained from
 
@@ -62,7 +63,7 @@ class ControlTask(Task):
             control_layers=tuple(recipe.control_layers),
         )
         self.trainable()
-        self.conditions, self.text_model = CONDITIONS[base.config.condition], base.config
+        self.conditions, self.text_model = CONDITION_KINDS[base.config.condition], base.config
         cache_dir = token_cache(recipe, Path(recipe.base) / TOKENIZER_DIR, self.tokenizer, accelerator)
         self.dataset = TokenCacheDataset(cache_dir)
         self.conditions.attach(self, cache_dir, accelerator)  # text: caption features beside the tokens

@@ -13,10 +13,10 @@ import torch
 from argen import paradigms
 from argen.checkpoint import save_model
 from argen.sampling.config import SamplingConfig
+from argen.training.conditions import CONDITION_KINDS
 from argen.training.recipes import DistillRecipe
 from argen.training.tasks.base import Task, model_digest
 from argen.training.tasks.generator import TOKENIZER_DIR, load_run
-from argen.training.teacher_conditions import TEACHER_CONDITIONS
 from argen.training.teacher_pairs import PairDataset, PairPlan, draw_pairs, prepare_pairs
 
 
@@ -31,7 +31,7 @@ class DistillTask(Task):
         )
         self.tokenizer = self.tokenizer.to(accelerator.device).eval()
         self.device = accelerator.device
-        self.conditions = TEACHER_CONDITIONS[teacher.config.condition](
+        self.conditions = CONDITION_KINDS[teacher.config.condition].teacher(
             teacher, Path(recipe.teacher), recipe, accelerator
         )
         self.dataset = self.teacher_pairs(teacher.to(accelerator.device).eval(), accelerator)

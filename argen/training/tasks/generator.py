@@ -6,48 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
 
 from argen import models, paradigms, tokenizers
 from argen.checkpoint import save_model, weights_of
 from argen.convert import load_tokenizer
-from argen.data import TokenCacheDataset, build_dataset, build_token_cache, captions_of
-from argen.data.token_cache import Processes, cache_key, cache_matches, read_meta
-from argen.models.caption import Caption
-from argen.models.llama import Condition, LlamaConfig
-from argen.text import TextEncoder, TextFeatures, build_text_features, text_feature_key
+from argen.data import TokenCacheDataset, build_dataset, build_token_cache
+from argen.data.token_cache import Processes, cache_key, cache_matches
+from argen.training.conditions import CONDITION_KINDS
 from argen.training.lora import add_lora
 from argen.training.recipes import GeneratorRecipe
 from argen.training.tasks.base import Task
 
 TOKENIZER_DIR = "tokenizer"  # the run keeps a copy, so sampling needs only the run directory
-
-
-class ClassLabels:
-    """Class-conditional training: the token cache's labels are the conditions."""
-
-    def attach(self, task: GeneratorTask, cache_dir: Path, accelerator) -> dict:
-        return {"num_classes": read_meta(cache_dir)["num_classes"]}
-
-    def unpack(self, batch: list[torch.Tensor]) -> tuple[torch.Tensor, Condition]:
-        tokens, labels = batch
-        return tokens, labels
-
-
-class CaptionConditions:
-    """Text-conditional training: caption features computed once, read beside the tokens."""
-
-    def attach(self, task: GeneratorTask, cache_dir: Path, accelerator) -> dict:
-        features = caption_features(task.recipe, task.text_model, accelerator)
-        task.dataset = CaptionedTokens(task.dataset, features)
-        return {"caption_dim": features.dim, "num_classes": 0}
-
-    def unpack(self, batch: list[torch.Tensor]) -> tuple[torch.Tensor, Condition]:
-        tokens, features, mask = batch
-        return tokens, Caption(features, mask)
-
-
-CONDITIONS = {"class": ClassLabels(), "text": CaptionConditions()}
 
 
 def paradigm_and_tokenizer(recipe: GeneratorRecipe) -> tuple[paradigms.Paradigm, torch.nn.Module, object]:
@@ -74,7 +44,7 @@ class GeneratorTask(Task):
         super().__init__(recipe)
         self.paradigm, self.tokenizer, options = paradigm_and_tokenizer(recipe)
         self.model_records = {paradigms.PARADIGM_KEY: self.paradigm.name}
-        self.conditions = CONDITIONS[recipe.model.condition]
+        self.conditions = CONDITION_KINDS[recipe.model.condition]
         self.text_model = recipe.model  # its text encoder and caption length
         cache_dir = token_cache(recipe, recipe.tokenizer, self.tokenizer, accelerator)
         self.dataset = TokenCacheDataset(cache_dir)
@@ -120,28 +90,6 @@ def start_from(model: torch.nn.Module, run: str) -> None:
     model.load_state_dict(trained.state_dict())
 
 
-def text_cache_dir(text_cache: str | None, output_dir: str) -> Path:
-    """Where a generator run keeps its caption features: ``data.text_cache`` or its own folder."""
-    return Path(text_cache or Path(output_dir) / "text_features")
-
-
-def caption_features(recipe, model: LlamaConfig, accelerator) -> TextFeatures:
-    """The dataset's captions encoded once (by the main process) for the text encoder and
-    caption length of ``model``, and reused while they match."""
-    data = recipe.data
-    captions = captions_of(
-        build_dataset(data.dataset, data.resolution, data.frames, data.frame_stride),
-        data.caption_template,
-    )
-    directory = text_cache_dir(data.text_cache, recipe.output_dir)
-    key = text_feature_key(model.text_encoder, model.caption_len, captions)
-    if accelerator.is_main_process and not cache_matches(directory, key):
-        encoder = TextEncoder(model.text_encoder, model.caption_len, accelerator.device)
-        build_text_features(encoder, captions, directory, key)
-    accelerator.wait_for_everyone()
-    return TextFeatures(directory)
-
-
 def token_cache(recipe, tokenizer_dir: str | Path, tokenizer: torch.nn.Module, accelerator) -> Path:
     """The recipe's token cache directory, built (by every process) unless it matches."""
     data = recipe.data
@@ -167,20 +115,3 @@ def token_cache(recipe, tokenizer_dir: str | Path, tokenizer: torch.nn.Module, a
             ),
         )
     return cache_dir
-
-
-class CaptionedTokens(Dataset):
-    """Token-cache items with their caption features: (tokens, features (T, C), mask (T,))."""
-
-    def __init__(self, tokens: TokenCacheDataset, features: TextFeatures):
-        if int(tokens.labels.max()) >= len(features):
-            raise ValueError("the token cache refers to more captions than the caption features hold")
-        self.tokens, self.features = tokens, features
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def __getitem__(self, index: int):
-        tokens, caption_id = self.tokens[index]
-        caption = self.features[caption_id]
-        return tokens, caption.features, caption.mask
