@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -62,9 +63,36 @@ class CaptionMLP(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+class ClassPrefix(nn.Embedding):
+    """The prefix of class-conditional generators: class ids (B,) -> one token (B, 1, D). The
+    last row (``null_class`` = the number of classes) stands in for dropped labels in training
+    and for the unconditional rows of guidance."""
+
+    attribute = "class_emb"  # the name it is registered under (the checkpoints' keys)
+
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__(num_classes + 1, dim)
+        self.null_class = num_classes
+
+    def embed(self, labels: torch.Tensor, drop: torch.Tensor | None = None) -> torch.Tensor:
+        if drop is not None:
+            labels = torch.where(drop, torch.full_like(labels, self.null_class), labels)
+        return self(labels)[:, None]  # (B, 1, D)
+
+    def with_null(self, labels: torch.Tensor) -> torch.Tensor:
+        return torch.cat([labels, torch.full_like(labels, self.null_class)])
+
+    def keys(self, labels: torch.Tensor, length: int, device: torch.device) -> None:
+        """Which keys of a sequence of ``length`` are real: all of them (None)."""
+        return None
+
+
 class CaptionEmbedder(nn.Module):
-    """Caption features (B, T, C) -> prefix tokens (B, T, D). ``null_caption`` (T, C) stands in
-    for dropped captions in training and for the unconditional rows of guidance."""
+    """The prefix of text-conditional generators: caption features (B, T, C) -> prefix tokens
+    (B, T, D). ``null_caption`` (T, C) stands in for dropped captions in training and for the
+    unconditional rows of guidance."""
+
+    attribute = "caption_emb"  # the name it is registered under (the checkpoints' keys)
 
     def __init__(self, caption_dim: int, dim: int, caption_len: int):
         super().__init__()
@@ -75,6 +103,17 @@ class CaptionEmbedder(nn.Module):
     def null(self, like: Caption) -> Caption:
         """Null captions for the rows of ``like``, keeping its padding mask (as LlamaGen does)."""
         return Caption(self.null_caption.expand(len(like), -1, -1), like.mask)
+
+    def embed(self, caption: Caption, drop: torch.Tensor | None = None) -> torch.Tensor:
+        return self(caption, drop)
+
+    def with_null(self, caption: Caption) -> Caption:
+        return Caption.cat([caption, self.null(caption)])
+
+    def keys(self, caption: Caption, length: int, device: torch.device) -> torch.Tensor:
+        """Which keys of a sequence of ``length`` are real (B, length): padded caption
+        positions are not."""
+        return F.pad(caption.mask.to(device), (0, length - self.caption_len), value=True)
 
     def forward(self, caption: Caption, drop: torch.Tensor | None = None) -> torch.Tensor:
         if caption.features.shape[1:] != self.null_caption.shape:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from argen.models.caption import Caption, CaptionEmbedder
+from argen.models.caption import Caption, CaptionEmbedder, ClassPrefix
 from argen.models.rope import apply_rope, rope_1d, rope_2d, rope_3d
 
 Condition = torch.Tensor | Caption  # class ids (B,) or encoded prompts
@@ -82,6 +82,12 @@ class LlamaConfig:
     @property
     def prefix_len(self) -> int:
         return self.caption_len if self.condition == "text" else 1
+
+
+PREFIXES = {  # condition kind -> its prefix module
+    "class": lambda c: ClassPrefix(c.num_classes, c.dim),
+    "text": lambda c: CaptionEmbedder(c.caption_dim, c.dim, c.caption_len),
+}
 
 
 def rope_table(c: LlamaConfig) -> torch.Tensor:
@@ -199,11 +205,9 @@ class Llama(nn.Module):
         super().__init__()
         self.config = c = config
         self.prefix_len = c.prefix_len
-        if c.condition == "text":
-            self.caption_emb = CaptionEmbedder(c.caption_dim, c.dim, c.caption_len)
-        else:
-            self.null_class = c.num_classes
-            self.class_emb = nn.Embedding(c.num_classes + 1, c.dim)  # last row: the null class
+        prefix = PREFIXES[c.condition](c)
+        self.prefix_attribute = prefix.attribute
+        setattr(self, prefix.attribute, prefix)  # registered under the name checkpoints use
         self.tok_emb = self.token_embedding()
         self.layers = nn.ModuleList(LlamaBlock(c) for _ in range(c.n_layer))
         self.norm = RMSNorm(c.dim, c.norm_eps)
@@ -229,32 +233,36 @@ class Llama(nn.Module):
         """Longest input: the prefix plus all tokens but the last."""
         return self.prefix_len + self.config.num_tokens - 1
 
+    @property
+    def prefix(self) -> ClassPrefix | CaptionEmbedder:
+        """The condition prefix: class ids or captions -> prefix tokens, null rows, real keys."""
+        return getattr(self, self.prefix_attribute)
+
+    @property
+    def null_class(self) -> int:
+        """Class-conditional generators: the label of the unconditional rows."""
+        return self.prefix.null_class
+
     def embed_condition(self, condition: Condition) -> torch.Tensor:
-        """Class ids (B,) (``null_class`` for unconditional) or a :class:`Caption` -> prefix
-        (B, prefix_len, D). In training, conditions are dropped with ``class_dropout``."""
+        """Class ids (B,) or a :class:`Caption` -> prefix (B, prefix_len, D). In training,
+        conditions are dropped (replaced by the null condition) with ``class_dropout``."""
         drop = None
         if self.training and self.config.class_dropout > 0:
             drop = torch.rand(len(condition), device=self.output.weight.device) < self.config.class_dropout
-        if self.config.condition == "text":
-            return self.caption_emb(condition, drop)
-        if drop is not None:
-            condition = torch.where(drop, torch.full_like(condition, self.null_class), condition)
-        return self.class_emb(condition)[:, None]
+        return self.prefix.embed(condition, drop)
 
     def with_null(self, condition: Condition) -> Condition:
         """The rows [condition; unconditional] (2B) for classifier-free guidance."""
-        if self.config.condition == "text":
-            return Caption.cat([condition, self.caption_emb.null(condition)])
-        return torch.cat([condition, torch.full_like(condition, self.null_class)])
+        return self.prefix.with_null(condition)
 
     def attention_mask(self, condition: Condition, length: int) -> torch.Tensor:
         """Boolean (B or 1, 1, length, length): causal, with padded caption keys hidden from
         every query (a padded query still sees itself, so no row is empty)."""
         device = self.output.weight.device
         visible = self.visible(length, device)
-        if self.config.condition != "text":
+        keys = self.prefix.keys(condition, length, device)  # (B, length), None: all real
+        if keys is None:
             return visible[None, None]
-        keys = F.pad(condition.mask.to(device), (0, length - self.prefix_len), value=True)  # (B, length)
         eye = torch.eye(length, dtype=torch.bool, device=device)
         return ((visible & keys[:, None, :]) | eye)[:, None]
 
