@@ -41,13 +41,23 @@ def replace_directory(tmp: str | Path, target: str | Path) -> Path:
     return target
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write a small text file through a temporary file and a rename: a reader (another
-    process) sees the old content or the new one, never a partial file."""
+def atomic_file(path: str | Path, write: Callable[[Path], None], suffix: str = "") -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path`` (ending in ``suffix``, for writers
+    that read the format from the name), then rename it onto ``path``: a reader (another
+    process) sees the old file or the new one, never a partial one."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a small text file atomically (see :func:`atomic_file`)."""
+    atomic_file(path, lambda tmp: tmp.write_text(text))
 
 
 def atomic_directory(target: str | Path, write: Callable[[Path], None]) -> Path:

@@ -150,7 +150,11 @@ def test_frame_prediction_keeps_the_given_frames(cls):
     model = video_llama(cls)
     cond = torch.tensor([0, 1])
     given = torch.randint(0, 24, (2, 6))  # frame 0
-    sampler = sample_next_frame if cls is NextFrameLlama else sample_next_token
+
+    def next_token(model, cond, config, generator=None, given=None):
+        return sample_next_token(model, cond, config, generator, NextTokenOptions(given=given))
+
+    sampler = sample_next_frame if cls is NextFrameLlama else next_token
     config = SamplingConfig(cfg_scale=2.0)
     out = sampler(model, cond, config, torch.Generator().manual_seed(0), given=given)
     assert out.shape == (2, 18) and torch.equal(out[:, :6], given)

@@ -124,7 +124,10 @@ def load(path: str | Path, role: Role | None = None, image_size: int | None = No
         if fmt.recognises(request):
             return fmt.load(request)
     if not Path(path).exists():
-        raise CheckpointError(f"{path} does not exist")
+        raise CheckpointError(
+            f"{path} does not exist (a checkpoint is a directory with {CONFIG_NAME} and "
+            f"model.safetensors, or an official {' / '.join(OFFICIAL_SUFFIXES)} file)"
+        )
     raise CheckpointError(
         f"{path}: not a checkpoint this version reads ({', '.join(f.name for f in FORMATS)})"
     )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import av
 import numpy as np
 
+from argen.checkpoint import atomic_file
 from argen.tokenizers.avc import resolve_codec
 
 
@@ -18,18 +18,19 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: int = 8, crf: int = 17)
         raise ValueError(f"expected uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
     if frames.shape[1] % 2 or frames.shape[2] % 2:
         raise ValueError(f"mp4 (yuv420p) needs an even height and width, got {frames.shape[1:3]}")
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.mp4")
     codec = resolve_codec("auto")
-    with av.open(str(tmp), mode="w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf)} if codec == "libx264" else {"qscale": "2"}
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with av.open(str(tmp), mode="w") as container:
+            stream = container.add_stream(codec, rate=fps)
+            stream.height, stream.width = frames.shape[1:3]
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": str(crf)} if codec == "libx264" else {"qscale": "2"}
+            for frame in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
+
+    atomic_file(path, write, suffix=".mp4")
 
 
 def read_frames(path: str | Path) -> np.ndarray:

@@ -4,7 +4,6 @@ processes can share, skip when already drawn, and gather."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from argen.checkpoint import atomic_file
 from argen.images import to_uint8
 from argen.models.llama import Condition
 from argen.paradigms.base import Paradigm, SamplingExtras
@@ -100,9 +100,7 @@ class BatchStore:
     def put(self, index: int, images: np.ndarray, valid: np.ndarray) -> None:
         """Write the flags, then the images: a batch counts as drawn once its images exist."""
         for kind, array in (("valid", valid), ("batch", images)):
-            tmp = self.dir / f".{kind}-{index:06d}.tmp.npy"
-            np.save(tmp, array)
-            os.replace(tmp, self.path(index, kind))
+            atomic_file(self.path(index, kind), lambda tmp, array=array: np.save(tmp, array), suffix=".npy")
 
     def gather(self, num_batches: int) -> tuple[np.ndarray, np.ndarray]:
         """All images (N, H, W, C) and validity flags (N,), in batch order."""

@@ -11,7 +11,6 @@ reused.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from argen.checkpoint import atomic_file
 from argen.data.token_cache import META_NAME
 
 # condition ids (B,), noise (B, L, d) -> token ids (B, L)
@@ -90,9 +90,8 @@ def draw_pairs(
                 for y, e in zip(ids.split(plan.batch_size), noise.split(plan.batch_size))
             ]
         )  # (n, L)
-        tmp = directory / f".pairs-{index:06d}.tmp"
-        save_file({"conditions": ids, "noise": noise, "tokens": tokens.to(torch.int32)}, str(tmp))
-        os.replace(tmp, shard_path(directory, index))
+        shard = {"conditions": ids, "noise": noise, "tokens": tokens.to(torch.int32)}
+        atomic_file(shard_path(directory, index), lambda tmp, shard=shard: save_file(shard, str(tmp)))
 
 
 class PairDataset(Dataset):
