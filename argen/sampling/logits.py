@@ -1,4 +1,5 @@
-"""Turning logits into tokens: temperature, top-k, top-p, seeded multinomial draws."""
+"""Turning logits into tokens: logits processors (guidance, masks of ids that may not come
+next), then temperature, top-k, top-p and seeded multinomial draws."""
 
 from __future__ import annotations
 
@@ -8,9 +9,47 @@ import torch
 import torch.nn.functional as F
 
 from argen.sampling.config import SamplingConfig
+from argen.sampling.guidance import guide
 
 # guided logits (B, n, V) of sequence positions start.. -> ids (B, n)
 TokenPick = Callable[[torch.Tensor, int], torch.Tensor]
+# the logits (B', V) predicting token ``index`` -> processed logits (guided: B rows)
+LogitsProcessor = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+class Guidance:
+    """Classifier-free guidance: [conditional; unconditional] rows (2B, V) -> (B, V), weighted
+    by the config's schedule at each token of a sequence of ``length``."""
+
+    def __init__(self, config: SamplingConfig, length: int):
+        self.config, self.length = config, length
+
+    def __call__(self, logits: torch.Tensor, index: int) -> torch.Tensor:
+        return guide(logits, self.config.scale_at(index, self.length))
+
+
+class NeverDrawn:
+    """An id that is never drawn (byte streams' padding: it is only filled in after the stop)."""
+
+    def __init__(self, token: int):
+        self.token = token
+
+    def __call__(self, logits: torch.Tensor, index: int) -> torch.Tensor:
+        logits[:, self.token] = float("-inf")
+        return logits
+
+
+class AllowedIds:
+    """A syntax constraint's rows (:class:`~argen.sampling.next_token.ConstrainedRows`): only
+    the ids that keep each row valid, with the tokens left before a sequence of ``length``
+    ends."""
+
+    def __init__(self, rows, length: int):
+        self.rows, self.length = rows, length
+
+    def __call__(self, logits: torch.Tensor, index: int) -> torch.Tensor:
+        allowed = self.rows.allowed(self.length - index - 1, logits.device)  # (B, V)
+        return logits.masked_fill(~allowed, float("-inf"))
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:

@@ -17,6 +17,7 @@ from argen.sampling.config import SamplingConfig
 from argen.sampling.decode import Block, GuidedRows
 from argen.sampling.guidance import guide
 from argen.sampling.logits import RandomTokens, TokenPick
+from argen.tokenizers.protocols import ScaleTokenizer
 
 
 def keep_masks(regenerate: torch.Tensor, patch_nums: tuple[int, ...]) -> list[torch.Tensor]:
@@ -53,7 +54,7 @@ class NextScaleOptions:
 @torch.no_grad()
 def sample_next_scale(
     model: torch.nn.Module,
-    tokenizer: torch.nn.Module,
+    tokenizer: ScaleTokenizer,
     labels: torch.Tensor,
     config: SamplingConfig,
     generator: torch.Generator | None = None,

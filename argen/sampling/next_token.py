@@ -9,9 +9,9 @@ import torch
 
 from argen.models.llama import Condition
 from argen.sampling.config import SamplingConfig
-from argen.sampling.decode import GuidedRows, cached_decode, model_device, token_blocks
+from argen.sampling.decode import GuidedRows, model_device, token_blocks
 from argen.sampling.guidance import guide
-from argen.sampling.logits import RandomTokens, TokenPick, sample_logits
+from argen.sampling.logits import AllowedIds, Guidance, NeverDrawn, RandomTokens, TokenPick, sample_logits
 
 
 class ConstrainedRows(Protocol):
@@ -73,45 +73,49 @@ def sample_next_token(
     one batch of 2B; ``options`` (:class:`NextTokenOptions`) add given tokens, a stop token, a
     syntax constraint, a compiled step."""
     o = options or NextTokenOptions()
-    given, stop_token, pad_token, constraint, pick = o.given, o.stop_token, o.pad_token, o.constraint, o.pick
-    num_tokens = model.config.num_tokens
+    num_tokens, batch = model.config.num_tokens, len(condition)
     if not o.use_cache:
         return recompute_next_token(model, condition, config, generator)
-    out = torch.full((len(condition), num_tokens), pad_token, dtype=torch.long, device=model_device(model))
-    done = torch.zeros(len(condition), dtype=torch.bool, device=out.device)
-    syntax = constraint.begin(len(condition)) if constraint is not None else None
+    out = torch.full((batch, num_tokens), o.pad_token, dtype=torch.long, device=model_device(model))
+    done = torch.zeros(batch, dtype=torch.bool, device=out.device)  # rows past their stop token
+    syntax = o.constraint.begin(batch) if o.constraint is not None else None
     rows = GuidedRows(model, condition, config, compile=o.compile)
-    pick = pick or RandomTokens(config, generator)
+    pick = o.pick or RandomTokens(config, generator)
+    processors = token_processors(config, o, syntax, num_tokens)
     x = model.embed_condition(rows.rows)  # (B', prefix, D)
     first = 0
-    if given is not None:
-        first = check_given(given, len(condition), num_tokens)
-        out[:, :first] = given
-        x = torch.cat([x, model.embed_tokens(rows.double(given))], dim=1)
-
-    def draw(logits: torch.Tensor, weight: float, k: int) -> torch.Tensor:
-        logits = guide(logits[:, -1], weight) if config.guided else logits[:, -1]  # (B, V)
-        if stop_token is not None:
-            logits[:, pad_token] = float("-inf")  # padding is never drawn, only filled in
-        if syntax is not None:
-            logits = logits.masked_fill(
-                ~syntax.allowed(num_tokens - first - k - 1, logits.device), float("-inf")
-            )
-        token = pick(logits[:, None], first + k)[:, 0]  # (B,)
-        if syntax is not None:
-            syntax.advance(token)
-        if stop_token is not None:
-            token = token.masked_fill(done, pad_token)
-            done.logical_or_(token == stop_token)
-        out[:, first + k] = token
-        return token
-
+    if o.given is not None:
+        first = check_given(o.given, batch, num_tokens)
+        out[:, :first] = o.given
+        x = torch.cat([x, model.embed_tokens(rows.double(o.given))], dim=1)
     with rows:
-        blocks = token_blocks(config, x.shape[1], first, num_tokens, x.device)
-        feed = lambda token, k: model.embed_tokens(rows.double(token))[:, None]  # noqa: E731
-        finished = (lambda: bool(done.all())) if stop_token is not None else (lambda: False)
-        cached_decode(rows, x, blocks, draw, feed, finished)
+        for i, block in enumerate(token_blocks(config, x.shape[1], first, num_tokens, x.device), first):
+            forward = model.forward_cached if i == first else rows.step  # prefill, then steps
+            logits = forward(x, block.positions)[:, -1]  # (B', V)
+            for process in processors:
+                logits = process(logits, i)  # (B, V)
+            token = pick(logits[:, None], i)[:, 0]  # (B,)
+            if syntax is not None:
+                syntax.advance(token)
+            if o.stop_token is not None:
+                token = token.masked_fill(done, o.pad_token)
+                done.logical_or_(token == o.stop_token)
+            out[:, i] = token
+            if i + 1 == num_tokens or (o.stop_token is not None and bool(done.all())):
+                break
+            x = model.embed_tokens(rows.double(token))[:, None]  # (B', 1, D)
     return out
+
+
+def token_processors(config: SamplingConfig, o: NextTokenOptions, syntax, length: int) -> list:
+    """What the logits of each token pass through before the pick: guidance, padding never
+    drawn (with a stop token), the syntax's allowed ids."""
+    processors = [Guidance(config, length)] if config.guided else []
+    if o.stop_token is not None:
+        processors.append(NeverDrawn(o.pad_token))
+    if syntax is not None:
+        processors.append(AllowedIds(syntax, length))
+    return processors
 
 
 def recompute_next_token(
