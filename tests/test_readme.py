@@ -1,15 +1,17 @@
-"""Every file and command the README names exists in the repository or is made by a README
-command: recipes, examples, benchmarks, and the runs that later commands read."""
+"""Every file and command the README (and docs/) names exists in the repository or is made by a
+README command: recipes, examples, benchmarks, and the runs that later commands read."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+DOCS = {p.relative_to(ROOT): p.read_text() for p in sorted((ROOT / "docs").glob("*.md"))}
 COMMANDS = "\n".join(re.findall(r"```bash\n(.*?)```", README, flags=re.S))
 REPO_PATH = re.compile(r"(?<![\w/.])((?:configs|examples|benchmarks)/[\w./-]+\.(?:yaml|py|png|txt))")
 
@@ -44,3 +46,16 @@ def test_runs_read_by_commands_are_made_by_commands():
     read = set(re.findall(r"\s(runs/[\w/.-]+)", COMMANDS))
     unmade = sorted(r for r in read if not any(r.startswith(m) or m.startswith(r) for m in made))
     assert not unmade, f"README commands read runs no README command makes: {unmade}"
+
+
+@pytest.mark.parametrize("doc", sorted(DOCS), ids=str)
+def test_files_named_by_the_docs_exist(doc):
+    text = DOCS[doc]
+    named = set(REPO_PATH.findall(text)) | set(re.findall(r"(?<![\w/.])(argen/[\w/]+\.py)", text))
+    assert named, f"{doc} names no files"
+    missing = sorted(p for p in named if not (ROOT / p).is_file())
+    assert not missing, f"{doc} names files that do not exist: {missing}"
+
+
+def test_the_docs_are_linked_from_the_readme():
+    assert all(str(doc) in README for doc in DOCS), sorted(DOCS)
