@@ -5,6 +5,7 @@ are there in every argen process)."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -32,7 +33,8 @@ def load_plugins(specs: list[str] | tuple[str, ...] = ()) -> None:
 def load_file(path: Path) -> None:
     if not path.is_file():
         raise ValueError(f"plugin {path}: no such file")
-    name = f"argen_plugin_{path.stem}"
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    name = f"argen_plugin_{path.stem}_{digest}"  # one module per file, whatever its name
     if name in sys.modules:
         return
     spec = importlib.util.spec_from_file_location(name, path)

@@ -44,7 +44,8 @@ def test_the_run_records_its_paradigm(column_run):
 def forget_plugin(monkeypatch) -> None:
     """This process as a fresh one: the fixture's training imported the plugin."""
     paradigms.unregister_paradigm("column_raster")
-    monkeypatch.delitem(sys.modules, "argen_plugin_column_raster", raising=False)
+    for name in [m for m in sys.modules if m.startswith("argen_plugin_column_raster")]:
+        monkeypatch.delitem(sys.modules, name)
 
 
 def test_sample_py_finds_the_plugin_paradigm_and_draws_columns(column_run, tmp_path, capsys, monkeypatch):
@@ -117,3 +118,20 @@ def test_train_py_names_a_plugin_that_cannot_be_found(trained, tmp_path, capsys)
     recipe |= {"plugins": [str(tmp_path / "missing.py")], "paradigm": "column_raster"}
     assert train_cli.main(["--config", str(write_yaml(tmp_path / "r.yaml", recipe))]) == 2
     assert "missing.py: no such file" in capsys.readouterr().err
+
+
+def test_plugin_files_of_one_name_in_two_folders_both_load(tmp_path):
+    for folder, name in (("a", "one"), ("b", "two")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "plugin.py").write_text(
+            "from argen.paradigms import register_paradigm\n"
+            "from argen.paradigms.raster import RasterIds\n"
+            f"class P(RasterIds):\n    name = {name!r}\n    default = False\n"
+            "register_paradigm(P())\n"
+        )
+    try:
+        paradigms.load_plugins([str(tmp_path / "a" / "plugin.py"), str(tmp_path / "b" / "plugin.py")])
+        assert {"one", "two"} <= set(paradigms.registered())
+    finally:
+        paradigms.unregister_paradigm("one")
+        paradigms.unregister_paradigm("two")
