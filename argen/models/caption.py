@@ -69,6 +69,7 @@ class ClassPrefix(nn.Embedding):
     and for the unconditional rows of guidance."""
 
     attribute = "class_emb"  # the name it is registered under (the checkpoints' keys)
+    padded = False  # every prefix position is real: plain causal attention
 
     def __init__(self, num_classes: int, dim: int):
         super().__init__(num_classes + 1, dim)
@@ -93,6 +94,7 @@ class CaptionEmbedder(nn.Module):
     unconditional rows of guidance."""
 
     attribute = "caption_emb"  # the name it is registered under (the checkpoints' keys)
+    padded = True  # padded caption positions are hidden by the attention mask
 
     def __init__(self, caption_dim: int, dim: int, caption_len: int):
         super().__init__()

@@ -94,7 +94,6 @@ class ControlledLlama(Llama):
         super().__init__(config)
         self.control_encoder = ControlEncoder(config)
         self.fused = {layer: i for i, layer in enumerate(config.control_layers)}
-        self.control_inputs: torch.Tensor | None = None  # (F, B, S, D) of the rows being run
 
     def check_control(self, condition) -> Controlled:
         if not isinstance(condition, Controlled):
@@ -127,28 +126,8 @@ class ControlledLlama(Llama):
     def attention_mask(self, condition: Controlled, length: int) -> torch.Tensor:
         return super().attention_mask(condition.base, length)
 
-    def token_features(self, tokens: torch.Tensor, condition: Controlled) -> torch.Tensor:
-        self.control_inputs = self.sequence_control(self.check_control(condition).maps, self.max_len)
-        try:
-            return super().token_features(tokens, condition)
-        finally:
-            self.control_inputs = None
-
-    def layer_input(self, index: int, x: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
-        """Block ``index``'s input plus the control at its positions (all, or ``pos``)."""
-        if index not in self.fused:
-            return x
-        control = self.control_inputs[self.fused[index]]  # (B, S, D)
-        if pos is None:
-            return x + control[:, : x.shape[1]]
-        if pos.dim() == 1:
-            return x + control[:, pos]
-        return x + control.gather(1, pos[..., None].expand(-1, -1, control.shape[-1]))  # (B, Lq, D)
-
-    def setup_cache(self, condition: Controlled, extra: int = 0) -> None:
-        super().setup_cache(condition, extra)
-        self.control_inputs = self.sequence_control(self.check_control(condition).maps, self.max_len + extra)
-
-    def clear_cache(self) -> None:
-        super().clear_cache()
-        self.control_inputs = None
+    def layer_additions(self, condition: Controlled, length: int) -> dict[int, torch.Tensor]:
+        """The control features (B, length, D) joining the input of the blocks in
+        ``control_layers``."""
+        control = self.sequence_control(self.check_control(condition).maps, length)  # (F, B, S, D)
+        return {layer: control[i] for layer, i in self.fused.items()}

@@ -84,6 +84,14 @@ class LlamaConfig:
         return self.caption_len if self.condition == "text" else 1
 
 
+def at_positions(values: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Per-position values (B, S, D) at positions ``pos`` (Lq,) for every row or (B, Lq) per
+    row -> (B, Lq, D)."""
+    if pos.dim() == 1:
+        return values[:, pos]
+    return values.gather(1, pos[..., None].expand(-1, -1, values.shape[-1]))
+
+
 PREFIXES = {  # condition kind -> its prefix module
     "class": lambda c: ClassPrefix(c.num_classes, c.dim),
     "text": lambda c: CaptionEmbedder(c.caption_dim, c.dim, c.caption_len),
@@ -213,6 +221,7 @@ class Llama(nn.Module):
         self.norm = RMSNorm(c.dim, c.norm_eps)
         self.output = self.output_head()
         self.register_buffer("rope", rope_table(c), persistent=False)
+        self.cache_additions: dict[int, torch.Tensor] = {}  # set while a cache is set up
         self.apply(self._init_weights)
         nn.init.zeros_(self.output.weight)
 
@@ -289,25 +298,33 @@ class Llama(nn.Module):
         """Input embeddings (B, prefix_len + L - 1, D) -> the last block's output at the
         positions that predict each token, (B, L, D)."""
         rope = self.rope[: x.shape[1]]
-        mask = self.attention_mask(condition, x.shape[1]) if self.config.condition == "text" else None
-        x = self.run_layers(x, rope, mask)
+        mask = self.attention_mask(condition, x.shape[1]) if self.prefix.padded else None  # None: causal
+        x = self.run_layers(x, rope, mask, self.layer_additions(condition, self.max_len))
         return x[:, self.prefix_len - 1 :]  # (B, L, D): the positions that predict tokens
 
-    def run_layers(self, x: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """All blocks over a whole sequence (teacher forcing), recomputed in the backward pass
-        when ``activation_checkpointing`` is set."""
+    def run_layers(
+        self,
+        x: torch.Tensor,
+        rope: torch.Tensor,
+        mask: torch.Tensor | None,
+        additions: dict[int, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """All blocks over a whole sequence (teacher forcing), each block's ``additions``
+        (B, S, D) joining its input; recomputed in the backward pass when
+        ``activation_checkpointing`` is set."""
         for index, layer in enumerate(self.layers):
-            x = self.layer_input(index, x, None)
+            if additions and index in additions:
+                x = x + additions[index][:, : x.shape[1]]
             if self.activation_checkpointing and self.training:
                 x = checkpoint(layer, x, rope, mask, use_reentrant=False)
             else:
                 x = layer(x, rope, mask)
         return x
 
-    def layer_input(self, index: int, x: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
-        """The input of block ``index`` at positions ``pos`` (None: the whole sequence); models
-        with inputs beside the tokens (spatial control) add them here."""
-        return x
+    def layer_additions(self, condition: Condition, length: int) -> dict[int, torch.Tensor]:
+        """What joins the input of some blocks, by block index, at every position of a sequence
+        of ``length`` (B, length, D): nothing here; spatial control adds its features."""
+        return {}
 
     # --- cached decoding -------------------------------------------------------------------
     def setup_cache(self, condition: Condition, extra: int = 0) -> None:
@@ -319,11 +336,13 @@ class Llama(nn.Module):
             layer.attention.cache = KVCache(len(condition), c.kv_heads, length, c.dim // c.n_head, like)
         self.register_buffer("cache_mask", self.attention_mask(condition, length), persistent=False)
         self.register_buffer("cache_rope", F.pad(self.rope, (0, 0, 0, 0, 0, extra)), persistent=False)
+        self.cache_additions = self.layer_additions(condition, length)  # block -> (B, length, D)
 
     def clear_cache(self) -> None:
         for layer in self.layers:
             layer.attention.cache = None
         self.cache_mask = self.cache_rope = None
+        self.cache_additions = {}
 
     def forward_cached(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Embeddings x (B, Lq, D) at positions ``pos`` -> logits (B, Lq, V), using the cache.
@@ -340,5 +359,7 @@ class Llama(nn.Module):
             rows = self.cache_mask[:, 0].expand(x.shape[0], -1, -1)  # (B, L, L)
             mask = rows.gather(1, pos[..., None].expand(-1, -1, rows.shape[-1]))[:, None]  # (B, 1, Lq, L)
         for index, layer in enumerate(self.layers):
-            x = layer(self.layer_input(index, x, pos), rope, mask, pos)
+            if index in self.cache_additions:
+                x = x + at_positions(self.cache_additions[index], pos)
+            x = layer(x, rope, mask, pos)
         return x
