@@ -220,10 +220,14 @@ class Llama(nn.Module):
         self.layers = nn.ModuleList(LlamaBlock(c) for _ in range(c.n_layer))
         self.norm = RMSNorm(c.dim, c.norm_eps)
         self.output = self.output_head()
-        self.register_buffer("rope", rope_table(c), persistent=False)
+        self.register_buffer("rope", self.rotary_table(), persistent=False)
         self.cache_additions: dict[int, torch.Tensor] = {}  # set while a cache is set up
         self.apply(self._init_weights)
         nn.init.zeros_(self.output.weight)
+
+    def rotary_table(self) -> torch.Tensor:
+        """The rotation of every position (prefix_len + num_tokens, Dh/2, 2)."""
+        return rope_table(self.config)
 
     def token_embedding(self) -> nn.Module | None:
         """The input embedding of a token: one row per id."""

@@ -56,8 +56,9 @@ class NextScaleConfig(ScaleFields, LlamaConfig):
 
 class ScaleSequence:
     """What a next-scale generator adds to the Llama blocks, mixed in before :class:`Llama`:
-    learned absolute and scale embeddings, the projection of the tokenizer's features, no RoPE
-    and a block-causal mask. ``add_scale_inputs`` builds them after the Llama's own modules."""
+    learned absolute and scale embeddings, the projection of the tokenizer's features, no
+    rotation and a block-causal mask. ``add_scale_inputs`` builds them after the Llama's own
+    modules."""
 
     def add_scale_inputs(self, c: NextScaleConfig) -> None:
         self.word_embed = nn.Linear(c.token_dim, c.dim)
@@ -68,9 +69,12 @@ class ScaleSequence:
         nn.init.normal_(self.level_emb.weight, std=c.init_std)
         levels = torch.cat([torch.full((pn * pn,), k) for k, pn in enumerate(c.patch_nums)])
         self.register_buffer("levels", levels, persistent=False)
+
+    def rotary_table(self) -> torch.Tensor:
+        """No rotation (positions are learned embeddings): (L, Dh/2, 2) of cos 1, sin 0."""
+        c = self.config
         half = (c.num_tokens, c.dim // c.n_head // 2)
-        identity = torch.stack([torch.ones(half), torch.zeros(half)], -1)  # (L, Dh/2, 2): no rotation
-        self.register_buffer("rope", identity, persistent=False)
+        return torch.stack([torch.ones(half), torch.zeros(half)], -1)
 
     def token_embedding(self) -> None:
         return None  # inputs are tokenizer features (``word_embed``), not ids
