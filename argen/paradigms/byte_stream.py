@@ -36,16 +36,7 @@ class ByteStreams(Paradigm):
             model(tokens, condition), tokens, ignore=tokenizer.layout.pad
         )  # no loss on padding
 
-    def sample(
-        self,
-        model,
-        tokenizer: ByteStreamTokenizer,
-        condition,
-        config,
-        generator,
-        extras: SamplingExtras,
-        given=None,
-    ):
+    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
         layout = tokenizer.layout
         if extras.grid_sampler is not None:  # speculative decoding; padding is never drawn
             syntax = extras.constraint or ExcludedIds.of(layout.vocab_size, [layout.pad])

@@ -78,16 +78,7 @@ class ContinuousRaster(ContinuousTokens):
         loss = model(tokens, condition)  # flow matching on every token (B, L, d)
         return loss, {"flow_loss": loss.item()}
 
-    def sample(
-        self,
-        model,
-        tokenizer: ContinuousTokenizer,
-        condition,
-        config,
-        generator,
-        extras: SamplingExtras,
-        given=None,
-    ):
+    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
         if extras.grid_sampler is not None:  # continuous speculative decoding
             return extras.grid_sampler(model, condition, config, generator)
         return sample_continuous_next_token(model, condition, config, generator)  # (B, L, d)
@@ -142,14 +133,5 @@ class ContinuousScales(ContinuousTokens):
         super().check_pair(model, layout, model_dir, tokenizer_dir)
         check_scales(model, layout, model_dir, tokenizer_dir)
 
-    def sample(
-        self,
-        model,
-        tokenizer: ContinuousTokenizer,
-        condition,
-        config,
-        generator,
-        extras: SamplingExtras,
-        given=None,
-    ):
+    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
         return sample_continuous_next_scale(model, tokenizer, condition, config, generator)  # (B, L, d)

@@ -71,16 +71,7 @@ class ControlledRaster(RasterIds):
                 "this generator was trained with spatial control: pass --control IMAGE_OR_FOLDER"
             )
 
-    def sample(
-        self,
-        model,
-        tokenizer: GridTokenizer,
-        condition,
-        config,
-        generator,
-        extras: SamplingExtras,
-        given=None,
-    ):
+    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
         return super().sample(model, tokenizer, Controlled(condition, given), config, generator, extras)
 
     def speculation(self, target, tokenizer: GridTokenizer, draft, options: SpeculationOptions, config):

@@ -52,16 +52,7 @@ class NextScale(Paradigm):
         super().check_pair(model, layout, model_dir, tokenizer_dir)
         check_scales(model, layout, model_dir, tokenizer_dir)
 
-    def sample(
-        self,
-        model,
-        tokenizer: ScaleTokenizer,
-        condition,
-        config,
-        generator,
-        extras: SamplingExtras,
-        given=None,
-    ):
+    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
         options = NextScaleOptions(extras.edit, compile=extras.compile)
         return sample_next_scale(model, tokenizer, condition, config, generator, options)
 

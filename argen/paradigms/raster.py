@@ -28,16 +28,7 @@ class RasterIds(Paradigm):
     default = True
     sample_options = (SPECULATIVE,)
 
-    def sample(
-        self,
-        model,
-        tokenizer: GridTokenizer,
-        condition,
-        config,
-        generator,
-        extras: SamplingExtras,
-        given=None,
-    ):
+    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
         if extras.grid_sampler is not None:
             return extras.grid_sampler(model, condition, config, generator)
         return sample_next_token(

@@ -53,16 +53,7 @@ class VideoTokens(Paradigm):
                 "frames) disagree on frames"
             )
 
-    def sample(
-        self,
-        model,
-        tokenizer: VideoTokenizer,
-        condition,
-        config,
-        generator,
-        extras: SamplingExtras,
-        given=None,
-    ):
+    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
         given = None if given is None else given.flatten(1).to(model_device(model))  # (B, n*h*w)
         return sample_next_token(model, condition, config, generator, NextTokenOptions(given=given))
 
@@ -101,15 +92,6 @@ class NextFrame(VideoTokens):
     def build(self, model, options, tokenizer: VideoTokenizer, sizes):
         return NextFrameLlama(replace(model, **sizes))
 
-    def sample(
-        self,
-        model,
-        tokenizer: VideoTokenizer,
-        condition,
-        config,
-        generator,
-        extras: SamplingExtras,
-        given=None,
-    ):
+    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
         given = None if given is None else given.flatten(1).to(model_device(model))
         return sample_next_frame(model, condition, config, generator, given=given)
