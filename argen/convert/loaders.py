@@ -18,9 +18,9 @@ from torch import nn
 
 from argen import models, tokenizers
 from argen.checkpoint import CONFIG_NAME, CheckpointError
+from argen.convert import OFFICIAL_SUFFIXES, is_official_file
 
 Role = Literal["generator", "tokenizer"]
-OFFICIAL_SUFFIXES = (".pt", ".pth")
 
 
 @dataclass
@@ -94,8 +94,7 @@ class OfficialFile(Format):
     name = "official LlamaGen / VAR file"
 
     def recognises(self, request):
-        path = Path(request.path)
-        return path.is_file() and path.suffix in OFFICIAL_SUFFIXES
+        return is_official_file(request.path)
 
     def load(self, request):
         from argen.convert import load_official_generator, load_official_state, load_official_tokenizer
