@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import pkgutil
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -60,3 +61,11 @@ def load_entry_points() -> None:
             raise ImportError(
                 f"entry point {point.name} = {point.value} ({ENTRY_POINT_GROUP}) failed to load: {err}"
             ) from err
+
+
+def import_package_modules(package: str, path: list[str]) -> None:
+    """Import every public module of ``package`` (its ``__path__``), so that a module dropped
+    into ``argen/tokenizers/`` or ``argen/paradigms/`` registers itself with no other edit."""
+    for info in pkgutil.iter_modules(path):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")

@@ -134,7 +134,9 @@ def evaluate(path: str, args, device: torch.device) -> dict:
     }
     if lpips_note:
         result["lpips_note"] = lpips_note
-    if not ids[0].dtype.is_floating_point:
+    if hasattr(tok, "token_statistics"):  # tokenizers whose tokens are not one codebook's ids
+        result.update(tok.token_statistics(ids))
+    elif not ids[0].dtype.is_floating_point:
         result.update(code_statistics(ids, tok.layout.vocab_size))
     result.update(reconstruction_fid(originals, recons, args, device))
     return result
@@ -166,6 +168,7 @@ def table(results: list[dict]) -> str:
         "perplexity",
         "tokens_per_image",
     ]
+    columns += sorted({k for r in results for k, v in r.items() if isinstance(v, float)} - set(columns))
     columns = [c for c in columns if any(r.get(c) is not None for r in results)]
     lines = ["| tokenizer | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for r in results:

@@ -24,7 +24,7 @@ from argen.paradigms.options import OptionRun, RunInputs, SampleOption, Speculat
 from argen.paradigms.raster import RasterIds
 from argen.paradigms.registry import default_for, get, register_paradigm, registered, unregister_paradigm
 from argen.paradigms.video import FramePrompts, NextFrame, VideoTokens
-from argen.plugins import ENTRY_POINT_GROUP, load_plugins
+from argen.plugins import ENTRY_POINT_GROUP, import_package_modules, load_plugins
 
 BUILT_IN = tuple(
     register_paradigm(p).name
@@ -44,6 +44,9 @@ BUILT_IN = tuple(
     )
 )
 PARADIGM_KEY = "_paradigm"  # where a saved generator's config.json records its paradigm
+
+
+import_package_modules(__name__, __path__)  # a module dropped in here registers its paradigm
 
 
 def sample_options() -> list[SampleOption]:

@@ -49,7 +49,9 @@ class NextTokenOptions:
     stop token continues with padding, and the loop ends once every row has. ``given`` (B, G)
     ids are kept as the first G tokens (frame prediction) and only the rest is drawn. A
     ``constraint`` (a codec's syntax) removes the ids it does not allow after guidance; ``pick``
-    (default :class:`RandomTokens`) turns the guided logits into ids."""
+    (default :class:`RandomTokens`) turns the guided logits into ids. A token of several ids
+    (bit groups, sub-tokens) has ``token_shape``: ``pick`` then returns (B, n, *token_shape) and
+    the generator embeds ids of that shape."""
 
     given: torch.Tensor | None = None
     stop_token: int | None = None
@@ -58,6 +60,7 @@ class NextTokenOptions:
     pick: TokenPick | None = None
     compile: bool = False
     use_cache: bool = True
+    token_shape: tuple[int, ...] = ()
 
 
 @torch.no_grad()
@@ -69,14 +72,16 @@ def sample_next_token(
     options: NextTokenOptions | None = None,
 ) -> torch.Tensor:
     """Generate ``model.config.num_tokens`` ids per condition row (class ids (B,) or a
-    :class:`Caption`) -> (B, L). With guidance the conditional and unconditional rows run as
+    :class:`Caption`) -> (B, L, *token_shape). With guidance the conditional and unconditional rows run as
     one batch of 2B; ``options`` (:class:`NextTokenOptions`) add given tokens, a stop token, a
     syntax constraint, a compiled step."""
     o = options or NextTokenOptions()
     num_tokens, batch = model.config.num_tokens, len(condition)
     if not o.use_cache:
         return recompute_next_token(model, condition, config, generator)
-    out = torch.full((batch, num_tokens), o.pad_token, dtype=torch.long, device=model_device(model))
+    out = torch.full(
+        (batch, num_tokens, *o.token_shape), o.pad_token, dtype=torch.long, device=model_device(model)
+    )
     done = torch.zeros(batch, dtype=torch.bool, device=out.device)  # rows past their stop token
     syntax = o.constraint.begin(batch) if o.constraint is not None else None
     rows = GuidedRows(model, condition, config, compile=o.compile)
@@ -94,7 +99,7 @@ def sample_next_token(
             logits = forward(x, block.positions)[:, -1]  # (B', V)
             for process in processors:
                 logits = process(logits, i)  # (B, V)
-            token = pick(logits[:, None], i)[:, 0]  # (B,)
+            token = pick(logits[:, None], i)[:, 0]  # (B, *token_shape)
             if syntax is not None:
                 syntax.advance(token)
             if o.stop_token is not None:

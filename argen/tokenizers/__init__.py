@@ -7,6 +7,7 @@ from pathlib import Path
 from torch import nn
 
 from argen.checkpoint import CheckpointError, load_model
+from argen.plugins import import_package_modules
 from argen.tokenizers.avc import AVCConfig, AVCTokenizer
 from argen.tokenizers.causal_video import CausalVideoVQConfig, CausalVideoVQModel
 from argen.tokenizers.coarse_to_fine import CoarseToFineConfig, CoarseToFineVQModel
@@ -38,6 +39,7 @@ for _kind, _cls in (
     ("causal_video", CausalVideoVQModel),
 ):
     register_tokenizer(_cls, _kind)
+import_package_modules(__name__, __path__)  # a module dropped in here registers its tokenizer
 TOKENIZERS = tokenizer_classes()  # the built-in classes by name (see registry for plugins')
 
 

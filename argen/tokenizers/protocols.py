@@ -25,7 +25,9 @@ from argen.tokenizers.layout import (
 
 @runtime_checkable
 class Tokenizer(Protocol):
-    """Every tokenizer: pixels in [-1, 1] <-> tokens, and the layout of its tokens."""
+    """Every tokenizer: pixels in [-1, 1] <-> tokens, and the layout of its tokens. One whose
+    tokens are not ids of one codebook may add ``token_statistics(tokens: list) -> dict`` of
+    floats, which the reconstruction protocol reports in place of codebook usage."""
 
     config: Any  # a dataclass with ``resolution`` (pixels per side)
 
