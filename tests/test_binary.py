@@ -3,8 +3,13 @@ all 2^d codes, the autoencoder's bits, bitwise raster generation (groups, sampli
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import math
+import os
+import sys
+import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -178,3 +183,34 @@ def test_paradigm_is_the_default_for_bits_and_refuses_other_tokens():
         paradigms.get("raster").require_serves(layout, "runs/bsq")
     with pytest.raises(ValueError, match="group_bits must divide bits"):
         BitwiseConfig(vocab_size=6, bits=8, group_bits=3)
+
+
+def infinity_bsq():
+    """Infinity's BSQ module from a scratch copy of the official code (ARGEN_INFINITY_SRC: the
+    folder holding ``infinity/models/bsq_vae/``), imported as a package of its own."""
+    source = os.environ.get("ARGEN_INFINITY_SRC")
+    if not source:
+        pytest.skip("set ARGEN_INFINITY_SRC to a scratch copy of FoundationVision/Infinity")
+    folder = Path(source) / "infinity" / "models" / "bsq_vae"
+    package = types.ModuleType("infinity_bsq_reference")
+    package.__path__ = [str(folder)]
+    sys.modules[package.__name__] = package
+    return importlib.import_module(f"{package.__name__}.multiscale_bsq")
+
+
+def test_parity_with_infinity_bsq():
+    reference = infinity_bsq()
+    torch.manual_seed(0)
+    d, tau = 16, 100.0
+    bsq = reference.BSQ(dim=d, codebook_size=2**d, new_quant=True, inv_temperature=tau).eval()
+    ours = BinaryAutoencoder(BinaryConfig(**TINY, bits=d, inv_temperature=tau)).quantize.train()
+    z = torch.randn(4, d, 5, 5)
+    codes, bits, _ = ours(z)
+    expected = bsq(z)
+    assert torch.equal(bits, expected.bit_indices.long())
+    torch.testing.assert_close(codes, expected.quantized)
+    u = F.normalize(z.permute(0, 2, 3, 1), dim=-1).flatten(0, 2)
+    per_token, usage = bit_entropies(u, 1 / math.sqrt(d), tau)
+    expected_token, expected_usage, _ = bsq.soft_entropy_loss(u)
+    torch.testing.assert_close(per_token, expected_token)
+    torch.testing.assert_close(usage, expected_usage)
