@@ -21,7 +21,7 @@ from argen.models import register_generator
 from argen.models.llama import Llama, LlamaConfig
 from argen.paradigms.base import Paradigm, SamplingExtras, model_args
 from argen.paradigms.registry import register_paradigm
-from argen.sampling.logits import RandomTokens
+from argen.sampling.logits import GroupedTokens
 from argen.sampling.next_token import NextTokenOptions, sample_next_token
 from argen.tokenizers.binary import BitGridLayout, BitGridTokenizer
 
@@ -93,20 +93,6 @@ def to_bits(ids: torch.Tensor, group_bits: int) -> torch.Tensor:
     """Group ids (..., groups) -> bits (..., groups * k)."""
     shifts = torch.arange(group_bits - 1, -1, -1, device=ids.device)
     return ((ids[..., None] >> shifts) & 1).flatten(-2)
-
-
-class GroupedTokens(RandomTokens):
-    """Guided logits (B, n, groups * classes) -> group ids (B, n, groups), each group drawn
-    from its own softmax with the run's temperature, top-k and top-p."""
-
-    def __init__(self, config, generator, groups: int):
-        super().__init__(config, generator)
-        self.groups = groups
-
-    def __call__(self, logits: torch.Tensor, start: int) -> torch.Tensor:
-        b, n, _ = logits.shape
-        per_group = logits.view(b, n * self.groups, -1)  # (B, n * groups, classes)
-        return super().__call__(per_group, start).view(b, n, self.groups)
 
 
 class BitwiseRaster(Paradigm):

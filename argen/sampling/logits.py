@@ -91,3 +91,18 @@ class RandomTokens:
         c = self.config
         ids = sample_logits(logits.flatten(0, 1), c.temperature, c.top_k, c.top_p, self.generator)
         return ids.view(logits.shape[:2])  # (B, n)
+
+
+class GroupedTokens(RandomTokens):
+    """The :data:`TokenPick` of tokens of several ids (bit groups, the tokens of one shuffled
+    window): guided logits (B, n, groups * classes) -> ids (B, n, groups), each group drawn
+    from its own softmax with the run's temperature, top-k and top-p."""
+
+    def __init__(self, config: SamplingConfig, generator: torch.Generator | None, groups: int):
+        super().__init__(config, generator)
+        self.groups = groups
+
+    def __call__(self, logits: torch.Tensor, start: int) -> torch.Tensor:
+        b, n, _ = logits.shape
+        per_group = logits.view(b, n * self.groups, -1)  # (B, n * groups, classes)
+        return super().__call__(per_group, start).view(b, n, self.groups)
