@@ -9,7 +9,7 @@ import torch
 from diffusers import AutoencoderKL
 
 import argen
-from argen import models, tokenizers
+from argen import models, paradigms, tokenizers
 from argen.checkpoint import CheckpointError, save_model
 from argen.cli import sample as sample_cli
 from argen.convert.__main__ import main as convert_main
@@ -177,9 +177,15 @@ def test_continuous_next_token_sampling_is_seeded_and_cfg_one_is_conditional():
     torch.testing.assert_close(never, plain, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(tokens, plain)
     # the cached sampler's z equals teacher forcing on its own output
-    z = model.hidden(plain, labels)
-    loss = model(plain, labels)
+    z = model(plain, labels)
+    loss, logs = paradigms.get("continuous_raster").loss(model, None, plain, labels)
     assert z.shape == (2, 4, 32) and loss.ndim == 0 and loss.requires_grad
+    torch.manual_seed(5)
+    by_hand = flow_matching_loss(model.head, plain, z)
+    torch.manual_seed(5)
+    torch.testing.assert_close(
+        paradigms.get("continuous_raster").loss(model, None, plain, labels)[0], by_hand
+    )
 
 
 def test_continuous_next_scale_shapes_and_loss():
@@ -202,7 +208,17 @@ def test_continuous_next_scale_shapes_and_loss():
     torch.testing.assert_close(maps[-1], tokens)
     torch.testing.assert_close(maps[0][:, 0], tokens.mean(1))
     inputs = tok.teacher_inputs(maps)
-    assert inputs.shape == (2, 20, 2) and model(inputs, torch.tensor([0, 1]), torch.cat(maps, 1)).ndim == 0
+    labels = torch.tensor([0, 1])
+    assert inputs.shape == (2, 20, 2) and model(inputs, labels).shape == (2, 21, 32)
+    torch.manual_seed(5)
+    loss, _ = paradigms.get("continuous_scales").loss(model, tok, tokens, labels)
+    torch.manual_seed(5)
+    z = model(inputs, labels)
+    parts = [
+        flow_matching_loss(model.head, m, z[:, s:e]) * (e - s)
+        for m, (s, e) in zip(maps, [(0, 1), (1, 5), (5, 21)])
+    ]
+    torch.testing.assert_close(loss, sum(parts) / 21)
     out = sample_continuous_next_scale(
         model,
         tok,

@@ -2,9 +2,9 @@
 next-scale Llama (FlowAR-style), with a linear input projection in place of the id embedding
 and a flow-matching head in place of the logits.
 
-The last layer projects the final hidden state to z, the head's condition. ``forward``
-returns the flow-matching loss, so the head trains inside the wrapped module (DDP / FSDP);
-``hidden`` gives z.
+The last layer projects the final hidden state to z, the head's condition: ``forward`` has the
+contract of every generator (teacher forcing -> the output layer's values, here z), and the
+flow-matching loss on the head is the paradigm's (:mod:`argen.paradigms.continuous`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from argen.models.heads import FlowHead, FlowHeadConfig, flow_matching_loss
-from argen.models.llama import Condition, Llama, LlamaConfig
+from argen.models.heads import FlowHead, FlowHeadConfig
+from argen.models.llama import Llama, LlamaConfig
 from argen.models.next_scale import ScaleFields, ScaleSequence
 
 
@@ -36,7 +36,8 @@ class ContinuousLlamaConfig(LlamaConfig):
 
 
 class ContinuousLlama(Llama):
-    """Next-token generation of continuous tokens (B, L, token_dim)."""
+    """Next-token generation of continuous tokens (B, L, token_dim); ``forward`` (the Llama's)
+    gives z (B, L, D), z_i conditioning token i."""
 
     Config = ContinuousLlamaConfig
 
@@ -50,14 +51,6 @@ class ContinuousLlama(Llama):
     def output_head(self) -> nn.Linear:
         """Final hidden state -> z, the head's condition."""
         return nn.Linear(self.config.dim, self.config.dim, bias=False)
-
-    def hidden(self, tokens: torch.Tensor, condition: Condition) -> torch.Tensor:
-        """Teacher forcing: tokens (B, L, d) -> z (B, L, D); z_i conditions token i."""
-        return super().forward(tokens, condition)
-
-    def forward(self, tokens: torch.Tensor, condition: Condition) -> torch.Tensor:
-        """The flow-matching loss of every token given the ones before it."""
-        return flow_matching_loss(self.head, tokens, self.hidden(tokens, condition))
 
 
 @dataclass
@@ -79,15 +72,6 @@ class ContinuousNextScaleLlama(ScaleSequence, Llama):
     def output_head(self) -> nn.Linear:
         return nn.Linear(self.config.dim, self.config.dim, bias=False)
 
-    def hidden(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: inputs of scales 1.. (B, L - pn_0**2, d) -> z (B, L, D)."""
         return self.scale_outputs(inputs, labels)
-
-    def forward(self, inputs: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Flow-matching loss of every scale's tokens ``targets`` (B, L, d), per token."""
-        z = self.hidden(inputs, labels)
-        losses = [
-            flow_matching_loss(self.head, targets[:, s:e], z[:, s:e]) * (e - s)
-            for s, e in self.config.scale_bounds
-        ]
-        return sum(losses) / self.config.num_tokens

@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
-
 from argen.checkpoint import CheckpointError
 from argen.models.continuous import (
     ContinuousLlama,
@@ -16,7 +14,7 @@ from argen.models.continuous import (
     ContinuousNextScaleConfig,
     ContinuousNextScaleLlama,
 )
-from argen.models.heads import FlowHeadConfig
+from argen.models.heads import FlowHeadConfig, flow_matching_loss
 from argen.paradigms.base import Paradigm, SamplingExtras, model_args
 from argen.paradigms.next_scale import check_scales
 from argen.paradigms.options import SPECULATIVE, SpeculationOptions
@@ -75,7 +73,8 @@ class ContinuousRaster(ContinuousTokens):
         return ContinuousLlama(ContinuousLlamaConfig(**args, head=options.head or FlowHeadConfig()))
 
     def loss(self, model, tokenizer: ContinuousTokenizer, tokens, condition):
-        loss = model(tokens, condition)  # flow matching on every token (B, L, d)
+        head = getattr(model, "module", model).head  # DDP / FSDP wrap the generator
+        loss = flow_matching_loss(head, tokens, model(tokens, condition))  # every token (B, L, d)
         return loss, {"flow_loss": loss.item()}
 
     def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
@@ -126,7 +125,14 @@ class ContinuousScales(ContinuousTokens):
 
     def loss(self, model, tokenizer: ContinuousTokenizer, tokens, condition):
         maps = tokenizer.scale_maps(tokens)  # [(B, pn**2, d), ...]
-        loss = model(tokenizer.teacher_inputs(maps), condition, torch.cat(maps, 1))
+        z = model(tokenizer.teacher_inputs(maps), condition)  # (B, L, D)
+        head, start = getattr(model, "module", model).head, 0  # DDP / FSDP wrap the generator
+        losses = []
+        for scale in maps:  # one noise level per scale (FlowAR), weighted by its tokens
+            end = start + scale.shape[1]
+            losses.append(flow_matching_loss(head, scale, z[:, start:end]) * (end - start))
+            start = end
+        loss = sum(losses) / start
         return loss, {"flow_loss": loss.item()}
 
     def check_pair(self, model, layout, model_dir, tokenizer_dir):
