@@ -9,7 +9,7 @@ name (:mod:`argen.paradigms.registry`) instead of branching on kinds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -35,7 +35,8 @@ class SamplingExtras:
     """What a sampling run adds to plain sampling: a compiled step, a sampler that replaces
     next-token sampling on grids (speculative decoding, coarse-to-fine refinement), an edit
     source (next-scale), given frames (video), control maps or a syntax constraint (byte
-    streams)."""
+    streams). An option declared in a paradigm's own module keeps what it builds in
+    ``by_option`` under its name."""
 
     compile: bool = False
     grid_sampler: GridSampler | None = None
@@ -44,6 +45,7 @@ class SamplingExtras:
     constraint: TokenConstraint | None = None  # byte streams: the codec's syntax
     steps: int | None = None  # distilled students: passes per sample
     control: ControlInputs | None = None  # spatial control: the control maps
+    by_option: dict[str, Any] = field(default_factory=dict)  # options declared beside their paradigm
 
     def given(self, indices: range) -> torch.Tensor | None:
         """What samples ``indices`` are given besides their condition: the first frames' ids
