@@ -1,0 +1,244 @@
+"""Masked parallel decoding over raster ids (MaskGIT, with MAR's masking): the Llama blocks with
+full (bidirectional) attention predict the masked ids of a grid from the visible ones and the
+condition prefix; sampling reveals the grid in S passes.
+
+Training masks a share of every row's ids in a random order, the share drawn from MAR's
+truncated normal (mean 1, std 0.25, cut to [``min_mask_ratio``, 1]; one share per batch, as
+MAR) or MaskGIT's cosine law (cos(pi/2 u), u uniform, one per row); the loss is the cross-entropy
+of the masked ids. A learned mask embedding (one row past the codebook) stands for a masked id.
+
+Sampling follows MaskGIT: every pass draws all masked ids (guided, with the run's temperature,
+top-k and top-p), then keeps the cosine schedule's share masked for the next pass: the ids of
+lowest confidence (log-probability of the drawn id plus Gumbel noise scaled by a choice
+temperature that anneals to 0; ``--mask-order confidence``) or, as MAR, the next ones in a
+random order per sample (``--mask-order random``). Guidance is constant or MAR's linear ramp in
+the share revealed (``--cfg-schedule linear``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from argen.models import register_generator
+from argen.models.llama import Condition, Llama, LlamaConfig
+from argen.paradigms.base import Paradigm, SamplingExtras, model_args
+from argen.paradigms.options import OptionRun, SampleOption
+from argen.paradigms.registry import register_paradigm
+from argen.sampling.config import SamplingConfig
+from argen.sampling.guidance import guide
+from argen.sampling.logits import sample_logits
+from argen.tokenizers.layout import GridLayout
+from argen.tokenizers.protocols import GridTokenizer
+
+
+@dataclass
+class MaskedOptions:
+    mask_ratio: Literal["truncnorm", "cosine"] = (
+        "truncnorm"  # MAR's law of the masked share; cosine: MaskGIT's
+    )
+    min_mask_ratio: float = 0.7  # truncnorm: the smallest share (MAR)
+
+
+@dataclass
+class MaskedConfig(LlamaConfig):
+    """The bidirectional Llama over a grid; ``vocab_size`` ids, id ``vocab_size`` is the mask."""
+
+    mask_ratio: Literal["truncnorm", "cosine"] = "truncnorm"
+    min_mask_ratio: float = 0.7
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mask_ratio not in ("truncnorm", "cosine") or not 0 <= self.min_mask_ratio < 1:
+            raise ValueError(
+                f"mask_ratio must be truncnorm or cosine and min_mask_ratio in [0, 1), got "
+                f"{self.mask_ratio!r}, {self.min_mask_ratio}"
+            )
+
+
+class MaskedLlama(Llama):
+    """The Llama blocks over [prefix, t_0, ..., t_{L-1}] with full attention: position i of the
+    grid predicts its own id (B, L, V)."""
+
+    Config = MaskedConfig
+
+    def token_embedding(self) -> nn.Embedding:
+        return nn.Embedding(self.config.vocab_size + 1, self.config.dim)  # the last row: the mask
+
+    @property
+    def mask_id(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def max_len(self) -> int:
+        return self.prefix_len + self.config.num_tokens
+
+    def visible(self, length: int, device: torch.device) -> torch.Tensor:
+        return torch.ones(length, length, dtype=torch.bool, device=device)
+
+    def token_features(self, tokens: torch.Tensor, condition: Condition) -> torch.Tensor:
+        """Ids with masks (B, L) -> the last block's output at every grid position (B, L, D)."""
+        if tokens.shape[1] != self.config.num_tokens:
+            raise ValueError(f"expected {self.config.num_tokens} tokens, got {tokens.shape[1]}")
+        x = torch.cat([self.embed_condition(condition), self.tok_emb(tokens)], dim=1)  # (B, P + L, D)
+        mask = self.attention_mask(condition, x.shape[1])  # every key, padded caption keys hidden
+        return self.run_layers(x, self.rope[: x.shape[1]], mask)[:, self.prefix_len :]
+
+
+register_generator(MaskedLlama)
+
+
+def truncated_normal(n: int, low: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """n draws of N(1, 0.25^2) cut to [low, 1] (MAR's mask ratio), by the inverse CDF."""
+    normal = torch.distributions.Normal(1.0, 0.25)
+    lo, hi = normal.cdf(torch.tensor(low)), normal.cdf(torch.tensor(1.0))
+    u = lo + (hi - lo) * torch.rand(n, generator=generator)
+    return normal.icdf(u).clamp(low, 1.0)
+
+
+def mask_shares(c: MaskedConfig, rows: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The share of each row's ids to mask (rows,): one truncated-normal draw for the batch (MAR)
+    or one cosine draw per row (MaskGIT)."""
+    if c.mask_ratio == "truncnorm":
+        return truncated_normal(1, c.min_mask_ratio, generator).expand(rows)
+    return torch.cos(math.pi / 2 * torch.rand(rows, generator=generator))
+
+
+def random_mask(shares: torch.Tensor, length: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Masks (rows, length), True where masked: ceil(share * length) ids (at least one) in a
+    random order per row."""
+    counts = (shares * length).ceil().clamp(1, length).long()  # (rows,)
+    ranks = (
+        torch.rand(len(shares), length, generator=generator).argsort(-1).argsort(-1)
+    )  # each id's place in its order
+    return ranks < counts[:, None]
+
+
+@dataclass
+class MaskSchedule:
+    """Sampling settings of masked decoding (``sample.py --mask-steps/--mask-order/--choice-temperature``)."""
+
+    steps: int = 8
+    order: Literal["confidence", "random"] = "confidence"
+    choice_temperature: float = 4.5  # MaskGIT's
+
+
+def masked_next(step: int, steps: int, length: int, unknown: int) -> int:
+    """How many ids stay masked after pass ``step`` of ``steps`` (MaskGIT's cosine schedule: at
+    least one revealed per pass, at least one kept until the last)."""
+    if step == steps - 1:
+        return 0
+    share = math.cos(math.pi / 2 * (step + 1) / steps)
+    return max(1, min(unknown - 1, math.floor(length * share)))
+
+
+def still_masked(scores: torch.Tensor, count: int) -> torch.Tensor:
+    """The ``count`` positions of lowest score per row (B, L) -> mask (B, L)."""
+    lowest = scores.argsort(-1)[:, :count]
+    return torch.zeros_like(scores, dtype=torch.bool).scatter_(1, lowest, True)
+
+
+@torch.no_grad()
+def sample_masked(
+    model: MaskedLlama,
+    condition: Condition,
+    config: SamplingConfig,
+    generator: torch.Generator | None,
+    schedule: MaskSchedule,
+) -> torch.Tensor:
+    """Masked decoding of ``model.config.num_tokens`` ids per condition row -> (B, L)."""
+    length, device = model.config.num_tokens, model.output.weight.device
+    rows = model.with_null(condition) if config.guided else condition
+    ids = torch.full((len(condition), length), model.mask_id, dtype=torch.long, device=device)
+    order = torch.rand(ids.shape, generator=generator, device=device)  # random order: low first revealed last
+    for step in range(schedule.steps):
+        unknown = ids == model.mask_id
+        keep = masked_next(step, schedule.steps, length, int(unknown[0].sum()))
+        logits = model(torch.cat([ids, ids]) if config.guided else ids, rows)  # (B', L, V)
+        if config.guided:
+            ramp = (length - keep) / length if config.cfg_schedule == "linear" else 1.0
+            logits = guide(logits, 1 + (config.cfg_scale - 1) * ramp)  # (B, L, V)
+        drawn = sample_logits(logits.flatten(0, 1), config.temperature, config.top_k, config.top_p, generator)
+        drawn = torch.where(unknown, drawn.view_as(ids), ids)
+        if schedule.order == "random":
+            scores = torch.where(unknown, order, torch.inf)
+        else:
+            chosen = logits.log_softmax(-1).gather(-1, drawn[..., None])[..., 0]  # (B, L)
+            u = torch.rand(ids.shape, generator=generator, device=device).clamp(1e-20, 1.0)
+            noise = -torch.log(-torch.log(u))  # Gumbel
+            annealed = schedule.choice_temperature * (1 - (step + 1) / schedule.steps)
+            scores = torch.where(unknown, chosen + annealed * noise, torch.inf)
+        ids = drawn.masked_fill(still_masked(scores, keep), model.mask_id)
+    return ids
+
+
+class MaskedDecoding(SampleOption):
+    needs = "--mask-steps, --mask-order and --choice-temperature are for masked generators (paradigm masked)"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--mask-steps", type=int, help="masked: passes per image (default 8)")
+        p.add_argument(
+            "--mask-order",
+            choices=("confidence", "random"),
+            help="masked: keep the least confident ids masked (MaskGIT, default) or a random order's (MAR)",
+        )
+        p.add_argument(
+            "--choice-temperature", type=float, help="masked: Gumbel scale of the confidence (4.5)"
+        )
+
+    def requested(self, args: argparse.Namespace) -> bool:
+        return any(getattr(args, k) is not None for k in ("mask_steps", "mask_order", "choice_temperature"))
+
+    def build(self, args: argparse.Namespace, run: OptionRun, extras: SamplingExtras) -> None:
+        given = dict(steps=args.mask_steps, order=args.mask_order, choice_temperature=args.choice_temperature)
+        schedule = MaskSchedule(**{k: v for k, v in given.items() if v is not None})
+        if not 1 <= schedule.steps <= run.model.config.num_tokens:
+            raise ValueError(
+                f"--mask-steps must lie in [1, {run.model.config.num_tokens}], got {schedule.steps}"
+            )
+        extras.by_option["masked"] = schedule
+
+    def metrics(self, args: argparse.Namespace, extras: SamplingExtras) -> dict:
+        schedule = extras.by_option["masked"]
+        return {"mask_steps": schedule.steps, "mask_order": schedule.order}
+
+
+MASKED_DECODING = MaskedDecoding()
+
+
+class MaskedIds(Paradigm):
+    name = "masked"
+    layout = GridLayout
+    Options = MaskedOptions
+    generators = (MaskedLlama,)
+    sample_options = (MASKED_DECODING,)
+
+    def build(self, model: LlamaConfig, options: MaskedOptions, tokenizer: GridTokenizer, sizes):
+        args = model_args(model) | sizes
+        return MaskedLlama(
+            MaskedConfig(**args, mask_ratio=options.mask_ratio, min_mask_ratio=options.min_mask_ratio)
+        )
+
+    def loss(self, model, tokenizer: GridTokenizer, tokens, condition):
+        c, ids = getattr(model, "module", model).config, tokens.flatten(1)  # DDP / FSDP wrap it; (B, L)
+        masked = random_mask(mask_shares(c, len(ids)).to(ids.device), ids.shape[1]).to(ids.device)
+        logits = model(ids.masked_fill(masked, c.vocab_size), condition)  # (B, L, V)
+        loss = F.cross_entropy(logits[masked], ids[masked])
+        return loss, {"loss": loss.item(), "masked_share": masked.float().mean().item()}
+
+    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
+        schedule = extras.by_option.get("masked", MaskSchedule())
+        return sample_masked(model, condition, config, generator, schedule)  # (B, L)
+
+    def decode(self, tokenizer: GridTokenizer, ids: torch.Tensor):
+        layout = tokenizer.layout
+        return super().decode(tokenizer, ids.view(-1, layout.height, layout.width))
+
+
+register_paradigm(MaskedIds())

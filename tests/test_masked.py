@@ -1,0 +1,134 @@
+"""Masked parallel decoding: MAR's mask-ratio law against scipy's truncated normal, random
+masks, MaskGIT's schedule, bidirectional attention, the loss on masked ids only, sampling."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import stats
+
+from argen import paradigms
+from argen.paradigms.masked import (
+    MASKED_DECODING,
+    MaskedConfig,
+    MaskedIds,
+    MaskedLlama,
+    MaskSchedule,
+    masked_next,
+    random_mask,
+    sample_masked,
+    truncated_normal,
+)
+from argen.sampling.config import SamplingConfig
+
+
+def tiny_masked(**kw) -> MaskedLlama:
+    torch.manual_seed(0)
+    config = MaskedConfig(vocab_size=10, grid_size=(3, 3), num_classes=3, dim=32, n_layer=2, n_head=2, **kw)
+    model = MaskedLlama(config).eval()
+    for p in model.parameters():  # weights that give the head something to say
+        torch.nn.init.normal_(p, std=0.3)
+    return model
+
+
+def test_mask_ratio_follows_mars_truncated_normal():
+    draws = truncated_normal(20000, 0.7, torch.Generator().manual_seed(0)).numpy()
+    law = stats.truncnorm((0.7 - 1.0) / 0.25, 0, loc=1.0, scale=0.25)  # MAR's mask_ratio_generator
+    assert draws.min() >= 0.7 and draws.max() <= 1.0
+    assert stats.kstest(draws, law.cdf).statistic < 0.015
+
+
+def test_random_masks_hide_ceil_share_in_a_random_order():
+    masks = random_mask(torch.tensor([0.7, 0.7, 0.01, 1.0]), 10, torch.Generator().manual_seed(0))
+    assert masks.sum(1).tolist() == [7, 7, 1, 10]
+    assert not torch.equal(masks[0], masks[1])
+
+
+def test_schedule_is_maskgits_cosine():
+    length, steps, unknown, kept = 256, 8, 256, []
+    for step in range(steps):
+        keep = masked_next(step, steps, length, unknown)
+        if step < steps - 1:  # MAR / MaskGIT: floor(L cos(pi/2 (t+1)/T)), at least 1, below the unknown
+            expected = max(
+                1, min(unknown - 1, int(np.floor(length * np.cos(math.pi / 2 * (step + 1) / steps))))
+            )
+            assert keep == expected
+        kept.append(keep)
+        unknown = keep
+    assert kept[-1] == 0 and kept == sorted(kept, reverse=True) and len(set(kept)) == steps
+
+
+def test_attention_is_bidirectional():
+    model = tiny_masked()
+    ids, labels = torch.randint(0, 10, (1, 9)), torch.tensor([1])
+    later = ids.clone()
+    later[0, -1] = (later[0, -1] + 1) % 10
+    assert not torch.allclose(model(ids, labels)[0, 0], model(later, labels)[0, 0])
+
+
+@pytest.mark.parametrize("law", ["truncnorm", "cosine"])
+def test_loss_is_the_cross_entropy_of_the_masked_ids(law):
+    model = tiny_masked(mask_ratio=law)
+    ids, labels = torch.randint(0, 10, (4, 9)), torch.tensor([0, 1, 2, 0])
+    torch.manual_seed(3)
+    loss, logs = MaskedIds().loss(model, None, ids, labels)
+    torch.manual_seed(3)
+    if law == "truncnorm":
+        shares = truncated_normal(1, 0.7).expand(4)
+    else:
+        shares = torch.cos(math.pi / 2 * torch.rand(4))
+    masked = random_mask(shares, 9)
+    logits = model(ids.masked_fill(masked, 10), labels)
+    torch.testing.assert_close(loss, F.cross_entropy(logits[masked], ids[masked]))
+    assert logs["masked_share"] == pytest.approx(masked.float().mean().item())
+
+
+def reference_greedy(model: MaskedLlama, labels: torch.Tensor, steps: int, scale: float) -> torch.Tensor:
+    """MaskGIT without noise, written out: every pass takes the argmax of every masked id and keeps
+    the least confident ones masked."""
+    ids = torch.full((len(labels), 9), 10)
+    for step in range(steps):
+        logits = torch.lerp(model(ids, torch.full_like(labels, model.null_class)), model(ids, labels), scale)
+        drawn = torch.where(ids == 10, logits.argmax(-1), ids)
+        confidence = logits.log_softmax(-1).gather(-1, drawn[..., None])[..., 0]
+        confidence = confidence.masked_fill(ids != 10, math.inf)
+        keep = masked_next(step, steps, 9, int((ids[0] == 10).sum()))
+        ids = drawn.clone()
+        for row in range(len(ids)):
+            ids[row, confidence[row].argsort()[:keep]] = 10
+    return ids
+
+
+@pytest.mark.parametrize("steps", [1, 3, 9])
+def test_greedy_sampling_reveals_the_most_confident_ids(steps):
+    model, labels = tiny_masked(), torch.tensor([0, 2])
+    config = SamplingConfig(temperature=0.0, cfg_scale=2.0)
+    schedule = MaskSchedule(steps=steps, choice_temperature=0.0)
+    ids = sample_masked(model, labels, config, torch.Generator(), schedule)
+    assert torch.equal(ids, reference_greedy(model, labels, steps, 2.0))
+
+
+def test_sampling_is_seeded_complete_and_both_orders_run():
+    model, labels = tiny_masked(), torch.tensor([0, 1, 2])
+    for order in ("confidence", "random"):
+        schedule = MaskSchedule(steps=4, order=order)
+        config = SamplingConfig(cfg_scale=1.5, cfg_schedule="linear")
+
+        def draw(seed, config=config, schedule=schedule):
+            return sample_masked(model, labels, config, torch.Generator().manual_seed(seed), schedule)
+
+        ids = draw(0)
+        assert ids.shape == (3, 9) and int(ids.max()) < 10  # no mask left
+        assert torch.equal(ids, draw(0)) and not torch.equal(ids, draw(1))
+
+
+def test_sample_options_are_the_masked_paradigms():
+    args = argparse.Namespace(mask_steps=4, mask_order=None, choice_temperature=None)
+    assert MASKED_DECODING.requested(args)
+    with pytest.raises(ValueError, match="are for masked generators .*not raster"):
+        paradigms.refuse_unoffered(paradigms.get("raster"), args, [MASKED_DECODING])
