@@ -50,7 +50,7 @@ class TokenizerTask(Task):
             raise ValueError(
                 f"model.resolution ({recipe.model.resolution}) must equal data.resolution ({data.resolution})"
             )
-        if getattr(recipe.model, "frames", data.frames) != data.frames:
+        if getattr(recipe.model, "frames", None) not in (None, data.frames):  # None: an image tokenizer
             raise ValueError(f"model.frames ({recipe.model.frames}) must equal data.frames ({data.frames})")
         self.model = class_for_config(recipe.model)(recipe.model)
         loss = recipe.loss
