@@ -69,9 +69,8 @@ def main() -> None:
             steps = (
                 extras.by_option["masked"].steps if "masked" in extras.by_option else model.config.num_tokens
             )
-            print(
-                f"| {label} | {batch} | {steps} | {model.output.out_features} | {1000 * seconds / batch:.2f} |"
-            )
+            logits, ms = model.output.out_features, 1000 * seconds / batch
+            print(f"| {label} | {batch} | {steps} | {logits} | {ms:.2f} |")
 
 
 if __name__ == "__main__":
