@@ -64,3 +64,40 @@ def test_ema_follows_timms_model_ema_v3_exactly():
     restored = Ema(model, decay=0.99)
     restored.load_state_dict(timms.state_dict())  # checkpoints of either load into the other
     assert all(torch.equal(restored.weights()[k], v) for k, v in ours.weights().items())
+
+
+FLOW_WORKER = str(ROOT / "tests" / "fsdp2_flow_worker.py")
+
+
+def test_fsdp2_trains_a_paradigm_loss_that_runs_the_head_outside_forward(tmp_path):
+    """The continuous paradigms' flow-matching loss calls the generator's head after its forward:
+    sharded (1 and 2 processes, every process on the same rows) it trains as the plain model."""
+    runs = {}
+    for name, procs, flags in [("plain", 1, ["--plain"]), ("one", 1, []), ("two", 2, [])]:
+        out = tmp_path / name
+        out.mkdir()
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(procs),
+        ]
+        env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+        done = subprocess.run(
+            [*command, FLOW_WORKER, str(out), "3", *flags],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[name] = json.loads((out / "losses.json").read_text())
+    for name in ("one", "two"):
+        torch.testing.assert_close(
+            torch.tensor(runs[name]), torch.tensor(runs["plain"]), rtol=1e-4, atol=1e-5
+        )
+        a, b = weights(tmp_path / "plain" / "model"), weights(tmp_path / name / "model")
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], atol=1e-4, rtol=1e-4)
