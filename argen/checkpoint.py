@@ -158,12 +158,23 @@ def load_model(directory: str | Path, classes: dict[str, type]) -> torch.nn.Modu
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}")
-    state = load_file(str(weights))
+    state = read_weights(weights)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         raise CheckpointError(f"{weights} does not match its {CONFIG_NAME}: {err}") from None
     return model.eval()
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a truncated or corrupt file is an error that names it."""
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own error type for damaged files
+        raise CheckpointError(
+            f"{path} is damaged ({err}); copy it again, or resume the run from its last checkpoint "
+            f"(--resume) if it was being written"
+        ) from None
 
 
 def is_run(path: Path) -> bool:

@@ -1,7 +1,9 @@
 import pytest
 
+from argen import models
+from argen.checkpoint import CheckpointError, save_model
 from argen.config import ConfigError, from_dict, parse_overrides
-from argen.models.llama import LlamaConfig
+from argen.models.llama import Llama, LlamaConfig
 from argen.training.recipes import load_recipe, recipe_from_dict
 from tests.conftest import vq_recipe, write_yaml
 
@@ -45,3 +47,26 @@ def test_generator_refuses_keys_derived_from_the_tokenizer(tmp_path):
         recipe_from_dict(
             {"task": "generator", "output_dir": "x", "tokenizer": "y", "model": {"vocab_size": 9}}
         )
+
+
+def test_yaml_syntax_errors_name_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("task: generator\ndata: {batch_size: 8\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml line 3, column 1: not valid YAML"):
+        load_recipe(path)
+
+
+@pytest.mark.parametrize("key", ["data.batch_size=0", "train.max_steps=0", "train.max_steps=-5"])
+def test_sizes_below_one_are_refused(tmp_path, key):
+    path = write_yaml(tmp_path / "r.yaml", vq_recipe(tmp_path / "out"))
+    with pytest.raises(ConfigError, match=f"{key.split('=')[0]} must be >= 1"):
+        load_recipe(path, [key])
+
+
+def test_a_damaged_weights_file_is_named(tmp_path):
+    model = Llama(LlamaConfig(vocab_size=8, grid_size=(2, 2), dim=16, n_layer=1, n_head=2))
+    save_model(model, tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # a copy cut short
+    with pytest.raises(CheckpointError, match=r"m/model.safetensors is damaged .*copy it again"):
+        models.load(tmp_path / "m")

@@ -90,6 +90,20 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained, tmp_path, mo
     assert all(torch.isfinite(v).all() for v in weights(tmp_path / "nan" / "model").values())
 
 
+def test_nan_loss_before_any_checkpoint_says_there_is_none(trained, tmp_path, monkeypatch):
+    recipe = recipe_from_dict(gpt_recipe(tmp_path / "nan0", trained["vq"] / "model"))
+    original = GeneratorTask.compute_losses
+
+    def always_nan(self, modules, batch, step):
+        losses, logs = original(self, modules, batch, step)
+        return {"model": losses["model"] * float("nan")}, logs
+
+    monkeypatch.setattr(GeneratorTask, "compute_losses", always_nan)
+    with pytest.raises(TrainingError, match="No checkpoint was saved before it"):
+        train(recipe)
+    assert not (tmp_path / "nan0" / "checkpoint").exists()
+
+
 def test_tokenizer_with_patchgan_trains(tmp_path):
     runs = {}
     for steps in (1, 3):  # the discriminator starts at step 1: the 1-step run never steps it

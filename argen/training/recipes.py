@@ -31,6 +31,13 @@ class DataConfig:
     frames: int = 16  # video datasets: frames per clip
     frame_stride: int = 1  # video folders: take every n-th frame
 
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "resolution", "frames", "frame_stride", "holdout_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
 
 @dataclass
 class TrainConfig:
@@ -48,6 +55,11 @@ class TrainConfig:
     log_every: int = 50
     compile: bool = False  # torch.compile the trained model
     activation_checkpointing: bool = False  # recompute transformer blocks in the backward pass
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "grad_accum", "save_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass

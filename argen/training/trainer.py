@@ -221,8 +221,13 @@ def optimizer_step(task, state: Trained, batch_iter, tc, accelerator: Accelerato
     if not torch.isfinite(loss_values).all():
         raise TrainingError(
             f"non-finite loss ({dict(zip(losses, loss_values.tolist()))}) at step "
-            f"{state.progress.step}; training stopped. The last good checkpoint is kept in {out / CHECKPOINT}"
-            f" (resume with --resume after lowering the learning rate)"
+            f"{state.progress.step}; training stopped. "
+            + (
+                f"The last good checkpoint is kept in {out / CHECKPOINT} (resume with --resume after "
+                "lowering the learning rate)"
+                if (out / CHECKPOINT).is_dir()
+                else "No checkpoint was saved before it: lower the learning rate and start again"
+            )
         )
     for name, module, opt, sched in zip(state.names, state.modules, state.optimizers, state.schedulers):
         if name in losses:
