@@ -97,7 +97,7 @@ def evaluate(path: str, args, device: torch.device) -> dict:
     from argen.convert.loaders import load  # the CLI's loader: official files, diffusers VAEs
 
     tok = load(path, "tokenizer").to(device).eval()
-    if not hasattr(tok.layout, "height"):
+    if getattr(tok, "codec", False):
         raise ValueError(f"{path}: a byte-stream codec; its reconstruction is the codec's, not learned")
     resolution = args.resolution or tok.config.resolution
     frames = getattr(tok.config, "frames", None)
