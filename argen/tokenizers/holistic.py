@@ -30,7 +30,6 @@ from typing import Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from timm.models.vision_transformer import Block
 from torch import nn
 
 from argen.tokenizers.protocols import Tokenizer, register_family
@@ -124,6 +123,9 @@ class StochasticQuantizer(VectorQuantizer):
 
 
 def blocks(dim: int, depth: int, heads: int) -> nn.Sequential:
+    """timm's ViT blocks (imported here: timm imports torchvision, which argen loads only where used)."""
+    from timm.models.vision_transformer import Block
+
     return nn.Sequential(*(Block(dim, heads, qkv_bias=True) for _ in range(depth)))
 
 
