@@ -13,16 +13,21 @@ import torch.nn.functional as F
 from scipy import stats
 
 from argen import paradigms
+from argen.models.heads import FlowHeadConfig, flow_matching_loss
 from argen.paradigms.masked import (
     MASKED_DECODING,
     MaskedConfig,
+    MaskedFlowConfig,
+    MaskedFlowLlama,
     MaskedIds,
     MaskedLlama,
     MaskSchedule,
     masked_next,
     random_mask,
     sample_masked,
+    sample_masked_flow,
     truncated_normal,
+    with_mask_channel,
 )
 from argen.sampling.config import SamplingConfig
 
@@ -132,3 +137,63 @@ def test_sample_options_are_the_masked_paradigms():
     assert MASKED_DECODING.requested(args)
     with pytest.raises(ValueError, match="are for masked generators .*not raster"):
         paradigms.refuse_unoffered(paradigms.get("raster"), args, [MASKED_DECODING])
+
+
+def tiny_masked_flow(**kw) -> MaskedFlowLlama:
+    torch.manual_seed(0)
+    config = MaskedFlowConfig(
+        grid_size=(2, 3),
+        num_classes=3,
+        dim=32,
+        n_layer=2,
+        n_head=2,
+        token_dim=4,
+        head=FlowHeadConfig(width=16, depth=1),
+        **kw,
+    )
+    model = MaskedFlowLlama(config).eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    return model
+
+
+def test_masked_flow_sees_both_ways_and_masked_inputs_are_the_mask_embedding():
+    model, labels = tiny_masked_flow(), torch.tensor([1])
+    tokens, masked = torch.randn(1, 6, 4), torch.tensor([[False, True, False, False, True, False]])
+    inputs = with_mask_channel(tokens, masked)
+    assert torch.equal(inputs[0, 1], torch.tensor([0.0, 0, 0, 0, 1]))
+    other = with_mask_channel(
+        tokens + torch.randn(1, 6, 4) * masked[..., None], masked
+    )  # only masked ones move
+    torch.testing.assert_close(model(inputs, labels), model(other, labels))
+    later = inputs.clone()
+    later[0, -1, :4] += 1.0
+    assert not torch.allclose(model(inputs, labels)[0, 0], model(later, labels)[0, 0])
+
+
+def test_masked_flow_loss_is_flow_matching_on_the_masked_tokens():
+    model = tiny_masked_flow(mask_ratio="cosine")
+    tokens, labels = torch.randn(3, 6, 4), torch.tensor([0, 1, 2])
+    torch.manual_seed(4)
+    loss, logs = paradigms.get("masked_flow").loss(model, None, tokens, labels)
+    torch.manual_seed(4)
+    masked = random_mask(torch.cos(math.pi / 2 * torch.rand(3)), 6)
+    assert 0 < masked.sum() < masked.numel()
+    z = model(with_mask_channel(tokens, masked), labels)
+    torch.testing.assert_close(loss, flow_matching_loss(model.head, tokens[masked][None], z[masked][None]))
+    assert logs["masked_share"] == pytest.approx(masked.float().mean().item())
+
+
+@pytest.mark.parametrize("steps", [1, 3, 6])
+def test_masked_flow_sampling_fills_every_token_seeded(steps):
+    model, labels = tiny_masked_flow(), torch.tensor([0, 2])
+    config = SamplingConfig(cfg_scale=2.0, cfg_schedule="linear", flow_steps=3)
+
+    def draw(seed):
+        return sample_masked_flow(
+            model, labels, config, torch.Generator().manual_seed(seed), MaskSchedule(steps)
+        )
+
+    tokens = draw(0)
+    assert tokens.shape == (2, 6, 4) and (tokens != 0).all()
+    assert torch.equal(tokens, draw(0)) and not torch.equal(tokens, draw(1))

@@ -13,6 +13,12 @@ lowest confidence (log-probability of the drawn id plus Gumbel noise scaled by a
 temperature that anneals to 0; ``--mask-order confidence``) or, as MAR, the next ones in a
 random order per sample (``--mask-order random``). Guidance is constant or MAR's linear ramp in
 the share revealed (``--cfg-schedule linear``).
+
+``paradigm: masked_flow`` is MAR proper, the same over continuous tokens: a masked token's input
+is a learned mask embedding, the generator's output at every position conditions argen's flow
+head, the loss is flow matching on the masked tokens, and each pass draws the tokens the schedule
+reveals with the head (MAR's random order; guidance on the head's velocity, temperature on its
+noise as for the other continuous paradigms).
 """
 
 from __future__ import annotations
@@ -27,11 +33,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.models import register_generator
+from argen.models.continuous import ContinuousLlama, ContinuousLlamaConfig
+from argen.models.heads import FlowHeadConfig, flow_matching_loss
 from argen.models.llama import Condition, Llama, LlamaConfig
 from argen.paradigms.base import Paradigm, SamplingExtras, model_args
+from argen.paradigms.continuous import ContinuousTokens
 from argen.paradigms.options import OptionRun, SampleOption
 from argen.paradigms.registry import register_paradigm
 from argen.sampling.config import SamplingConfig
+from argen.sampling.continuous import draw_tokens
 from argen.sampling.guidance import guide
 from argen.sampling.logits import sample_logits
 from argen.tokenizers.layout import GridLayout
@@ -84,14 +94,61 @@ class MaskedLlama(Llama):
 
     def token_features(self, tokens: torch.Tensor, condition: Condition) -> torch.Tensor:
         """Ids with masks (B, L) -> the last block's output at every grid position (B, L, D)."""
-        if tokens.shape[1] != self.config.num_tokens:
-            raise ValueError(f"expected {self.config.num_tokens} tokens, got {tokens.shape[1]}")
-        x = torch.cat([self.embed_condition(condition), self.tok_emb(tokens)], dim=1)  # (B, P + L, D)
-        mask = self.attention_mask(condition, x.shape[1])  # every key, padded caption keys hidden
-        return self.run_layers(x, self.rope[: x.shape[1]], mask)[:, self.prefix_len :]
+        return bidirectional_features(self, self.tok_emb(tokens), condition)
+
+
+def bidirectional_features(model: Llama, x: torch.Tensor, condition: Condition) -> torch.Tensor:
+    """Token embeddings (B, L, D) after the condition prefix, every position seeing every other
+    -> the last block's output at every grid position (B, L, D)."""
+    if x.shape[1] != model.config.num_tokens:
+        raise ValueError(f"expected {model.config.num_tokens} tokens, got {x.shape[1]}")
+    x = torch.cat([model.embed_condition(condition), x], dim=1)  # (B, P + L, D)
+    mask = model.attention_mask(condition, x.shape[1])  # every key, padded caption keys hidden
+    return model.run_layers(x, model.rope[: x.shape[1]], mask)[:, model.prefix_len :]
 
 
 register_generator(MaskedLlama)
+
+
+@dataclass
+class MaskedFlowConfig(ContinuousLlamaConfig):
+    """The bidirectional Llama over continuous tokens with a flow head (MAR)."""
+
+    mask_ratio: Literal["truncnorm", "cosine"] = "truncnorm"
+    min_mask_ratio: float = 0.7
+
+
+class MaskedFlowLlama(ContinuousLlama):
+    """Inputs (B, L, d + 1): the tokens and a last channel that is 1 where a token is masked;
+    ``forward`` gives z (B, L, D) at every position, the flow head's condition."""
+
+    Config = MaskedFlowConfig
+
+    def __init__(self, config: MaskedFlowConfig):
+        super().__init__(config)
+        self.mask_emb = nn.Parameter(torch.randn(config.dim) * config.init_std)
+
+    @property
+    def max_len(self) -> int:
+        return self.prefix_len + self.config.num_tokens
+
+    def visible(self, length: int, device: torch.device) -> torch.Tensor:
+        return torch.ones(length, length, dtype=torch.bool, device=device)
+
+    def embed_tokens(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = self.tok_emb(inputs[..., :-1])  # (B, L, D)
+        return torch.where(inputs[..., -1:] > 0.5, self.mask_emb.to(x.dtype), x)
+
+    def token_features(self, inputs: torch.Tensor, condition: Condition) -> torch.Tensor:
+        return bidirectional_features(self, self.embed_tokens(inputs), condition)
+
+
+register_generator(MaskedFlowLlama)
+
+
+def with_mask_channel(tokens: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """Tokens (B, L, d) and masks (B, L) -> inputs (B, L, d + 1), masked tokens zeroed."""
+    return torch.cat([tokens.masked_fill(masked[..., None], 0.0), masked[..., None].to(tokens.dtype)], -1)
 
 
 def truncated_normal(n: int, low: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -178,8 +235,41 @@ def sample_masked(
     return ids
 
 
+@torch.no_grad()
+def sample_masked_flow(
+    model: MaskedFlowLlama,
+    condition: Condition,
+    config: SamplingConfig,
+    generator: torch.Generator | None,
+    schedule: MaskSchedule,
+) -> torch.Tensor:
+    """MAR's sampling of ``model.config.num_tokens`` continuous tokens per row -> (B, L, d): each
+    pass draws, with the flow head, the tokens that come next in a random order per row."""
+    c, device = model.config, model.output.weight.device
+    rows = model.with_null(condition) if config.guided else condition
+    tokens = torch.zeros(len(condition), c.num_tokens, c.token_dim, device=device)
+    unknown = torch.ones(tokens.shape[:2], dtype=torch.bool, device=device)
+    order = torch.rand(unknown.shape, generator=generator, device=device)  # low: revealed last
+    for step in range(schedule.steps):
+        keep = masked_next(step, schedule.steps, c.num_tokens, int(unknown[0].sum()))
+        inputs = with_mask_channel(tokens, unknown)
+        z = model(torch.cat([inputs, inputs]) if config.guided else inputs, rows)  # (B', L, D)
+        later = still_masked(torch.where(unknown, order, torch.inf), keep)
+        now = (unknown & ~later).float().argsort(-1, descending=True)[:, : int(unknown[0].sum()) - keep]
+        index = torch.cat([now, now]) if config.guided else now  # (B', n)
+        picked = z.gather(1, index[..., None].expand(-1, -1, z.shape[-1]))  # (B', n, D)
+        ramp = (c.num_tokens - keep) / c.num_tokens if config.cfg_schedule == "linear" else 1.0
+        weight = 1 + (config.cfg_scale - 1) * ramp if config.guided else 1.0
+        drawn = draw_tokens(model, picked, weight, config, generator)  # (B, n, d)
+        tokens.scatter_(1, now[..., None].expand(-1, -1, c.token_dim), drawn.to(tokens.dtype))
+        unknown = later
+    return tokens
+
+
 class MaskedDecoding(SampleOption):
-    needs = "--mask-steps, --mask-order and --choice-temperature are for masked generators (paradigm masked)"
+    needs = (
+        "--mask-steps, --mask-order and --choice-temperature are for masked generators (masked, masked_flow)"
+    )
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("--mask-steps", type=int, help="masked: passes per image (default 8)")
@@ -242,3 +332,40 @@ class MaskedIds(Paradigm):
 
 
 register_paradigm(MaskedIds())
+
+
+@dataclass
+class MaskedFlowOptions:
+    mask_ratio: Literal["truncnorm", "cosine"] = "truncnorm"  # MAR's law of the masked share
+    min_mask_ratio: float = 0.7
+    head: FlowHeadConfig | None = None  # the flow-matching head (default: MAR's MLP)
+
+
+class MaskedFlow(ContinuousTokens):
+    name = "masked_flow"
+    Options = MaskedFlowOptions
+    generators = (MaskedFlowLlama,)
+    sample_options = (MASKED_DECODING,)
+    requirement = "masked_flow needs a continuous tokenizer without scales (tokenizer: continuous)"
+
+    def serves(self, layout) -> bool:
+        return super().serves(layout) and not layout.scales
+
+    def build(self, model: LlamaConfig, options: MaskedFlowOptions, tokenizer, sizes):
+        settings = dict(mask_ratio=options.mask_ratio, min_mask_ratio=options.min_mask_ratio)
+        head = options.head or FlowHeadConfig()
+        return MaskedFlowLlama(MaskedFlowConfig(**(model_args(model) | sizes | settings), head=head))
+
+    def loss(self, model, tokenizer, tokens, condition):
+        inner = getattr(model, "module", model)  # DDP / FSDP wrap the generator
+        masked = random_mask(mask_shares(inner.config, len(tokens)), tokens.shape[1]).to(tokens.device)
+        z = model(with_mask_channel(tokens, masked), condition)  # (B, L, D)
+        loss = flow_matching_loss(inner.head, tokens[masked][None], z[masked][None])  # masked tokens only
+        return loss, {"flow_loss": loss.item(), "masked_share": masked.float().mean().item()}
+
+    def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
+        schedule = extras.by_option.get("masked", MaskSchedule())
+        return sample_masked_flow(model, condition, config, generator, schedule)  # (B, L, d)
+
+
+register_paradigm(MaskedFlow())
