@@ -303,11 +303,17 @@ def test_an_output_folder_holds_one_run(trained, tmp_path, capsys):
     first = ["--ckpt", str(trained["gpt"]), "--out", str(out), "--num-samples", "4", "--classifier", clf]
     assert sample_cli.main(first) == 0 and (out / "metrics.json").is_file()
     before = np.load(out / "samples.npz")["arr_0"]
+    assert sample_cli.main(first) == 0  # the same run again: its results, written again
+    assert np.array_equal(np.load(out / "samples.npz")["arr_0"], before)
     second = ["--ckpt", str(trained["gpt"]), "--out", str(out), "--num-samples", "2", "--seed", "5"]
     assert sample_cli.main(second) == 2 and "--overwrite" in capsys.readouterr().err  # refused, kept
     assert np.array_equal(np.load(out / "samples.npz")["arr_0"], before)
     assert sample_cli.main([*second, "--overwrite"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["grid.png", "samples.npz"]  # no metrics.json left
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".settings.json",
+        "grid.png",
+        "samples.npz",
+    ]  # no metrics.json
     assert len(np.load(out / "samples.npz")["arr_0"]) == 2
     assert [p.name for p in tmp_path.iterdir()] == ["s"]  # no staging or old copies beside it
 

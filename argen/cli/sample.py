@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     def write(directory: Path) -> None:  # a fresh folder, moved onto --out (its parts go with it)
         write_samples(run, directory, images, valid, arrays)
         write_metrics(run, directory, images, valid, arrays.get("labels"), seconds)
+        store.stamp_results(directory)
 
     atomic_directory(run.out, write)
     print(f"wrote {len(images)} samples to {run.out}")

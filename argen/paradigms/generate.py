@@ -58,6 +58,9 @@ def generate_batch(
     return to_uint8(images), valid.cpu().numpy()
 
 
+FINISHED = ".settings.json"  # beside a run's results: the settings that drew them
+
+
 class BatchStore:
     """Finished batches on disk (``<out>/.parts/batch-NNNNNN.npy`` and the validity flags in
     ``valid-NNNNNN.npy``), so an interrupted run continues where it stopped. An output folder
@@ -71,13 +74,25 @@ class BatchStore:
     @property
     def resumable(self) -> bool:
         """Whether the folder holds parts drawn with these settings."""
-        stamp = self.dir / "settings.json"
+        return self.stamped(self.dir / "settings.json")
+
+    def stamped(self, stamp: Path) -> bool:
         return stamp.is_file() and json.loads(stamp.read_text()) == self.settings
 
+    def stamp_results(self, directory: Path) -> None:
+        """Record beside a run's results the settings that drew them (``FINISHED``)."""
+        (directory / FINISHED).write_text(json.dumps(self.settings, indent=2))
+
     def check(self, overwrite: bool) -> None:
-        """Refuse a folder that holds anything but this run's parts, unless ``overwrite``."""
-        others = [p.name for p in self.out.iterdir() if p.name != ".parts"] if self.out.is_dir() else []
-        if not overwrite and (others or (self.dir.exists() and not self.resumable)):
+        """Refuse a folder that holds anything but this run: its parts, or the results of this same
+        run drawn before (they are written again). ``overwrite`` replaces whatever it holds."""
+        others = (
+            [p.name for p in self.out.iterdir() if p.name not in (".parts", FINISHED)]
+            if self.out.is_dir()
+            else []
+        )
+        same_run = self.resumable or self.stamped(self.out / FINISHED)
+        if not overwrite and (others or self.dir.exists()) and not same_run:
             held = ", ".join(sorted(others)[:5]) or "parts drawn with other settings"
             raise ValueError(
                 f"{self.out} already holds another run ({held}); pass --overwrite to replace it "
