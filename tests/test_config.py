@@ -70,3 +70,19 @@ def test_a_damaged_weights_file_is_named(tmp_path):
     weights.write_bytes(weights.read_bytes()[:100])  # a copy cut short
     with pytest.raises(CheckpointError, match=r"m/model.safetensors is damaged .*copy it again"):
         models.load(tmp_path / "m")
+
+
+def test_train_help_names_every_task_and_prints_the_resolved_recipe(tmp_path, capsys):
+    import yaml
+
+    from argen.cli import train as train_cli
+    from argen.training.recipes import RECIPES
+
+    assert all(task in train_cli.__doc__ for task in RECIPES)
+    path = write_yaml(tmp_path / "r.yaml", vq_recipe(tmp_path / "out"))
+    assert train_cli.main(["--config", str(path), "--print-config", "train.lr=0.003"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["train"]["lr"] == 0.003 and recipe_from_dict(printed) == load_recipe(
+        path, ["train.lr=0.003"]
+    )
+    assert not (tmp_path / "out").exists()  # nothing trained

@@ -1,6 +1,6 @@
-"""``train.py --config RECIPE.yaml [key=value ...] [--resume]``: train a tokenizer, generator
-or classifier, as the recipe's ``task`` says. Runs on CPU, one GPU, or under
-``accelerate launch`` on many."""
+"""``train.py --config RECIPE.yaml [key=value ...] [--resume | --print-config]``: train what the
+recipe's ``task`` names (tokenizer, generator, refiner, classifier, draft_head, distill,
+control). Runs on CPU, one GPU, or under ``accelerate launch`` on many."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import argparse
 import logging
 import sys
 
+import yaml
+
 from argen.cli import HelpFormatter
-from argen.config import ConfigError
+from argen.config import ConfigError, to_dict
 from argen.launch import RunError
 from argen.training.recipes import load_recipe
 from argen.training.trainer import train
@@ -19,12 +21,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--config", required=True, help="YAML recipe (configs/*.yaml)")
     parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoint")
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the recipe with every key resolved, and stop"
+    )
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=3e-4")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     try:
         recipe = load_recipe(args.config, args.overrides)
+        if args.print_config:
+            print(yaml.safe_dump(to_dict(recipe), sort_keys=False), end="")
+            return 0
         out = train(recipe, resume=args.resume)
     except (ConfigError, RunError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
