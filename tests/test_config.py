@@ -86,3 +86,14 @@ def test_train_help_names_every_task_and_prints_the_resolved_recipe(tmp_path, ca
         path, ["train.lr=0.003"]
     )
     assert not (tmp_path / "out").exists()  # nothing trained
+
+
+def test_training_ends_with_the_next_command(tmp_path, capsys):
+    from argen.cli import train as train_cli
+
+    path = write_yaml(tmp_path / "r.yaml", vq_recipe(tmp_path / "out", max_steps=1, save_every=1))
+    assert train_cli.main(["--config", str(path)]) == 0
+    assert (
+        f"next: python -m argen.eval.reconstruction --tokenizer {tmp_path / 'out'}/model"
+        in capsys.readouterr().out
+    )

@@ -16,6 +16,13 @@ from argen.launch import RunError
 from argen.training.recipes import load_recipe
 from argen.training.trainer import train
 
+NEXT_STEP = {  # task -> the command that uses what it trained
+    "tokenizer": "python -m argen.eval.reconstruction --tokenizer {out}/model",
+    "generator": "python sample.py --ckpt {out} --num-samples 100 --cfg-scale 2",
+    "distill": "python sample.py --ckpt {out} --num-samples 100",
+    "classifier": "python sample.py --ckpt RUN --classifier {out}/model  # judges a generator's samples",
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
@@ -38,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"done: {out}")
+    if recipe.task in NEXT_STEP:
+        print("next: " + NEXT_STEP[recipe.task].format(out=out))
     return 0
 
 
