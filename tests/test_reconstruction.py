@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from argen import tokenizers
@@ -43,3 +44,13 @@ def test_refuses_a_classifier_metric_without_a_classifier(trained, capsys):
     args = ["--tokenizer", str(trained["vq"] / "model"), "--fid-features", "classifier", "--no-lpips"]
     assert reconstruction.main(args) == 2
     assert "needs --classifier" in capsys.readouterr().err
+
+
+def test_fid_references_that_are_missing_or_not_datasets_are_named(tmp_path):
+    from argen.eval.evaluation import reference_images
+
+    with pytest.raises(ValueError, match="reference .*nope.npz does not exist"):
+        reference_images(str(tmp_path / "nope.npz"), 8)
+    (tmp_path / "notes.md").write_text("text")
+    with pytest.raises(ValueError, match="notes.md is a file: give an .npz"):
+        reference_images(str(tmp_path / "notes.md"), 8)

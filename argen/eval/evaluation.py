@@ -4,6 +4,7 @@ FVD (I3D or clip-classifier features) against a reference set, and class-consist
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,8 +31,14 @@ from argen.images import from_uint8, load_npz, to_uint8
 def reference_images(spec: str, resolution: int, frames: int | None = None) -> np.ndarray:
     """A reference set as uint8 (N, H, W, C): an .npz or every image of a dataset; with
     ``frames``, clips (N, T, H, W, C): an .npz or the first 2,048 clips of a video dataset."""
+    if spec.endswith(".npz") and not Path(spec).is_file():
+        raise ValueError(f"reference {spec} does not exist")
     if spec.endswith(".npz"):
         return load_npz(spec, video=frames is not None)
+    if Path(spec).is_file():
+        raise ValueError(
+            f"reference {spec} is a file: give an .npz, an image or video folder, or an embedded dataset"
+        )
     if frames is None:
         dataset = build_dataset(spec, resolution)
         count = len(dataset)
