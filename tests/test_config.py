@@ -97,3 +97,12 @@ def test_training_ends_with_the_next_command(tmp_path, capsys):
         f"next: python -m argen.eval.reconstruction --tokenizer {tmp_path / 'out'}/model"
         in capsys.readouterr().out
     )
+
+
+def test_a_generator_recipe_whose_tokenizer_is_missing_is_one_line(tmp_path, capsys):
+    from argen.cli import train as train_cli
+    from tests.conftest import gpt_recipe
+
+    path = write_yaml(tmp_path / "g.yaml", gpt_recipe(tmp_path / "out", tmp_path / "missing" / "model"))
+    assert train_cli.main(["--config", str(path)]) == 2
+    assert "missing/model does not exist" in capsys.readouterr().err

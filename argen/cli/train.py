@@ -10,6 +10,7 @@ import sys
 
 import yaml
 
+from argen.checkpoint import CheckpointError
 from argen.cli import HelpFormatter
 from argen.config import ConfigError, to_dict
 from argen.launch import RunError
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             print(yaml.safe_dump(to_dict(recipe), sort_keys=False), end="")
             return 0
         out = train(recipe, resume=args.resume)
-    except (ConfigError, RunError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, CheckpointError, RunError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"done: {out}")
