@@ -188,3 +188,11 @@ def test_loading_skips_random_init_and_leaves_the_rng_as_it_was(trained, tmp_pat
         assert torch.equal(torch.nn.init.normal_(torch.zeros(4)), torch.zeros(4))  # skipped inside
     assert torch.nn.init.normal_ is normal  # nothing in torch was patched
     assert not torch.equal(torch.nn.init.normal_(torch.zeros(4)), torch.zeros(4))
+
+
+def test_a_moved_run_resumes(tmp_path):
+    first = train(recipe_from_dict(vq_recipe(tmp_path / "here", max_steps=2, save_every=2)))
+    moved = first.rename(tmp_path / "there")
+    resumed = train(recipe_from_dict(vq_recipe(moved, max_steps=3, save_every=3)), resume=True)
+    assert resumed == moved and json.loads((moved / "recipe.json").read_text())["output_dir"] == str(moved)
+    assert (moved / "model" / "model.safetensors").is_file()

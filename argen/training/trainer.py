@@ -86,7 +86,7 @@ def check_output_dir(out: Path, recipe: Recipe, resume: bool) -> None:
     changed = {
         key
         for key in set(previous) | set(current)
-        if previous.get(key) != current.get(key) and key != "train"
+        if previous.get(key) != current.get(key) and key not in ("train", "output_dir")  # a run may move
     }
     if changed:
         raise TrainingError(f"--resume: the recipe differs from the saved run in {sorted(changed)}")
