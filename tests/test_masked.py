@@ -197,3 +197,15 @@ def test_masked_flow_sampling_fills_every_token_seeded(steps):
     tokens = draw(0)
     assert tokens.shape == (2, 6, 4) and (tokens != 0).all()
     assert torch.equal(tokens, draw(0)) and not torch.equal(tokens, draw(1))
+
+
+def test_argen_load_finds_generators_defined_in_paradigm_modules(tmp_path):
+    import subprocess
+    import sys
+
+    from argen.checkpoint import save_model
+
+    save_model(tiny_masked(), tmp_path / "masked")
+    code = f"import argen; print(type(argen.load({str(tmp_path / 'masked')!r})).__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)  # a fresh process
+    assert done.returncode == 0 and done.stdout.strip() == "MaskedLlama", done.stderr[-2000:]

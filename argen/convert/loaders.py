@@ -16,7 +16,7 @@ from typing import Literal
 
 from torch import nn
 
-from argen import models, tokenizers
+from argen import models, paradigms, tokenizers
 from argen.checkpoint import CONFIG_NAME, CheckpointError
 from argen.convert import OFFICIAL_SUFFIXES, is_official_file
 
@@ -63,6 +63,7 @@ class ArgenDirectory(Format):
         return Path(request.path).is_dir() and config_class_name(request.path) != "AutoencoderKL"
 
     def load(self, request):
+        paradigms.registered()  # paradigm modules (and plugins) register the generators they define
         name = config_class_name(request.path)
         if request.role == "generator" or (request.role is None and name in models.MODELS):
             return models.load(request.path)

@@ -63,6 +63,12 @@ def cross_entropy(
     return loss, {"loss": loss.item()}
 
 
+def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    """The generator a paradigm's ``loss`` receives as training wrapped it (DDP / FSDP keep it
+    as ``.module``): its head and config."""
+    return getattr(model, "module", model)
+
+
 def model_args(model: LlamaConfig) -> dict:
     """A recipe's model section as constructor arguments."""
     return {f.name: getattr(model, f.name) for f in fields(model)}

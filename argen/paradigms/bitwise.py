@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from argen.checkpoint import CheckpointError
 from argen.models import register_generator
 from argen.models.llama import Llama, LlamaConfig
-from argen.paradigms.base import Paradigm, SamplingExtras, model_args
+from argen.paradigms.base import Paradigm, SamplingExtras, model_args, unwrapped
 from argen.paradigms.registry import register_paradigm
 from argen.sampling.logits import GroupedTokens
 from argen.sampling.next_token import NextTokenOptions, sample_next_token
@@ -112,7 +112,7 @@ class BitwiseRaster(Paradigm):
         return BitwiseLlama(BitwiseConfig(**args, group_bits=options.group_bits))
 
     def loss(self, model, tokenizer: BitGridTokenizer, tokens, condition):
-        c = getattr(model, "module", model).config  # DDP / FSDP wrap the generator
+        c = unwrapped(model).config
         ids = to_groups(tokens.flatten(1, 2), c.group_bits)  # (B, h, w, d) -> (B, L, groups)
         logits = model(ids, condition).unflatten(-1, (c.groups, c.classes))  # (B, L, groups, classes)
         loss = F.cross_entropy(logits.flatten(0, 2), ids.flatten())

@@ -15,7 +15,7 @@ from argen.models.continuous import (
     ContinuousNextScaleLlama,
 )
 from argen.models.heads import FlowHeadConfig, flow_matching_loss
-from argen.paradigms.base import Paradigm, SamplingExtras, model_args
+from argen.paradigms.base import Paradigm, SamplingExtras, model_args, unwrapped
 from argen.paradigms.next_scale import check_scales
 from argen.paradigms.options import SPECULATIVE, SpeculationOptions
 from argen.paradigms.raster import check_draft
@@ -73,7 +73,7 @@ class ContinuousRaster(ContinuousTokens):
         return ContinuousLlama(ContinuousLlamaConfig(**args, head=options.head or FlowHeadConfig()))
 
     def loss(self, model, tokenizer: ContinuousTokenizer, tokens, condition):
-        head = getattr(model, "module", model).head  # DDP / FSDP wrap the generator
+        head = unwrapped(model).head
         loss = flow_matching_loss(head, tokens, model(tokens, condition))  # every token (B, L, d)
         return loss, {"flow_loss": loss.item()}
 
@@ -126,7 +126,7 @@ class ContinuousScales(ContinuousTokens):
     def loss(self, model, tokenizer: ContinuousTokenizer, tokens, condition):
         maps = tokenizer.scale_maps(tokens)  # [(B, pn**2, d), ...]
         z = model(tokenizer.teacher_inputs(maps), condition)  # (B, L, D)
-        head, start = getattr(model, "module", model).head, 0  # DDP / FSDP wrap the generator
+        head, start = unwrapped(model).head, 0
         losses = []
         for scale in maps:  # one noise level per scale (FlowAR), weighted by its tokens
             end = start + scale.shape[1]

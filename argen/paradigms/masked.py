@@ -36,7 +36,7 @@ from argen.models import register_generator
 from argen.models.continuous import ContinuousLlama, ContinuousLlamaConfig
 from argen.models.heads import FlowHeadConfig, flow_matching_loss
 from argen.models.llama import Condition, Llama, LlamaConfig
-from argen.paradigms.base import Paradigm, SamplingExtras, model_args
+from argen.paradigms.base import Paradigm, SamplingExtras, model_args, unwrapped
 from argen.paradigms.continuous import ContinuousTokens
 from argen.paradigms.options import OptionRun, SampleOption
 from argen.paradigms.registry import register_paradigm
@@ -72,9 +72,30 @@ class MaskedConfig(LlamaConfig):
             )
 
 
-class MaskedLlama(Llama):
-    """The Llama blocks over [prefix, t_0, ..., t_{L-1}] with full attention: position i of the
-    grid predicts its own id (B, L, V)."""
+class FullAttention:
+    """What makes a Llama bidirectional, mixed in before it: the sequence is [prefix, t_0, ...,
+    t_{L-1}], every position sees every other, and position i of the grid gives the output for
+    token i (B, L, ...)."""
+
+    @property
+    def max_len(self) -> int:
+        return self.prefix_len + self.config.num_tokens
+
+    def visible(self, length: int, device: torch.device) -> torch.Tensor:
+        return torch.ones(length, length, dtype=torch.bool, device=device)
+
+    def token_features(self, inputs: torch.Tensor, condition: Condition) -> torch.Tensor:
+        """Inputs of every grid position -> the last block's output there (B, L, D)."""
+        x = self.embed_tokens(inputs)  # (B, L, D)
+        if x.shape[1] != self.config.num_tokens:
+            raise ValueError(f"expected {self.config.num_tokens} tokens, got {x.shape[1]}")
+        x = torch.cat([self.embed_condition(condition), x], dim=1)  # (B, P + L, D)
+        mask = self.attention_mask(condition, x.shape[1])  # every key, padded caption keys hidden
+        return self.run_layers(x, self.rope[: x.shape[1]], mask)[:, self.prefix_len :]
+
+
+class MaskedLlama(FullAttention, Llama):
+    """The bidirectional Llama over ids with masks (B, L) -> logits of every position (B, L, V)."""
 
     Config = MaskedConfig
 
@@ -84,27 +105,6 @@ class MaskedLlama(Llama):
     @property
     def mask_id(self) -> int:
         return self.config.vocab_size
-
-    @property
-    def max_len(self) -> int:
-        return self.prefix_len + self.config.num_tokens
-
-    def visible(self, length: int, device: torch.device) -> torch.Tensor:
-        return torch.ones(length, length, dtype=torch.bool, device=device)
-
-    def token_features(self, tokens: torch.Tensor, condition: Condition) -> torch.Tensor:
-        """Ids with masks (B, L) -> the last block's output at every grid position (B, L, D)."""
-        return bidirectional_features(self, self.tok_emb(tokens), condition)
-
-
-def bidirectional_features(model: Llama, x: torch.Tensor, condition: Condition) -> torch.Tensor:
-    """Token embeddings (B, L, D) after the condition prefix, every position seeing every other
-    -> the last block's output at every grid position (B, L, D)."""
-    if x.shape[1] != model.config.num_tokens:
-        raise ValueError(f"expected {model.config.num_tokens} tokens, got {x.shape[1]}")
-    x = torch.cat([model.embed_condition(condition), x], dim=1)  # (B, P + L, D)
-    mask = model.attention_mask(condition, x.shape[1])  # every key, padded caption keys hidden
-    return model.run_layers(x, model.rope[: x.shape[1]], mask)[:, model.prefix_len :]
 
 
 register_generator(MaskedLlama)
@@ -118,7 +118,7 @@ class MaskedFlowConfig(ContinuousLlamaConfig):
     min_mask_ratio: float = 0.7
 
 
-class MaskedFlowLlama(ContinuousLlama):
+class MaskedFlowLlama(FullAttention, ContinuousLlama):
     """Inputs (B, L, d + 1): the tokens and a last channel that is 1 where a token is masked;
     ``forward`` gives z (B, L, D) at every position, the flow head's condition."""
 
@@ -128,19 +128,9 @@ class MaskedFlowLlama(ContinuousLlama):
         super().__init__(config)
         self.mask_emb = nn.Parameter(torch.randn(config.dim) * config.init_std)
 
-    @property
-    def max_len(self) -> int:
-        return self.prefix_len + self.config.num_tokens
-
-    def visible(self, length: int, device: torch.device) -> torch.Tensor:
-        return torch.ones(length, length, dtype=torch.bool, device=device)
-
     def embed_tokens(self, inputs: torch.Tensor) -> torch.Tensor:
         x = self.tok_emb(inputs[..., :-1])  # (B, L, D)
         return torch.where(inputs[..., -1:] > 0.5, self.mask_emb.to(x.dtype), x)
-
-    def token_features(self, inputs: torch.Tensor, condition: Condition) -> torch.Tensor:
-        return bidirectional_features(self, self.embed_tokens(inputs), condition)
 
 
 register_generator(MaskedFlowLlama)
@@ -316,7 +306,7 @@ class MaskedIds(Paradigm):
         )
 
     def loss(self, model, tokenizer: GridTokenizer, tokens, condition):
-        c, ids = getattr(model, "module", model).config, tokens.flatten(1)  # DDP / FSDP wrap it; (B, L)
+        c, ids = unwrapped(model).config, tokens.flatten(1)  # (B, L)
         masked = random_mask(mask_shares(c, len(ids)).to(ids.device), ids.shape[1]).to(ids.device)
         logits = model(ids.masked_fill(masked, c.vocab_size), condition)  # (B, L, V)
         loss = F.cross_entropy(logits[masked], ids[masked])
@@ -357,7 +347,7 @@ class MaskedFlow(ContinuousTokens):
         return MaskedFlowLlama(MaskedFlowConfig(**(model_args(model) | sizes | settings), head=head))
 
     def loss(self, model, tokenizer, tokens, condition):
-        inner = getattr(model, "module", model)  # DDP / FSDP wrap the generator
+        inner = unwrapped(model)
         masked = random_mask(mask_shares(inner.config, len(tokens)), tokens.shape[1]).to(tokens.device)
         z = model(with_mask_channel(tokens, masked), condition)  # (B, L, D)
         loss = flow_matching_loss(inner.head, tokens[masked][None], z[masked][None])  # masked tokens only

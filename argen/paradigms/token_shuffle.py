@@ -25,7 +25,7 @@ from torch import nn
 from argen.checkpoint import CheckpointError
 from argen.models import register_generator
 from argen.models.llama import Llama, LlamaConfig
-from argen.paradigms.base import Paradigm, SamplingExtras, model_args
+from argen.paradigms.base import Paradigm, SamplingExtras, model_args, unwrapped
 from argen.paradigms.registry import register_paradigm
 from argen.sampling.logits import GroupedTokens
 from argen.sampling.next_token import NextTokenOptions, sample_next_token
@@ -136,7 +136,7 @@ class TokenShuffle(Paradigm):
         return ShuffledLlama(ShuffleConfig(**args, window=s))
 
     def loss(self, model, tokenizer: GridTokenizer, tokens, condition):
-        layout, c = tokenizer.layout, getattr(model, "module", model).config  # DDP / FSDP wrap it
+        layout, c = tokenizer.layout, unwrapped(model).config
         windows = to_windows(tokens.view(-1, layout.height, layout.width), c.window)  # (B, L, s^2)
         logits = model(windows, condition).unflatten(-1, (c.per_step, c.vocab_size))  # (B, L, s^2, V)
         loss = F.cross_entropy(logits.flatten(0, 2), windows.flatten())

@@ -27,6 +27,7 @@ from torch import nn
 
 from argen.tokenizers.blocks import Decoder, Encoder
 from argen.tokenizers.protocols import Tokenizer, register_family
+from argen.tokenizers.quantizer import code_usage
 from argen.tokenizers.registry import register_tokenizer
 
 MAX_BITS = 64
@@ -180,12 +181,10 @@ class BinaryAutoencoder(nn.Module):
         stats = {"bit_usage": float(((means > 0.05) & (means < 0.95)).float().mean())}
         if self.config.bits <= COUNTED_BITS:
             ids = (bits << torch.arange(self.config.bits - 1, -1, -1)).sum(-1)  # (N,) the d-bit integers
-            counts = torch.bincount(ids, minlength=2**self.config.bits).float()
-            probs = counts / counts.sum()
-            entropy = -(probs * torch.log(probs.clamp_min(1e-10))).sum()
+            usage = code_usage(ids, 2**self.config.bits)
             stats |= {
-                "code_usage": float((counts > 0).float().mean()),
-                "code_perplexity": float(entropy.exp()),
+                "code_usage": float(usage["codebook_usage"]),
+                "code_perplexity": float(usage["perplexity"]),
             }
         return stats
 
