@@ -7,6 +7,7 @@ import argparse
 from argen import paradigms
 from argen.cli import HelpFormatter
 from argen.sampling import SamplingConfig
+from argen.sampling.config import FLOWAR_CFG_NOISE_INTERVAL
 
 # options that do not change the samples drawn
 DISPLAY_ONLY = {
@@ -75,11 +76,11 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flow-noise", type=float, default=1.0, help="continuous tokens, sde: diffusion scale")
     p.add_argument(
         "--cfg-noise-interval",
-        type=float,
-        nargs=2,
+        nargs="+",
         default=(0.0, 1.0),
-        metavar=("LO", "HI"),
-        help="continuous tokens: guide only while the noise level t (1 = noise) lies in [LO, HI]",
+        metavar="LO HI | flowar",
+        help="continuous tokens: guide only while the noise level t (1 = noise) lies in [LO, HI]; "
+        "flowar: FlowAR's interval (0.1, 1)",
     )
     p.add_argument("--seed", type=int, default=0, help="batch b is drawn with a seed made of this and b")
     p.add_argument(
@@ -117,6 +118,23 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classifier", help="classifier directory: class-consistency (and its FID features)")
 
 
+NOISE_INTERVALS = {"flowar": FLOWAR_CFG_NOISE_INTERVAL}
+
+
+def noise_interval(words: list) -> tuple[float, float]:
+    """``--cfg-noise-interval``'s words, LO HI or a reference's name -> the noise levels
+    (LO, HI) that guidance acts on."""
+    if len(words) == 1 and words[0] in NOISE_INTERVALS:
+        return NOISE_INTERVALS[words[0]]
+    try:
+        lo, hi = map(float, words)
+    except ValueError:
+        raise ValueError(
+            f"--cfg-noise-interval takes LO HI or one of {sorted(NOISE_INTERVALS)}, got {' '.join(map(str, words))}"
+        ) from None
+    return lo, hi
+
+
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     for add in (add_model_args, add_sampling_args, add_extra_args, add_output_args):
@@ -144,5 +162,5 @@ def sampling_config(args: argparse.Namespace) -> SamplingConfig:
         flow_steps=args.flow_steps,
         flow_solver=args.flow_solver,
         flow_noise=args.flow_noise,
-        cfg_noise_interval=tuple(args.cfg_noise_interval),
+        cfg_noise_interval=noise_interval(args.cfg_noise_interval),
     )

@@ -67,7 +67,7 @@ class PathSampler:
     def draw(self, z: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens for z (B', n, D) -> (path (K+1, B, n, d) ending at the tokens, means (K, B, n, d))."""
         s, shape = self.sampling, (z.shape[1], self.model.config.token_dim)
-        start = gaussian(self.generators, self.batch, *shape, device=z.device) * s.temperature
+        start = gaussian(self.generators, self.batch, *shape, device=z.device)  # MAR: unscaled
         normal = lambda: gaussian(self.generators, self.batch, *shape, device=z.device)  # noqa: E731
         return sample_sde_path(
             self.velocity(z, scales), start, s.flow_steps, s.flow_noise, normal, s.temperature

@@ -41,8 +41,19 @@ def flow_velocity(
 
 
 def flow_times(steps: int) -> list[float]:
-    """The integration grid from t = 1 (noise) to t = 0 (data)."""
+    """The ODE grid: ``steps`` equal steps from t = 1 (noise) to t = 0 (data)."""
     return torch.linspace(1, 0, steps + 1).tolist()
+
+
+SDE_LAST_STEP = 0.04  # FlowAR / SiT: the SDE's last step, from t = 0.04 to 0
+
+
+def sde_times(steps: int) -> list[float]:
+    """The SDE grid of FlowAR / SiT for ``steps`` steps: ``steps - 1`` equal steps from t = 1
+    to ``SDE_LAST_STEP``, then one step to 0 (one step: from 1 straight to 0)."""
+    if steps == 1:
+        return [1.0, 0.0]
+    return [*torch.linspace(1, SDE_LAST_STEP, steps).tolist(), 0.0]
 
 
 def sde_step(
@@ -76,7 +87,7 @@ def sample_sde_path(
     sample; the step means (steps, *x.shape)). ``last_mean`` ends at the last step's mean, as
     FlowAR / SiT do, instead of adding its noise."""
     path, means = [x], []
-    grid = flow_times(steps)
+    grid = sde_times(steps)
     for k, (t, s) in enumerate(zip(grid[:-1], grid[1:])):
         mean, std = sde_step(velocity(x, t), x, t, s, noise, temperature)
         x = mean if last_mean and k == steps - 1 else mean + std * normal()
@@ -97,7 +108,7 @@ def path_log_density(
     transitions (their noise scaled by ``temperature`` > 0, as the path was drawn), up to a
     constant that every velocity field shares (the start and the normalisers); ``means``
     given: the transitions' means, already computed."""
-    grid = flow_times(len(path) - 1)
+    grid = sde_times(len(path) - 1)
     total = 0.0
     for k, (t, s) in enumerate(zip(grid[:-1], grid[1:])):
         mean = means[k] if means is not None else sde_step(velocity(path[k], t), path[k], t, s, noise)[0]
@@ -109,8 +120,9 @@ def path_log_density(
 @dataclass
 class FlowSettings:
     """How :func:`sample_flow` integrates: ``steps`` of ``solver`` (``euler``, ``heun``, or
-    ``sde`` with diffusion scaled by ``noise``); ``temperature`` scales the start noise and, for
-    the SDE, every step's noise; guidance ``cfg_scale`` applies while t lies in ``cfg_interval``."""
+    ``sde`` with diffusion scaled by ``noise``); ``temperature`` scales every SDE step's noise
+    but not the start (MAR's temperature), and for the ODE solvers, which have no other noise,
+    the start (argen's choice); guidance ``cfg_scale`` applies while t lies in ``cfg_interval``."""
 
     steps: int
     solver: Literal["euler", "heun", "sde"] = "euler"
@@ -118,6 +130,12 @@ class FlowSettings:
     cfg_scale: float = 1.0
     cfg_interval: tuple[float, float] = (0.0, 1.0)
     noise: float = 1.0
+
+
+def start_scale(solver: str, temperature: float) -> float:
+    """The scale of the start noise: 1 for the SDE (MAR scales only its steps' noise), the
+    temperature for an ODE solver (its only noise)."""
+    return 1.0 if solver == "sde" else temperature
 
 
 @torch.no_grad()
@@ -139,7 +157,7 @@ def sample_flow(
     guided = cfg_scale != 1.0
     rows = z.shape[0] // 2 if guided else z.shape[0]
     shape = (rows, z.shape[1], token_dim)
-    x = torch.randn(shape, generator=generator, device=z.device) * temperature
+    x = torch.randn(shape, generator=generator, device=z.device) * start_scale(solver, temperature)
     velocity = flow_velocity(head, z, guided, cfg_scale, cfg_interval)
     if solver == "sde":
         normal = lambda: torch.randn(shape, generator=generator, device=z.device)  # noqa: E731

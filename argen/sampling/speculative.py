@@ -264,7 +264,9 @@ def target_token(
 ):
     """The target's own token after m (B,) accepted drafts: from p (B, k+1, V) after k accepts,
     else from the residual max(p - q, 0) at the first rejection (greedy: p's top token), with q
-    zeroed where ``unseen`` (B, V) is set (LANTERN's residual)."""
+    zeroed where ``unseen`` (B, V) is set (LANTERN's residual). A residual of zero mass (p <= q
+    everywhere, which a relaxed rejection can reach) falls back to p, where LANTERN falls back to
+    the uniform distribution: argen never draws a token the target gives no mass."""
     rows = torch.arange(len(m), device=m.device)
     p_m, q_m = p[rows, m], q[rows, m.clamp(max=k - 1)]
     if unseen is not None:
