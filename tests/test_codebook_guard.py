@@ -57,6 +57,33 @@ def test_kmeans_plus_plus_draws_far_from_the_live_codes():
     assert (drawn[0] == 10.0).all()  # the only candidates away from the live code at 0
 
 
+def angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cosine_similarity(a, b, dim=-1).clamp(-1, 1).acos()
+
+
+def test_restarted_rows_of_a_normalised_codebook_move_as_fast_as_the_live_ones():
+    torch.manual_seed(0)
+    q = VectorQuantizer(64, 8, l2_norm=True)  # rows at norm ~0.01: LlamaGen's +-1/K start
+    guard = CodebookGuard(q, 1, candidates=256, seed=0)
+    dead = torch.arange(32)
+    guard.restart(q, dead, torch.randn(256, 8), torch.Generator().manual_seed(0))
+    norms = q.embedding.weight.detach().norm(dim=-1)
+    live_median = norms[32:].median()
+    assert (norms[:32] < 2 * live_median).all() and (norms[:32] > live_median / 2).all()
+    # every row must travel to a direction of its own; Adam moves each coordinate about lr per step
+    targets = torch.randn(64, 8, generator=torch.Generator().manual_seed(1))
+    before = q.embedding.weight.detach().clone()
+    optimizer = torch.optim.Adam(q.parameters(), lr=1e-3)
+    for _ in range(20):
+        loss = -torch.nn.functional.cosine_similarity(q.codebook(), targets, dim=-1).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    moved = angle(before, q.embedding.weight.detach())
+    # before: re-drawn rows sat at norm 1 and turned 15-25x less than the live rows
+    assert moved[:32].mean() > 0.5 * moved[32:].mean(), (moved[:32].mean(), moved[32:].mean())
+
+
 def guarded(out, **train_options) -> dict:
     """A tiny VQ run with restarts every 2 steps; a constant learning rate, so a run stopped
     early and resumed follows the same schedule as an uninterrupted one."""

@@ -11,11 +11,14 @@ import torch
 from argen import models, tokenizers
 from argen.checkpoint import weights_of
 from argen.cli import sample as sample_cli
+from argen.models.distilled import TeacherSampling
 from argen.models.llama import Llama, LlamaConfig
 from argen.models.next_scale import split_scales
-from argen.paradigms.distilled import DistilledRaster, DistilledScales
+from argen.paradigms.base import SamplingExtras
+from argen.paradigms.distilled import DistilledRaster, DistilledScales, StudentPlan
 from argen.sampling import SamplingConfig
-from argen.sampling.next_token import sample_next_token
+from argen.sampling.logits import RandomTokens
+from argen.sampling.next_token import NextTokenOptions, sample_next_token
 from argen.sampling.token_flow import NoiseTokens, noise_to_token, standardised_codes
 from argen.text import TextFeatures
 from argen.tokenizers import VQConfig, VQModel
@@ -158,8 +161,79 @@ def test_distill_pipeline_through_train_and_sample(trained, tmp_path):
             == 0
         )
         assert np.load(out / "samples.npz")["arr_0"].shape == (6, 8, 8, 3)
-    a, b = (np.load(tmp_path / f"s{s}" / "samples.npz")["arr_0"] for s in ("1", "1"))
-    assert np.array_equal(a, b)
+    again = tmp_path / "s1_again"
+    assert (
+        sample_cli.main(["--ckpt", str(run), "--num-samples", "6", "--steps", "1", "--out", str(again)]) == 0
+    )
+    one, two, repeated = (
+        np.load(d / "samples.npz")["arr_0"] for d in (tmp_path / "s1", tmp_path / "s2", again)
+    )
+    assert np.array_equal(one, repeated)  # the same command draws the same samples
+    assert not np.array_equal(one, two)  # the second pass changes the later tokens
+    span = tmp_path / "span"
+    args = ["--ckpt", str(run), "--num-samples", "6", "--steps", "2", "--teacher-span", "2"]
+    assert sample_cli.main([*args, "--teacher", str(trained["gpt"]), "--out", str(span)]) == 0
+    assert json.loads((span / "metrics.json").read_text())["teacher_span"] == 2
+
+
+def tiny_student(steps=(1, 2)):
+    teacher, vq = tiny_raster_teacher(), tiny_vq()
+    sampling = TeacherSampling(cfg_scale=2.0, flow_steps=4)
+    student = DistilledRaster().build_student(teacher, vq, steps, 0.5, sampling).eval()
+    torch.manual_seed(1)
+    torch.nn.init.normal_(student.noise_reader.proj.weight)  # a student that reads its noise
+    return teacher, vq, student
+
+
+def test_students_sample_the_deterministic_map_by_default():
+    _, vq, student = tiny_student()
+    paradigm, labels = DistilledRaster(), torch.tensor([0, 1, 2, 3] * 4)
+    noise = torch.randn(16, 9, 4, generator=torch.Generator().manual_seed(5))
+    plan = StudentPlan()
+    maps = [
+        paradigm.from_noise(
+            student, vq, labels, noise, 2, RandomTokens(SamplingConfig(temperature=0), g), plan
+        )
+        for g in (torch.Generator().manual_seed(1), torch.Generator().manual_seed(2))
+    ]
+    assert torch.equal(*maps)  # a function of the noise, whatever the sampling RNG
+    draws = [
+        paradigm.from_noise(student, vq, labels, noise, 2, RandomTokens(SamplingConfig(), g), plan)
+        for g in (torch.Generator().manual_seed(1), torch.Generator().manual_seed(2))
+    ]
+    assert not torch.equal(*draws)  # --student-draw sample depends on it
+    sampled = paradigm.sample(
+        student, vq, labels, SamplingConfig(), torch.Generator().manual_seed(5), SamplingExtras(steps=2)
+    )
+    assert torch.equal(sampled.flatten(1), maps[0])  # the default is the map of the same noise
+
+
+def test_teacher_span_redraws_the_tokens_before_the_split_with_the_teachers_sampler():
+    teacher, vq, student = tiny_student((2,))
+    paradigm, labels = DistilledRaster(), torch.tensor([0, 1, 2, 3])
+    noise = torch.randn(4, 9, 4, generator=torch.Generator().manual_seed(5))
+    cut = student.config.second_step_from  # 4 of 9
+    first = paradigm.from_noise(
+        student, vq, labels, noise, 1, RandomTokens(SamplingConfig(temperature=0)), StudentPlan()
+    )
+    whole = StudentPlan(teacher=teacher, teacher_span=cut)
+    redrawn = paradigm.teacher_span(whole, student, vq, labels, first, noise)
+    teachers = paradigm.teacher_tokens(teacher, vq, labels, noise, SamplingConfig(cfg_scale=2.0), 4)
+    assert torch.equal(redrawn[:, :cut], teachers[:, :cut])  # the teacher's own map of the noise
+    assert torch.equal(redrawn[:, cut:], first[:, cut:])  # the rest is left to the second pass
+    assert not torch.equal(first[:, :cut], teachers[:, :cut])
+    part = paradigm.teacher_span(
+        StudentPlan(teacher=teacher, teacher_span=1), student, vq, labels, first, noise
+    )
+    assert torch.equal(part[:, : cut - 1], first[:, : cut - 1])  # kept from the first pass
+    given = NextTokenOptions(
+        given=first[:, : cut - 1],
+        pick=paradigm.teacher_pick(teacher, vq, noise, SamplingConfig(cfg_scale=2.0), 4),
+    )
+    assert torch.equal(
+        part[:, cut - 1],
+        sample_next_token(teacher, labels, SamplingConfig(cfg_scale=2.0), None, given)[:, cut - 1],
+    )
 
 
 def test_text_teacher_pairs_use_its_prompts_and_the_student_samples_prompts(trained_t2i, tmp_path):
@@ -221,6 +295,9 @@ def test_pairs_resume_and_refuse_another_teacher(trained, tmp_path):
     [
         (["--steps", "3"], "trained for 1, 2"),
         (["--cfg-scale", "2"], "without --cfg-scale"),
+        (["--temperature", "0.5"], "shape --student-draw sample"),
+        (["--teacher-span", "2"], "go together"),
+        (["--steps", "1", "--teacher-span", "2", "--teacher", "x"], "needs --steps 2"),
     ],
 )
 def test_distilled_sampling_bad_input(trained, tmp_path, capsys, args, message):

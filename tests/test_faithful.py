@@ -126,7 +126,9 @@ def test_temperature_scales_every_sde_step_but_not_the_start():
 def test_sde_grid_is_flowars_at_every_step_count():
     for steps in (10, 25, 50):
         head = GaussianHead()
-        sample_flow(head, torch.zeros(2, 1, 4), 1, FlowSettings(steps, "sde"), torch.Generator().manual_seed(0))
+        sample_flow(
+            head, torch.zeros(2, 1, 4), 1, FlowSettings(steps, "sde"), torch.Generator().manual_seed(0)
+        )
         expected = torch.linspace(1, 0.04, steps)  # then one last step from 0.04 to 0
         torch.testing.assert_close(torch.tensor(head.times), expected)
         assert sde_times(steps)[-2:] == pytest.approx([0.04, 0.0])

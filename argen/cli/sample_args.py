@@ -129,8 +129,9 @@ def noise_interval(words: list) -> tuple[float, float]:
     try:
         lo, hi = map(float, words)
     except ValueError:
+        given = " ".join(map(str, words))
         raise ValueError(
-            f"--cfg-noise-interval takes LO HI or one of {sorted(NOISE_INTERVALS)}, got {' '.join(map(str, words))}"
+            f"--cfg-noise-interval takes LO HI or one of {sorted(NOISE_INTERVALS)}, got {given}"
         ) from None
     return lo, hi
 

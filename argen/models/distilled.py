@@ -12,7 +12,7 @@ predictor. It predicts token j at the position where the teacher does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -22,10 +22,24 @@ from argen.models.next_scale import ScaleFields, ScaleSequence
 
 
 @dataclass
+class TeacherSampling:
+    """The teacher's deterministic sampler that drew the student's pairs: its guidance, logit
+    filters and Heun steps of the noise-to-token flow (a teacher-intermediate pass repeats it)."""
+
+    cfg_scale: float = 1.0
+    cfg_schedule: str = "constant"
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    flow_steps: int = 16
+
+
+@dataclass
 class DistilledFields:
     noise_dim: int = 8  # width of the noise vectors (the tokenizer's code vectors)
     sampling_steps: tuple[int, ...] = (1, 2)  # the step counts it was trained for
     second_step_from: int = 8  # tokens kept from the first step when sampling in two
+    teacher_sampling: TeacherSampling = field(default_factory=TeacherSampling)
 
 
 @dataclass

@@ -7,24 +7,34 @@ teacher's distribution over the codes (:mod:`argen.sampling.token_flow`): the to
 function of the noise. The student (:mod:`argen.models.distilled`) learns that function with
 cross-entropy. One step: all noise -> all tokens. Two steps: keep the first
 ``second_step_from`` tokens of the first step, give the rest their noise back, predict again.
-Each pass draws every unknown token from the student's distribution for it (``--temperature``,
-``--top-k``, ``--top-p`` as usual; temperature 0 takes the likeliest token, the purely
-deterministic map). The guidance is distilled: students sample without ``--cfg-scale``.
+
+Sampling is DD's deterministic map by default (``--student-draw map``): each pass takes the
+student's likeliest token for every unknown position, so the image is a function of the noise
+alone. DD regresses the code embedding of the later positions with a second head; argen keeps
+the one cross-entropy head and takes its likeliest code (the same map wherever the student
+is sure). ``--student-draw sample`` draws every unknown token from the student's softmax
+instead (``--temperature``, ``--top-k``, ``--top-p``). ``--teacher-span N`` is DD's
+teacher-intermediate trade-off (raster students): after the first pass the teacher redraws the
+N tokens before the second pass's split point with its deterministic sampler and the same
+noise, then the second pass runs. The guidance is distilled: students sample without
+``--cfg-scale``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import argparse
+from dataclasses import asdict, dataclass
+from typing import Literal
 
 import torch
 
 from argen.checkpoint import CheckpointError
-from argen.models.distilled import DistilledLlama, DistilledNextScale
+from argen.models.distilled import DistilledLlama, DistilledNextScale, TeacherSampling
 from argen.models.llama import Condition, Llama
 from argen.models.next_scale import NextScaleLlama, split_scales
 from argen.paradigms.base import Paradigm, SamplingExtras, cross_entropy
 from argen.paradigms.next_scale import check_scales
-from argen.paradigms.options import STEPS
+from argen.paradigms.options import STEPS, OptionRun, SampleOption
 from argen.sampling.config import SamplingConfig
 from argen.sampling.logits import RandomTokens
 from argen.sampling.next_scale import NextScaleOptions, sample_next_scale
@@ -33,12 +43,73 @@ from argen.sampling.token_flow import NoiseTokens, standardised_codes
 from argen.tokenizers.layout import GridLayout, ScaleLayout, flat_ids
 
 
+def sampling_config(teacher: TeacherSampling) -> SamplingConfig:
+    """The teacher's deterministic sampler's settings as a :class:`SamplingConfig`."""
+    settings = asdict(teacher)
+    settings.pop("flow_steps")
+    return SamplingConfig(**settings)
+
+
+@dataclass
+class StudentPlan:
+    """How a student samples: its likeliest tokens (``map``, DD's deterministic map) or draws
+    from its softmax (``sample``); a teacher and the span it redraws before the second pass."""
+
+    draw: Literal["map", "sample"] = "map"
+    teacher: torch.nn.Module | None = None
+    teacher_span: int = 0
+
+
+class StudentSampling(SampleOption):
+    needs = "--student-draw, --teacher-span and --teacher are for distilled students (task: distill)"
+    key = "distilled"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--student-draw",
+            choices=("map", "sample"),
+            help="distilled students: the likeliest token of each pass, DD's deterministic map (default), "
+            "or a draw from the student's softmax (--temperature, --top-k, --top-p)",
+        )
+        p.add_argument(
+            "--teacher-span",
+            type=int,
+            help="distilled raster students, 2 steps: the teacher redraws these tokens before the second "
+            "pass (DD's teacher-intermediate sampling; needs --teacher)",
+        )
+        p.add_argument("--teacher", metavar="RUN", help="--teacher-span: the student's teacher run")
+
+    def requested(self, args: argparse.Namespace) -> bool:
+        if bool(args.teacher_span) != bool(args.teacher):
+            raise ValueError("--teacher-span and --teacher go together")
+        return bool(args.student_draw or args.teacher)
+
+    def build(self, args: argparse.Namespace, run: OptionRun, extras: SamplingExtras) -> None:
+        plan = StudentPlan(args.student_draw or "map")
+        c = run.config
+        if plan.draw == "map" and (c.temperature != 1.0 or c.top_k or c.top_p != 1.0):
+            raise ValueError("--temperature, --top-k and --top-p shape --student-draw sample, not the map")
+        if args.teacher:
+            cut = run.model.config.second_step_from
+            if extras.steps != 2 or not 0 < args.teacher_span <= cut:
+                raise ValueError(f"--teacher-span needs --steps 2 and a span in [1, {cut}] (the split point)")
+            plan.teacher, plan.teacher_span = run.inputs.second_model(args.teacher), args.teacher_span
+        extras.by_option[self.key] = plan
+
+    def metrics(self, args: argparse.Namespace, extras: SamplingExtras) -> dict:
+        plan = extras.by_option[self.key]
+        return {"student_draw": plan.draw} | ({"teacher_span": plan.teacher_span} if plan.teacher else {})
+
+
+STUDENT_SAMPLING = StudentSampling()
+
+
 class DistilledTokens(Paradigm):
     """What raster and next-scale students share: the teacher's pairs, the loss, the sampler."""
 
     task = "distill"
     default = True
-    sample_options = (STEPS,)
+    sample_options = (STEPS, STUDENT_SAMPLING)
     requirement = "distillation needs a next-token teacher over a VQ grid or a next-scale teacher"
     teacher_class: type
     student_class: type
@@ -83,9 +154,15 @@ class DistilledTokens(Paradigm):
         return max(1, min(teacher.config.num_tokens - 1, round(fraction * teacher.config.num_tokens)))
 
     def build_student(
-        self, teacher, tokenizer, sampling_steps: tuple[int, ...], second_fraction: float
+        self,
+        teacher,
+        tokenizer,
+        sampling_steps: tuple[int, ...],
+        second_fraction: float,
+        teacher_sampling: TeacherSampling | None = None,
     ) -> torch.nn.Module:
-        """A student initialised from the teacher's weights (its noise inputs start at zero)."""
+        """A student initialised from the teacher's weights (its noise inputs start at zero);
+        its config records ``teacher_sampling``, the sampler that drew its pairs."""
         self.check_teacher(teacher)
         if not sampling_steps or not set(sampling_steps) <= {1, 2}:
             raise ValueError(f"sampling_steps must be a non-empty subset of (1, 2), got {sampling_steps}")
@@ -96,6 +173,7 @@ class DistilledTokens(Paradigm):
                 sampling_steps=tuple(sorted(sampling_steps)),
                 second_step_from=self.second_step_start(teacher, second_fraction),
                 class_dropout=0.0,  # the guidance is distilled
+                teacher_sampling=teacher_sampling or TeacherSampling(),
             )
         )
         student = self.student_class(config)
@@ -140,15 +218,33 @@ class DistilledTokens(Paradigm):
     @torch.no_grad()
     def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
         c = model.config
+        plan = extras.by_option.get(STUDENT_SAMPLING.key) or StudentPlan()
         noise = torch.randn(
             len(condition), c.num_tokens, c.noise_dim, generator=generator, device=generator.device
         )  # (B, L, d)
+        pick = RandomTokens(config if plan.draw == "sample" else SamplingConfig(temperature=0), generator)
+        steps = extras.steps or min(c.sampling_steps)
+        return self.as_tokenizer_ids(
+            tokenizer, self.from_noise(model, tokenizer, condition, noise, steps, pick, plan)
+        )
+
+    def from_noise(
+        self, model, tokenizer, condition, noise, steps: int, pick, plan: StudentPlan
+    ) -> torch.Tensor:
+        """The student's passes over noise (B, L, d) -> tokens (B, L); with a teacher span, the
+        teacher redraws the span before the second pass."""
+        c = model.config
         tokens = torch.zeros(len(condition), c.num_tokens, dtype=torch.long, device=noise.device)
-        positions, pick = torch.arange(c.num_tokens, device=noise.device), RandomTokens(config, generator)
-        for known in self.starts(model)[: extras.steps or min(c.sampling_steps)]:
+        positions = torch.arange(c.num_tokens, device=noise.device)
+        for known in self.starts(model)[:steps]:
+            if known and plan.teacher is not None:
+                tokens = self.teacher_span(plan, model, tokenizer, condition, tokens, noise)
             logits = self.student_logits(model, tokenizer, tokens, noise, known, condition)
             tokens = torch.where(positions < known, tokens, pick(logits, 0))  # (B, L)
-        return self.as_tokenizer_ids(tokenizer, tokens)
+        return tokens
+
+    def teacher_span(self, plan: StudentPlan, student, tokenizer, condition, tokens, noise) -> torch.Tensor:
+        raise ValueError("--teacher-span is for raster students (paradigm distilled_raster)")
 
     def as_tokenizer_ids(self, tokenizer, tokens: torch.Tensor):
         return tokens
@@ -174,6 +270,19 @@ class DistilledRaster(DistilledTokens):
 
     def as_tokenizer_ids(self, tokenizer, tokens):
         return tokens.view(-1, tokenizer.layout.height, tokenizer.layout.width)  # (B, h, w)
+
+    def teacher_span(self, plan, student, tokenizer, condition, tokens, noise):
+        """Tokens (B, L) of the first pass with positions [cut - span, cut) redrawn by the
+        teacher's deterministic sampler from the same noise (cut: the second pass's split)."""
+        cut = student.config.second_step_from
+        keep = cut - plan.teacher_span
+        teacher_config = sampling_config(student.config.teacher_sampling)
+        pick = self.teacher_pick(
+            plan.teacher, tokenizer, noise, teacher_config, student.config.teacher_sampling.flow_steps
+        )
+        options = NextTokenOptions(given=tokens[:, :keep] if keep else None, pick=pick, until=cut)
+        drawn = sample_next_token(plan.teacher, condition, teacher_config, None, options)  # (B, L)
+        return torch.cat([drawn[:, :cut], tokens[:, cut:]], dim=1)
 
 
 class DistilledScales(DistilledTokens):

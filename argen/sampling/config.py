@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-
 # FlowAR guides from noise until 0.9 of its time (0 = noise, 1 = data): noise levels 0.1..1 here
 FLOWAR_CFG_NOISE_INTERVAL = (0.1, 1.0)
 

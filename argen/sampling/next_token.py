@@ -51,7 +51,8 @@ class NextTokenOptions:
     ``constraint`` (a codec's syntax) removes the ids it does not allow after guidance; ``pick``
     (default :class:`RandomTokens`) turns the guided logits into ids. A token of several ids
     (bit groups, sub-tokens) has ``token_shape``: ``pick`` then returns (B, n, *token_shape) and
-    the generator embeds ids of that shape."""
+    the generator embeds ids of that shape. ``until`` ends the draw before that position (the
+    rest stays ``pad_token``)."""
 
     given: torch.Tensor | None = None
     stop_token: int | None = None
@@ -61,6 +62,7 @@ class NextTokenOptions:
     compile: bool = False
     use_cache: bool = True
     token_shape: tuple[int, ...] = ()
+    until: int | None = None
 
 
 @torch.no_grad()
@@ -106,7 +108,7 @@ def sample_next_token(
                 token = token.masked_fill(done, o.pad_token)
                 done.logical_or_(token == o.stop_token)
             out[:, i] = token
-            if i + 1 == num_tokens or (o.stop_token is not None and bool(done.all())):
+            if i + 1 == (o.until or num_tokens) or (o.stop_token is not None and bool(done.all())):
                 break
             x = model.embed_tokens(rows.double(token))[:, None]  # (B', 1, D)
     return out

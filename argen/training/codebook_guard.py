@@ -14,6 +14,7 @@ an uninterrupted one).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from argen.tokenizers.quantizer import VectorQuantizer
@@ -88,11 +89,17 @@ class CodebookGuard:
     def restart(
         self, q: VectorQuantizer, dead: torch.Tensor, pool: torch.Tensor, generator: torch.Generator
     ) -> None:
-        """Write k-means++ draws from ``pool`` into the ``dead`` rows of ``q``'s codebook."""
+        """Write k-means++ draws from ``pool`` into the ``dead`` rows of ``q``'s codebook. An
+        l2-normalised codebook reads only the rows' directions, but an optimizer's step moves a
+        row's direction in inverse proportion to its norm: re-drawn rows get the live rows'
+        median norm, so that they move as fast as the live ones."""
         weight = q.embedding.weight
         live = torch.ones(q.codebook_size, dtype=torch.bool)
         live[dead] = False
         new = kmeans_plus_plus(pool, q.codebook().detach().float().cpu()[live], len(dead), generator)
+        if q.l2_norm and live.any():
+            norm = weight.detach().float().cpu()[live].norm(dim=-1).median()
+            new = F.normalize(new, dim=-1) * norm
         weight[dead.to(weight.device)] = new.to(weight)
 
     def state_dict(self) -> dict:

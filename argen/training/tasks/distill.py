@@ -12,12 +12,19 @@ import torch
 
 from argen import paradigms
 from argen.checkpoint import save_model
-from argen.sampling.config import SamplingConfig
+from argen.models.distilled import TeacherSampling
+from argen.paradigms.distilled import sampling_config
 from argen.training.conditions import CONDITION_KINDS
 from argen.training.recipes import DistillRecipe
 from argen.training.tasks.base import Task, model_digest
 from argen.training.tasks.generator import TOKENIZER_DIR, load_run
 from argen.training.teacher_pairs import PairDataset, PairPlan, draw_pairs, prepare_pairs
+
+
+def teacher_sampling(recipe: DistillRecipe) -> TeacherSampling:
+    """The recipe's settings of the teacher's deterministic sampler."""
+    r = recipe
+    return TeacherSampling(r.cfg_scale, r.cfg_schedule, r.temperature, r.top_k, r.top_p, r.flow_steps)
 
 
 class DistillTask(Task):
@@ -27,7 +34,7 @@ class DistillTask(Task):
         self.paradigm = paradigms.for_recipe(recipe, self.tokenizer.layout)
         self.model_records = {paradigms.PARADIGM_KEY: self.paradigm.name}
         self.model = self.paradigm.build_student(
-            teacher, self.tokenizer, recipe.sampling_steps, recipe.second_step_from
+            teacher, self.tokenizer, recipe.sampling_steps, recipe.second_step_from, teacher_sampling(recipe)
         )
         self.tokenizer = self.tokenizer.to(accelerator.device).eval()
         self.device = accelerator.device
@@ -41,13 +48,7 @@ class DistillTask(Task):
     def teacher_pairs(self, teacher: torch.nn.Module, accelerator) -> PairDataset:
         """The teacher's pairs, drawn where missing (every process its share)."""
         r = self.recipe
-        config = SamplingConfig(
-            cfg_scale=r.cfg_scale,
-            cfg_schedule=r.cfg_schedule,
-            temperature=r.temperature,
-            top_k=r.top_k,
-            top_p=r.top_p,
-        )
+        config = sampling_config(teacher_sampling(r))
         c = teacher.config
         plan = PairPlan(r.num_pairs, self.conditions.count, c.num_tokens, self.model.config.noise_dim, r.seed)
         key = self.conditions.key | {
