@@ -1,8 +1,10 @@
 """Distilled Decoding side by side, in one run: each teacher (with the guidance its student was
 distilled from) and its student at one and two steps sample the same classes with the same
-seeds; for each: generator passes per image, wall time per image at batch 1 and at
-``--batch-size`` (drawing tokens only, and tokens decoded to images), the speed-ups over the
-teacher, classifier-feature FID against the dataset and class-consistency.
+seeds (students by their deterministic map, the default, and by softmax draws; raster
+students also with ``--teacher-spans``); for each: generator passes per image, wall time per
+image at batch 1 and at ``--batch-size`` (drawing tokens only, and tokens decoded to images),
+the speed-ups over the teacher, classifier-feature FID against the dataset and
+class-consistency.
 
     python -m benchmarks.distilled_decoding --runs runs/digits/dd runs/digits/var_dd
 
@@ -28,6 +30,7 @@ from argen.eval import class_consistency, classifier_features, frechet_distance,
 from argen.eval.evaluation import reference_images
 from argen.models.llama import Condition
 from argen.paradigms import SamplingExtras, for_generator
+from argen.paradigms.distilled import StudentPlan
 from argen.paradigms.generate import Generation, batch_seed, generate_batch
 from argen.sampling import SamplingConfig
 from argen.text import TextFeatures
@@ -63,8 +66,10 @@ class Sampler:
         return np.concatenate(parts) if decode else None
 
 
-def samplers(run: Path, device: str) -> tuple[list[Sampler], torch.nn.Module]:
-    """The teacher and the student at each of its step counts, and the shared tokenizer."""
+def samplers(run: Path, device: str, spans: list[int]) -> tuple[list[Sampler], torch.nn.Module]:
+    """The teacher; the student at each of its step counts, by its deterministic map and by
+    softmax draws; with two steps, teacher-intermediate sampling at each of ``spans``; and the
+    shared tokenizer."""
     recipe = json.loads((run / "recipe.json").read_text())
     teacher = models.load(weights_of(Path(recipe["teacher"]), None)).to(device).eval()
     student = models.load(weights_of(run, None)).to(device).eval()
@@ -79,7 +84,13 @@ def samplers(run: Path, device: str) -> tuple[list[Sampler], torch.nn.Module]:
     )
     found = [Sampler("teacher", teacher, len(scales) or teacher.config.num_tokens, guided, SamplingExtras())]
     for steps in student.config.sampling_steps:
-        found.append(Sampler(f"{steps}-step", student, steps, SamplingConfig(), SamplingExtras(steps=steps)))
+        for draw in ("map", "sample"):
+            extras = SamplingExtras(steps=steps, by_option={"distilled": StudentPlan(draw)})
+            found.append(Sampler(f"{steps}-step {draw}", student, steps, SamplingConfig(), extras))
+    if 2 in student.config.sampling_steps and not scales:
+        for span in spans:
+            extras = SamplingExtras(steps=2, by_option={"distilled": StudentPlan("map", teacher, span)})
+            found.append(Sampler(f"2-step+{span}", student, 2 + span, SamplingConfig(), extras))
     return found, tokenizer
 
 
@@ -115,6 +126,9 @@ def main() -> None:
     p.add_argument("--single", type=int, default=50, help="images timed one at a time (batch 1)")
     p.add_argument("--repeats", type=int, default=2, help="timed passes per sampler (best is kept)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--teacher-spans", type=int, nargs="*", default=[], help="raster students: teacher-intermediate spans"
+    )
     args = p.parse_args()
 
     classifier = load_classifier(args.classifier).to(args.device)
@@ -123,11 +137,11 @@ def main() -> None:
     print(f"device={args.device}")
     b = args.batch_size
     print(
-        f"{'run':24s} {'sampler':8s} {'passes':>6s} {'b1 tokens':>13s} {'b1 images':>13s} "
+        f"{'run':24s} {'sampler':13s} {'passes':>6s} {'b1 tokens':>13s} {'b1 images':>13s} "
         f"{f'b{b} tokens':>13s} {f'b{b} images':>13s} {'fid_clf':>8s} class-cons"
     )
     for run in args.runs:
-        found, tokenizer = samplers(Path(run), args.device)
+        found, tokenizer = samplers(Path(run), args.device, args.teacher_spans)
         if real is None:
             real = reference_images(args.reference, tokenizer.config.resolution)
         conditions, labels = conditions_and_classes(Path(run), found[0].model, args.num_samples, args.device)
@@ -145,7 +159,7 @@ def main() -> None:
                 classifier, from_uint8(images).to(args.device), labels.to(args.device)
             )["overall"]
             cells = " ".join(f"{t:7.3f} {base / t:4.1f}x" for t, base in zip(times, baseline))
-            print(f"{run:24s} {sampler.name:8s} {sampler.passes:6d} {cells} {fid:8.3f} {consistency:10.3f}")
+            print(f"{run:24s} {sampler.name:13s} {sampler.passes:6d} {cells} {fid:8.3f} {consistency:10.3f}")
     print(
         "passes: generator forward passes per image; ms per image and speed-up over the teacher of "
         "the same run, drawing tokens only and tokens decoded to images"

@@ -14,7 +14,7 @@ from argen.sampling.continuous_speculative import (
     draw_residual,
     sample_continuous_speculative,
 )
-from argen.sampling.flow import path_log_density, sample_sde_path
+from argen.sampling.flow import path_log_density, sample_sde_path, sde_times
 
 SDE = SamplingConfig(cfg_scale=2.0, flow_steps=4, flow_solver="sde")
 
@@ -39,7 +39,7 @@ def test_sde_sampler_keeps_the_ode_marginals_and_scores_its_paths():
     path, means = sample_sde_path(
         gaussian_velocity(0.5), start[:5], 3, 1.0, lambda: torch.randn(5, 1, 1, generator=g)
     )
-    grid = [1.0, 2 / 3, 1 / 3, 0.0]
+    grid = sde_times(3)  # FlowAR / SiT: [1, 0.52, 0.04, 0]
     expected = sum(
         -((path[k + 1] - means[k]) ** 2).sum(-1) / (4 * grid[k] * (grid[k] - grid[k + 1])) for k in range(3)
     )

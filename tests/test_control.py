@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from argen import models
+from argen import models, tokenizers
 from argen.cli import sample as sample_cli
 from argen.data.control import (
     ControlCache,
@@ -19,7 +19,9 @@ from argen.data.control import (
     read_control_inputs,
 )
 from argen.data.images import ImageFolderDataset
-from argen.models.control import Controlled
+from argen.eval import load_classifier
+from argen.images import to_uint8
+from argen.models.control import Controlled, controlar_layers
 from argen.models.llama import Llama, LlamaConfig
 from argen.paradigms.control import ControlledRaster
 from argen.sampling import SamplingConfig
@@ -140,7 +142,58 @@ def test_cached_sampling_with_guidance_matches_recomputation():
     reference = recompute_next_token(model, condition, config, torch.Generator().manual_seed(0))
     assert torch.equal(cached, reference)
     rows = model.with_null(condition)
-    assert torch.equal(rows.maps[:2], rows.maps[2:]) and rows.base.tolist() == [0, 3, 4, 4]  # control kept
+    assert torch.equal(rows.maps[:2], rows.maps[2:]) and rows.base.tolist() == [0, 3, 4, 4]
+    assert rows.null.tolist() == [False, False, True, True]
+
+
+def controlled_with_rule(rule: str, projection: str = "linear"):
+    torch.manual_seed(0)
+    base = Llama(LlamaConfig(vocab_size=32, grid_size=(4, 4), num_classes=4, dim=32, n_layer=3, n_head=2))
+    torch.nn.init.normal_(base.output.weight, std=0.5)
+    model = ControlledRaster().build_controlled(
+        base.eval(),
+        control_resolution=16,
+        control_layers=(0, 2),
+        null_control=rule,
+        control_projection=projection,
+    )
+    for param in model.control_encoder.projections.parameters():
+        torch.nn.init.normal_(param, std=0.5)
+    return base, model.eval()
+
+
+def test_null_rows_of_guidance_see_no_control_by_default():
+    condition = Controlled(torch.tensor([0, 3]), torch.rand(2, 1, 16, 16))
+    for rule in ("zero", "kept"):
+        _, model = controlled_with_rule(rule)
+        additions = model.layer_additions(model.with_null(condition), 17)  # block -> (2B, S, D)
+        for added in additions.values():
+            assert added[:2].abs().sum() > 0
+            if rule == "zero":  # ControlAR: the unconditional rows have no control
+                assert added[2:].abs().sum() == 0
+            else:  # the control stays in both rows
+                torch.testing.assert_close(added[2:], added[:2])
+
+
+def test_training_drops_the_control_with_the_class():
+    tokens, labels, maps = torch.randint(0, 32, (3, 16)), torch.tensor([0, 1, 2]), torch.rand(3, 1, 16, 16)
+    for rule in ("zero", "kept"):
+        base, model = controlled_with_rule(rule)
+        model.config.class_dropout = 1.0  # every row dropped
+        logits = model.train()(tokens, Controlled(labels, maps))
+        unconditional = base(tokens, torch.full((3,), 4))  # the null class, no control
+        assert torch.allclose(logits, unconditional, atol=1e-5) == (rule == "zero")
+
+
+def test_controlar_fusion_layout_starts_as_the_base():
+    assert controlar_layers(12) == (0, 4, 8) and controlar_layers(3) == (0, 1, 2)
+    base, model = controlled_with_rule("zero", "mlp")
+    for projection in model.control_encoder.projections:
+        assert isinstance(projection, torch.nn.Sequential) and len(projection) == 3  # two layers
+        torch.nn.init.zeros_(projection[-1].weight)
+        torch.nn.init.zeros_(projection[-1].bias)
+    tokens, labels, maps = torch.randint(0, 32, (2, 16)), torch.tensor([0, 1]), torch.rand(2, 1, 16, 16)
+    assert torch.equal(model(tokens, Controlled(labels, maps)), base(tokens, labels))
 
 
 def test_lora_merge_matches_peft():
@@ -187,6 +240,12 @@ def test_control_pipeline_through_train_and_sample(trained, tmp_path, capsys):
     run = train(recipe_from_dict(control_recipe(tmp_path / "control", trained["gpt"])))
     model = models.load(run / "ema")
     assert type(model).__name__ == "ControlledLlama" and model.config.control_resolution == 8
+    c = model.config  # a new recipe gets ControlAR's layout and guidance
+    assert (tuple(c.control_layers), c.control_projection, c.null_control) == (
+        (0, 1),
+        "mlp",
+        "zero",
+    )  # n/3 of 2 blocks is 0
     assert not any(".lora_" in k or "base_layer" in k for k in model.state_dict())  # merged on export
     photo = tmp_path / "photo.png"
     save_png(photo, ((square_image(8)[0].permute(1, 2, 0) + 1) * 127.5).byte().numpy())
@@ -285,4 +344,15 @@ def test_control_benchmark_compares_controlled_base_and_ceiling(trained, tmp_pat
     control.main()
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(str(run))]
     assert [r[1] for r in rows] == ["controlled", "base,", "reconstructed"]
-    assert all(0 <= float(v) <= 1 for r in rows for v in r[-6:])
+    # the ceiling row is the scores of the tokenizer's reconstructions of the held-out images
+    recipe = json.loads((run / "recipe.json").read_text())
+    tokenizer = tokenizers.load(run / "tokenizer").eval()
+    images, labels = control.held_out(recipe)
+    images, labels = images[:6], labels[:6]
+    edges = canny_edges(images, recipe["control"]["low_threshold"], recipe["control"]["high_threshold"])
+    with torch.no_grad():
+        reconstructed = to_uint8(tokenizer.decode(tokenizer.encode(images)))
+    classifier = load_classifier(trained["classifier"] / "model")
+    expected = control.scores(reconstructed, edges, labels, classifier, recipe)
+    assert [float(v) for v in rows[2][-6:]] == pytest.approx(expected, abs=1e-3)
+    assert float(rows[2][-4]) > float(rows[1][-4])  # reconstructions follow the edges better than no control

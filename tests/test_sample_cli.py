@@ -16,6 +16,7 @@ from argen.eval import (
     inception_features,
     load_classifier,
 )
+from argen.eval.evaluation import reference_images
 from argen.images import from_uint8, to_uint8
 from argen.training.recipes import recipe_from_dict
 from argen.training.trainer import train
@@ -56,7 +57,12 @@ def test_sample_cli_writes_grid_npz_and_metrics(trained, tmp_path):
     assert labels.tolist() == [1, 3, 1, 3, 1, 3, 1]
     assert Image.open(tmp_path / "s" / "grid.png").size[0] == 2 * 9 + 1  # 2 columns of 8 px + padding
     metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())
-    assert "fid" not in metrics and metrics["fid_classifier"] >= 0
+    assert "fid" not in metrics
+    # the recorded FID is the classifier-feature distance of these samples to the digits
+    classifier = load_classifier(clf)
+    real = reference_images("digits", 8)
+    expected = frechet_distance(classifier_features(classifier), real, images, device=torch.device("cpu"))
+    assert metrics["fid_classifier"] == pytest.approx(expected, rel=1e-4)
     assert metrics["features"].startswith("classifier") and metrics["reference_size"] == 1797
     assert set(metrics["class_consistency"]) == {"overall", "1", "3"}
 

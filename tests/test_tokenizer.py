@@ -48,11 +48,16 @@ def test_ids_are_the_nearest_l2_normalised_codes_and_decode_looks_them_up():
 
 def test_quantizer_statistics():
     vq = tiny_vq()
-    _, ids, stats = vq.quantize(torch.randn(4, 4, 8, 8))
+    z = torch.randn(4, 4, 8, 8)
+    _, ids, stats = vq.quantize(z)
     used = ids.unique().numel()
     assert stats["codebook_usage"].item() == pytest.approx(used / 64)
     assert 1.0 <= stats["perplexity"].item() <= used + 1e-4
-    assert stats["commit_loss"] >= 0 and stats["codebook_loss"] >= 0
+    # both losses are the mean squared distance of each l2-normalised vector to its code
+    unit = torch.nn.functional.normalize(z.permute(0, 2, 3, 1), dim=-1)  # (B, h, w, D)
+    distance = (unit - vq.quantize.codebook()[ids]).pow(2).mean()
+    assert stats["codebook_loss"].item() == pytest.approx(distance.item(), rel=1e-5)
+    assert stats["commit_loss"].item() == pytest.approx(vq.quantize.beta * distance.item(), rel=1e-5)
 
 
 def test_bad_inputs_raise_clear_errors():

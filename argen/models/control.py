@@ -2,16 +2,22 @@
 control map (edges, depth, segmentation) into one feature per image token, and the feature of
 token i is added to the input that predicts token i (the last prefix position for token 0, the
 embedding of token i-1 otherwise), like a positional encoding, before the first block and
-optionally before later ones. The sequence is as long as without control, so the KV cache,
-classifier-free guidance (the control stays in both rows; the null condition drops the class or
-caption only) and speculative verification work unchanged. The projections into the model start
-at zero: a controlled model starts as its base model.
+optionally before later ones (ControlAR: blocks 0, n/3 and 2n/3, each through its own two-layer
+MLP). The sequence is as long as without control, so the KV cache, classifier-free guidance and
+speculative verification work unchanged. The projections into the model start at zero: a
+controlled model starts as its base model.
+
+Guidance follows ControlAR by default (``null_control: zero``): training drops the control
+together with the class (or caption), and the unconditional rows of guidance see no control, so
+guidance also strengthens adherence to the control. ``null_control: kept`` keeps the control in
+every row and never drops it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -22,10 +28,13 @@ from argen.models.llama import Llama, LlamaConfig
 
 @dataclass
 class Controlled:
-    """A condition (class ids (B,) or a Caption) with its control maps (B, C, H, W) in [0, 1]."""
+    """A condition (class ids (B,) or a Caption) with its control maps (B, C, H, W) in [0, 1];
+    ``null`` (B,) bool marks the rows whose condition is the null one (dropped in training, the
+    unconditional rows of guidance)."""
 
     base: torch.Tensor | Caption
     maps: torch.Tensor
+    null: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if len(self.maps) != len(self.base):
@@ -35,7 +44,8 @@ class Controlled:
         return len(self.base)
 
     def to(self, device: torch.device | str) -> Controlled:
-        return Controlled(self.base.to(device), self.maps.to(device))
+        null = None if self.null is None else self.null.to(device)
+        return Controlled(self.base.to(device), self.maps.to(device), null)
 
 
 @dataclass
@@ -46,6 +56,8 @@ class ControlledConfig(LlamaConfig):
     control_layers: tuple[int, ...] = (0,)  # blocks whose input adds the control (0: the token inputs)
     control_kind: str = "canny"  # what the maps were made with: canny, or a folder's maps
     control_thresholds: tuple[float, float] = (0.1, 0.2)  # canny: the detector's low and high thresholds
+    control_projection: Literal["linear", "mlp"] = "linear"  # per fused block; mlp: ControlAR's two layers
+    null_control: Literal["zero", "kept"] = "zero"  # the null condition's control (see the module)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -61,6 +73,23 @@ class ControlledConfig(LlamaConfig):
             )
 
 
+def projection(c: ControlledConfig) -> nn.Module:
+    """Encoder features -> one fused block's addition, its last layer zero-initialised: a linear
+    layer, or ControlAR's two-layer MLP."""
+    if c.control_projection == "mlp":
+        layers = [nn.Linear(c.control_width, c.dim), nn.GELU(), nn.Linear(c.dim, c.dim)]
+    else:
+        layers = [nn.Linear(c.control_width, c.dim)]
+    nn.init.zeros_(layers[-1].weight)
+    nn.init.zeros_(layers[-1].bias)
+    return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
+
+
+def controlar_layers(n_layer: int) -> tuple[int, ...]:
+    """ControlAR's fused blocks: 0, n/3 and 2n/3 (distinct)."""
+    return tuple(sorted({0, n_layer // 3, 2 * n_layer // 3}))
+
+
 class ControlEncoder(nn.Module):
     """Control map (B, C, R, R) -> one feature per token and fused layer (F, B, h*w, D):
     3x3 convolutions with a stride of 2 until the token grid, then a zero-initialised linear
@@ -74,10 +103,7 @@ class ControlEncoder(nn.Module):
             convs += [nn.Conv2d(c.control_width, c.control_width, 3, stride=2, padding=1), nn.SiLU()]
         convs += [nn.Conv2d(c.control_width, c.control_width, 3, padding=1), nn.SiLU()]
         self.convs = nn.Sequential(*convs)
-        self.projections = nn.ModuleList(nn.Linear(c.control_width, c.dim) for _ in c.control_layers)
-        for projection in self.projections:
-            nn.init.zeros_(projection.weight)
-            nn.init.zeros_(projection.bias)
+        self.projections = nn.ModuleList(projection(c) for _ in c.control_layers)
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
         features = self.convs(maps).flatten(2).transpose(1, 2)  # (B, h*w, W): raster order
@@ -116,12 +142,26 @@ class ControlledLlama(Llama):
         out[:, :, start:end] = features[:, :, : end - start]
         return out
 
+    def forward(self, tokens: torch.Tensor, condition: Controlled) -> torch.Tensor:
+        """Teacher forcing (see :class:`Llama`); in training the rows of ``class_dropout`` take
+        the null condition (and, by default, lose their control)."""
+        condition = self.check_control(condition)
+        if self.training and self.config.class_dropout > 0 and condition.null is None:
+            null = torch.rand(len(condition), device=condition.maps.device) < self.config.class_dropout
+            condition = Controlled(condition.base, condition.maps, null)
+        return super().forward(tokens, condition)
+
     def embed_condition(self, condition: Controlled) -> torch.Tensor:
-        return super().embed_condition(self.check_control(condition).base)
+        condition = self.check_control(condition)
+        if condition.null is None:
+            return super().embed_condition(condition.base)
+        return self.prefix.embed(condition.base, condition.null)
 
     def with_null(self, condition: Controlled) -> Controlled:
-        """[condition; null condition], both rows with the control."""
-        return Controlled(super().with_null(condition.base), condition.maps.repeat(2, 1, 1, 1))
+        """[condition; null condition], both rows with the control maps (whether the null rows
+        see them is ``null_control``'s)."""
+        null = torch.arange(2 * len(condition), device=condition.maps.device) >= len(condition)
+        return Controlled(super().with_null(condition.base), condition.maps.repeat(2, 1, 1, 1), null)
 
     def attention_mask(self, condition: Controlled, length: int) -> torch.Tensor:
         return super().attention_mask(condition.base, length)
@@ -129,5 +169,8 @@ class ControlledLlama(Llama):
     def layer_additions(self, condition: Controlled, length: int) -> dict[int, torch.Tensor]:
         """The control features (B, length, D) joining the input of the blocks in
         ``control_layers``."""
-        control = self.sequence_control(self.check_control(condition).maps, length)  # (F, B, S, D)
+        condition = self.check_control(condition)
+        control = self.sequence_control(condition.maps, length)  # (F, B, S, D)
+        if condition.null is not None and self.config.null_control == "zero":
+            control = control * ~condition.null[None, :, None, None]  # null rows: no control
         return {layer: control[i] for layer, i in self.fused.items()}

@@ -223,7 +223,11 @@ class ControlRecipe(RecipeParsing):
     control: ControlConfig = field(default_factory=ControlConfig)
     control_cache: str | None = None  # default <output_dir>/control_cache
     control_width: int = 64  # the encoder's channels
-    control_layers: tuple[int, ...] = (0,)  # blocks whose input adds the control (0: the token inputs)
+    control_layers: tuple[int, ...] | None = (
+        None  # blocks that add the control; None: ControlAR's 0, n/3, 2n/3
+    )
+    control_projection: Literal["linear", "mlp"] = "mlp"  # per fused block: ControlAR's two-layer MLP
+    null_control: Literal["zero", "kept"] = "zero"  # ControlAR: the null condition drops the control too
     freeze_base: bool = True  # without lora: train the control encoder only (false: everything)
     lora: LoraConfig | None = None  # LoRA adapters on the base (merged on export)
     data: DataConfig = field(default_factory=DataConfig)  # holdout_every: every n-th image is left out

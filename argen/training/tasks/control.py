@@ -15,7 +15,7 @@ from argen.checkpoint import save_model, write_text_atomic
 from argen.data import TokenCacheDataset, build_dataset
 from argen.data.control import ControlCache, build_control_cache, control_key
 from argen.data.token_cache import cache_matches
-from argen.models.control import Controlled
+from argen.models.control import Controlled, controlar_layers
 from argen.training.conditions import CONDITION_KINDS
 from argen.training.lora import add_lora
 from argen.training.recipes import ControlRecipe
@@ -60,7 +60,9 @@ class ControlTask(Task):
             control_kind=control.kind,
             control_thresholds=(control.low_threshold, control.high_threshold),
             control_width=recipe.control_width,
-            control_layers=tuple(recipe.control_layers),
+            control_layers=tuple(recipe.control_layers or controlar_layers(base.config.n_layer)),
+            control_projection=recipe.control_projection,
+            null_control=recipe.null_control,
         )
         self.trainable()
         self.conditions, self.text_model = CONDITION_KINDS[base.config.condition], base.config
