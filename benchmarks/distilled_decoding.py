@@ -86,7 +86,7 @@ def samplers(run: Path, device: str, spans: list[int]) -> tuple[list[Sampler], t
     for steps in student.config.sampling_steps:
         for draw in ("map", "sample"):
             extras = SamplingExtras(steps=steps, by_option={"distilled": StudentPlan(draw)})
-            found.append(Sampler(f"{steps}-step {draw}", student, steps, SamplingConfig(), extras))
+            found.append(Sampler(f"{steps}-step/{draw}", student, steps, SamplingConfig(), extras))
     if 2 in student.config.sampling_steps and not scales:
         for span in spans:
             extras = SamplingExtras(steps=2, by_option={"distilled": StudentPlan("map", teacher, span)})

@@ -351,7 +351,9 @@ def test_distilled_decoding_benchmark_compares_teacher_and_student(trained, tmp_
 
     run = train(recipe_from_dict(distill_recipe(tmp_path / "dd", trained["gpt"])))
     args = ["--runs", str(run), "--classifier", str(trained["classifier"] / "model"), "--num-samples", "4"]
-    monkeypatch.setattr("sys.argv", ["x", *args, "--batch-size", "2", "--single", "2", "--repeats", "1"])
+    timing = ["--batch-size", "2", "--single", "2", "--repeats", "1", "--teacher-spans", "2"]
+    monkeypatch.setattr("sys.argv", ["x", *args, *timing])
     distilled_decoding.main()
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(str(run))]
-    assert [(r[1], r[2]) for r in rows] == [("teacher", "16"), ("1-step", "1"), ("2-step", "2")]
+    expected = [("teacher", "16"), ("1-step/map", "1"), ("1-step/sample", "1"), ("2-step/map", "2")]
+    assert [(r[1], r[2]) for r in rows] == [*expected, ("2-step/sample", "2"), ("2-step+2", "4")]

@@ -27,7 +27,10 @@ FLOW_STEPS = 16
 
 def standardised_codes(codes: torch.Tensor) -> torch.Tensor:
     """Code vectors (..., V, d) centred and scaled to unit variance per codebook, so the map
-    works on the noise's scale whatever the tokenizer's."""
+    works on the noise's scale whatever the tokenizer's. DD flows to the raw (for LlamaGen,
+    l2-normalised) code vectors instead: an affine change of the targets changes which noise
+    maps to which token, not the tokens' distribution (p either way), so students of either
+    map are trained on equally valid teachers, but not on the same pairs."""
     centred = codes - codes.mean(-2, keepdim=True)
     return centred / centred.pow(2).mean((-2, -1), keepdim=True).sqrt().clamp_min(1e-8)
 
