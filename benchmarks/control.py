@@ -54,7 +54,7 @@ def draw(model, tokenizer, labels, maps, config: SamplingConfig, batch: int) -> 
 def scores(images: np.ndarray, control: torch.Tensor, labels, classifier, recipe: dict) -> list[float]:
     pixels = from_uint8(images)  # (N, C, H, W) in [-1, 1]
     c = recipe["control"]
-    edges = canny_edges(pixels, c["low_threshold"], c["high_threshold"])
+    edges = canny_edges(pixels, c["low_threshold"], c["high_threshold"], c.get("detector", "kornia"))
     at_1px = edge_f1(edges, control, tolerance=1)
     return [
         at_1px["precision"],
@@ -84,7 +84,7 @@ def main() -> None:
         if args.num_samples:
             images, labels = images[: args.num_samples], labels[: args.num_samples]
         c = recipe["control"]
-        control = canny_edges(images, c["low_threshold"], c["high_threshold"])  # (N, 1, H, W)
+        control = canny_edges(images, c["low_threshold"], c["high_threshold"], c.get("detector", "kornia"))
         config = SamplingConfig(cfg_scale=args.cfg_scale)
         rows = {
             "controlled": draw(controlled, tokenizer, labels, control, config, args.batch_size),

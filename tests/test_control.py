@@ -46,6 +46,23 @@ def test_canny_edges_outline_a_square():
     assert edges[0, 0, 7:9, 7:9].sum() == 0 and edges[0, 0, :2].sum() == 0  # not inside, not far away
 
 
+def test_opencv_detector_is_controlars_canny_call():
+    import cv2
+
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    images[:, :, 8:24, 8:24] = 1.0  # a square besides the noise
+    config = ControlConfig(detector="opencv")
+    assert (config.low_threshold, config.high_threshold) == (100, 200)
+    edges = canny_edges(images, config.low_threshold, config.high_threshold, "opencv")
+    rgb = to_uint8(images)  # (N, H, W, 3) uint8, as ControlAR reads its images
+    expected = np.stack([cv2.Canny(image, 100, 200) for image in rgb]) > 0  # ControlAR's own call
+    assert edges.shape == (3, 1, 32, 32) and np.array_equal(edges[:, 0].numpy() > 0, expected)
+    assert expected.any() and not expected.all()
+    assert (ControlConfig().low_threshold, ControlConfig().high_threshold) == (0.1, 0.2)
+    with pytest.raises(ValueError, match="control.detector must be one of"):
+        ControlConfig(detector="sobel")
+
+
 def save_png(path, array: np.ndarray):
     Image.fromarray(array).save(path)
     return path
@@ -296,8 +313,10 @@ def test_text_conditional_control(trained, trained_t2i, tmp_path):
 
 
 def test_control_run_refuses_another_base(trained, tmp_path):
-    recipe = control_recipe(tmp_path / "control", trained["gpt"], lora=None)
-    train(recipe_from_dict(recipe))
+    recipe = control_recipe(tmp_path / "control", trained["gpt"], lora=None, control=dict(detector="opencv"))
+    run = train(recipe_from_dict(recipe))
+    c = models.load(run / "ema").config  # the run's detector is the model's, for sampling
+    assert (c.control_detector, tuple(c.control_thresholds)) == ("opencv", (100, 200))
     other = train(recipe_from_dict(gpt_recipe(tmp_path / "gpt2", trained["vq"] / "model", max_steps=2)))
     (tmp_path / "control" / "checkpoint").rename(tmp_path / "moved")  # only the base differs now
     with pytest.raises(ValueError, match="another base generator"):

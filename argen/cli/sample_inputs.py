@@ -54,8 +54,10 @@ class CliInputs:
         gray = np.array(regenerate.convert("L").resize((resolution, resolution)))  # (R, R) uint8
         return pixels, torch.from_numpy(gray).float() / 255
 
-    def control_maps(self, path: str, kind: str, channels: int, resolution: int, thresholds) -> torch.Tensor:
-        return read_control_inputs(path, kind, channels, resolution, *thresholds)
+    def control_maps(
+        self, path: str, kind: str, channels: int, resolution: int, thresholds, detector: str
+    ) -> torch.Tensor:
+        return read_control_inputs(path, kind, channels, resolution, *thresholds, detector)
 
     def clips(self, dataset: str, resolution: int, frames: int):
         return build_dataset(dataset, resolution, frames)

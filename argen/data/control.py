@@ -1,6 +1,7 @@
 """Control maps (ControlAR): spatial inputs aligned with the images, in [0, 1], (C, H, W).
 
-Two sources: canny edges computed from the images (kornia's detector), or a folder of
+Two sources: canny edges computed from the images (kornia's detector on blurred grey, argen's
+default, or OpenCV's ``Canny`` on the unblurred RGB bytes, ControlAR's), or a folder of
 precomputed maps (depth, segmentation) paired with an ImageFolder's images by relative path
 and stem (``<folder>/<class>/<stem>.<any image extension>``). For training, the maps of a whole
 dataset are computed once into a cache in the token cache's order (each image, then its mirror
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,6 +29,7 @@ from tqdm import tqdm
 from argen.checkpoint import atomic_directory
 from argen.data.images import IMAGE_EXTENSIONS, DatasetError, load_rgb
 from argen.data.token_cache import META_NAME, cache_matches
+from argen.images import to_uint8
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +43,16 @@ class ControlConfig:
     kind: Literal["canny", "folder"] = "canny"
     folder: str | None = None  # kind folder: the precomputed maps, laid out as the image folder
     channels: int = 1  # 1: grey maps (edges, depth); 3: colour maps (segmentation)
-    low_threshold: float = 0.1  # canny: hysteresis thresholds on the gradient of [0, 1] grey
-    high_threshold: float = 0.2
+    detector: Literal["kornia", "opencv"] = "kornia"  # canny: argen's, or ControlAR's (OpenCV)
+    low_threshold: float | None = None  # canny hysteresis thresholds; None: the detector's own
+    high_threshold: float | None = None
 
     def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise ValueError(f"control.detector must be one of {sorted(DETECTORS)}, got {self.detector!r}")
+        defaults = DETECTORS[self.detector].thresholds
+        self.low_threshold = defaults[0] if self.low_threshold is None else self.low_threshold
+        self.high_threshold = defaults[1] if self.high_threshold is None else self.high_threshold
         if self.kind == "folder" and not self.folder:
             raise ValueError("control.kind folder needs control.folder (the maps' directory)")
         if self.channels not in (1, 3):
@@ -52,14 +61,50 @@ class ControlConfig:
             raise ValueError("canny edges have one channel: set control.channels to 1")
 
 
-def canny_edges(images: torch.Tensor, low: float = 0.1, high: float = 0.2) -> torch.Tensor:
-    """Images (B, C, H, W) in [-1, 1] -> canny edge maps (B, 1, H, W) in {0, 1}."""
+def kornia_canny(images: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """argen's detector: kornia's canny (a sigma-1 blur) on the [0, 1] grey image; thresholds
+    on its gradient."""
     import kornia  # imported when used: kornia is slow to import
 
     unit = (images.float() + 1) / 2
     grey = kornia.color.rgb_to_grayscale(unit) if unit.shape[1] == 3 else unit  # (B, 1, H, W)
     _, edges = kornia.filters.canny(grey, low_threshold=low, high_threshold=high)
     return edges
+
+
+def opencv_canny(images: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """ControlAR's detector: OpenCV's ``Canny`` on the unblurred uint8 image (the largest
+    gradient of the three channels); thresholds on the 0-255 Sobel gradient."""
+    import cv2  # imported when used: only this detector needs OpenCV
+
+    edges = np.stack(
+        [cv2.Canny(np.ascontiguousarray(image), low, high) for image in to_uint8(images)]
+    )  # (B, H, W)
+    return torch.from_numpy(edges > 0)[:, None].to(images.device, torch.float32)
+
+
+@dataclass(frozen=True)
+class EdgeDetector:
+    """A canny implementation and its default (low, high) thresholds."""
+
+    edges: Callable[[torch.Tensor, float, float], torch.Tensor]
+    thresholds: tuple[float, float]
+
+
+DETECTORS = {
+    "kornia": EdgeDetector(kornia_canny, (0.1, 0.2)),
+    "opencv": EdgeDetector(opencv_canny, (100, 200)),
+}
+
+
+def canny_edges(
+    images: torch.Tensor, low: float = 0.1, high: float = 0.2, detector: str = "kornia"
+) -> torch.Tensor:
+    """Images (B, C, H, W) in [-1, 1] -> canny edge maps (B, 1, H, W) in {0, 1} by
+    ``detector`` (a key of :data:`DETECTORS`)."""
+    if detector not in DETECTORS:
+        raise ValueError(f"unknown canny detector {detector!r}: one of {sorted(DETECTORS)}")
+    return DETECTORS[detector].edges(images, low, high)
 
 
 def fit_map(control: torch.Tensor, resolution: int, name: str) -> torch.Tensor:
@@ -128,7 +173,7 @@ def dataset_edges(dataset: Dataset, config: ControlConfig, device: torch.device)
     """Canny edges of every image of ``dataset`` (N, 1, H, W)."""
     loader = DataLoader(dataset, batch_size=256, generator=torch.Generator())  # global RNG untouched
     parts = [
-        canny_edges(images.to(device), config.low_threshold, config.high_threshold).cpu()
+        canny_edges(images.to(device), config.low_threshold, config.high_threshold, config.detector).cpu()
         for images, _ in tqdm(loader, desc="canny edges")
     ]
     return torch.cat(parts)
@@ -191,11 +236,18 @@ class ControlCache:
 
 
 def read_control_inputs(
-    path: str | Path, kind: Literal["canny", "map"], channels: int, resolution: int, low: float, high: float
+    path: str | Path,
+    kind: Literal["canny", "map"],
+    channels: int,
+    resolution: int,
+    low: float,
+    high: float,
+    detector: str = "kornia",
 ) -> torch.Tensor:
     """``sample.py --control``: one image or a folder of them (sorted by name) -> control maps
     (M, channels, R, R) in [0, 1]. ``canny`` reads photos and computes their edges; ``map``
-    reads ready maps. A file that cannot be read is an error that names it."""
+    reads ready maps (``detector``, ``low`` and ``high``: the canny's). A file that cannot be
+    read is an error that names it."""
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -212,6 +264,6 @@ def read_control_inputs(
             raise ValueError(f"--control: cannot read {file}")
         pixels = fit_map(pixels, resolution, str(file))
         if kind == "canny":
-            pixels = canny_edges(pixels[None] * 2 - 1, low, high)[0]  # (1, R, R)
+            pixels = canny_edges(pixels[None] * 2 - 1, low, high, detector)[0]  # (1, R, R)
         maps.append(pixels)
     return torch.stack(maps)

@@ -56,6 +56,7 @@ class ControlledConfig(LlamaConfig):
     control_layers: tuple[int, ...] = (0,)  # blocks whose input adds the control (0: the token inputs)
     control_kind: str = "canny"  # what the maps were made with: canny, or a folder's maps
     control_thresholds: tuple[float, float] = (0.1, 0.2)  # canny: the detector's low and high thresholds
+    control_detector: str = "kornia"  # canny: kornia (argen's) or opencv (ControlAR's)
     control_projection: Literal["linear", "mlp"] = "linear"  # per fused block; mlp: ControlAR's two layers
     null_control: Literal["zero", "kept"] = "zero"  # the null condition's control (see the module)
 

@@ -34,8 +34,11 @@ class RunInputs(Protocol):
         """The image (1, 3, R, R) in [-1, 1] and the mask (R, R) in [0, 1], 1 where regenerated."""
         ...
 
-    def control_maps(self, path: str, kind: str, channels: int, resolution: int, thresholds) -> torch.Tensor:
-        """Control maps (M, C, R, R) in [0, 1] of one image or a folder (canny edges or ready maps)."""
+    def control_maps(
+        self, path: str, kind: str, channels: int, resolution: int, thresholds, detector: str
+    ) -> torch.Tensor:
+        """Control maps (M, C, R, R) in [0, 1] of one image or a folder (canny edges by
+        ``detector`` with ``thresholds``, or ready maps)."""
         ...
 
     def clips(self, dataset: str, resolution: int, frames: int) -> Any:
@@ -240,7 +243,12 @@ class Control(SampleOption):
             c = run.model.config
             kind = run.paradigm.control_kind(run.model, args.control_kind)
             maps = run.inputs.control_maps(
-                args.control, kind, c.control_channels, c.control_resolution, c.control_thresholds
+                args.control,
+                kind,
+                c.control_channels,
+                c.control_resolution,
+                c.control_thresholds,
+                c.control_detector,
             )
             extras.control = run.paradigm.control_inputs(maps, run.inputs.device)
 

@@ -59,6 +59,7 @@ class ControlTask(Task):
             control_resolution=recipe.data.resolution,
             control_kind=control.kind,
             control_thresholds=(control.low_threshold, control.high_threshold),
+            control_detector=control.detector,
             control_width=recipe.control_width,
             control_layers=tuple(recipe.control_layers or controlar_layers(base.config.n_layer)),
             control_projection=recipe.control_projection,
