@@ -14,6 +14,7 @@ from argen.models.llama import LlamaConfig
 from argen.plugins import load_plugins
 from argen.tokenizers.registry import tokenizer_kinds
 from argen.tokenizers.vq import VQConfig
+from argen.training.alignment import AlignConfig
 from argen.training.lora import LoraConfig
 
 
@@ -145,6 +146,7 @@ class GeneratorRecipe(RecipeParsing):
     model: LlamaConfig = field(default_factory=LlamaConfig)
     init_from: str | None = None  # fine-tuning: a generator run this recipe's model starts from
     lora: LoraConfig | None = None  # fine-tuning: train LoRA adapters only (merged on export)
+    align: AlignConfig | None = None  # representation alignment (ARRA) with a frozen encoder
     train: TrainConfig = field(default_factory=TrainConfig)
 
     @classmethod

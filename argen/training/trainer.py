@@ -230,7 +230,7 @@ def optimizer_step(task, state: Trained, batch_iter, tc, accelerator: Accelerato
             )
         )
     for name, module, opt, sched in zip(state.names, state.modules, state.optimizers, state.schedulers):
-        if name in losses:
+        if name in losses or name in task.joint_modules:
             if tc.grad_clip > 0:
                 accelerator.clip_grad_norm_(module.parameters(), tc.grad_clip)
             opt.step()

@@ -26,6 +26,7 @@ class Task:
     model_records: dict[str, str] = {}  # written into the exported config.json (e.g. _paradigm)
     dataset: torch.utils.data.Dataset
     extra_modules: dict[str, nn.Module] = {}
+    joint_modules: tuple[str, ...] = ()  # extra modules trained through the model's loss
     checkpointed: list = []
 
     def __init__(self, recipe) -> None:

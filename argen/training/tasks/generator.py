@@ -12,6 +12,7 @@ from argen.checkpoint import save_model, weights_of
 from argen.convert import load_tokenizer
 from argen.data import TokenCacheDataset, build_dataset, build_token_cache
 from argen.data.token_cache import Processes, cache_key, cache_matches
+from argen.training.alignment import attach_alignment
 from argen.training.conditions import CONDITION_KINDS
 from argen.training.lora import add_lora
 from argen.training.recipes import GeneratorRecipe
@@ -58,13 +59,21 @@ class GeneratorTask(Task):
             start_from(self.model, recipe.init_from)
         if recipe.lora:
             add_lora(self.model, recipe.lora)
+        self.aligner = attach_alignment(self, recipe, accelerator) if recipe.align else None
         if accelerator.is_main_process:
             save_model(self.tokenizer, Path(recipe.output_dir) / TOKENIZER_DIR)
 
     def compute_losses(self, modules, batch, step):
+        if self.aligner is None:
+            tokens, condition = self.conditions.unpack(batch)
+            loss, logs = self.paradigm.loss(modules["model"], self.tokenizer, tokens, condition)
+            return {"model": loss}, logs
+        *batch, target = batch
         tokens, condition = self.conditions.unpack(batch)
-        loss, logs = self.paradigm.loss(modules["model"], self.tokenizer, tokens, condition)
-        return {"model": loss}, logs
+        with self.aligner.tap:
+            loss, logs = self.paradigm.loss(modules["model"], self.tokenizer, tokens, condition)
+        align = self.aligner.loss(modules["align"], target)
+        return {"model": loss + self.aligner.weight * align}, logs | {"align_loss": align.item()}
 
 
 def load_run(run: str, role: str) -> tuple[Path, torch.nn.Module, torch.nn.Module]:
