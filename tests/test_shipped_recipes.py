@@ -32,7 +32,8 @@ def run_of(path: str) -> str:
 
 
 def reads(data: dict) -> set[str]:
-    return {run_of(data[k]) for k in READS if isinstance(data.get(k), str) and data[k].startswith("runs/")}
+    named = [data.get(k) for k in READS] + [(data.get("align") or {}).get("encoder")]  # align: its encoder run
+    return {run_of(p) for p in named if isinstance(p, str) and p.startswith("runs/")}
 
 
 def in_dependency_order(paths: list[Path]) -> list[Path]:
