@@ -32,7 +32,8 @@ def run_of(path: str) -> str:
 
 
 def reads(data: dict) -> set[str]:
-    named = [data.get(k) for k in READS] + [(data.get("align") or {}).get("encoder")]  # align: its encoder run
+    encoder = (data.get("align") or {}).get("encoder")  # align: reads its encoder's run
+    named = [data.get(k) for k in READS] + [encoder]
     return {run_of(p) for p in named if isinstance(p, str) and p.startswith("runs/")}
 
 
