@@ -123,7 +123,7 @@ def test_video_models_are_frame_causal():
     # next-frame: frames 0 and 1 are predicted from frames before them only
     torch.testing.assert_close(frame_model(changed, cond)[:, :12], frame_model(ids, cond)[:, :12])
     assert not torch.allclose(frame_model(changed, cond)[:, 12:], frame_model(ids, cond)[:, 12:])
-    visible = frame_model.visible(1 + 18, "cpu")
+    visible = frame_model.pattern.visible(1 + 18, "cpu")
     assert visible[1, 6] and visible[12, 1] and visible[7, 12] and not visible[1, 7] and not visible[6, 7]
 
 

@@ -16,7 +16,8 @@ from torch import nn
 
 from argen.models.heads import FlowHead, FlowHeadConfig
 from argen.models.llama import Llama, LlamaConfig
-from argen.models.next_scale import ScaleFields, ScaleSequence
+from argen.models.next_scale import ScaleFields, ScaleSequence, scale_parts
+from argen.models.parts import Parts
 
 
 @dataclass
@@ -42,15 +43,10 @@ class ContinuousLlama(Llama):
     Config = ContinuousLlamaConfig
 
     def __init__(self, config: ContinuousLlamaConfig):
-        super().__init__(config)
-        self.head = FlowHead(config.head, config.token_dim, config.dim)
-
-    def token_embedding(self) -> nn.Linear:
-        return nn.Linear(self.config.token_dim, self.config.dim)
-
-    def output_head(self) -> nn.Linear:
-        """Final hidden state -> z, the head's condition."""
-        return nn.Linear(self.config.dim, self.config.dim, bias=False)
+        c = config
+        head = nn.Linear(c.dim, c.dim, bias=False)  # final hidden state -> z, the head's condition
+        super().__init__(c, Parts(nn.Linear(c.token_dim, c.dim), head))
+        self.head = FlowHead(c.head, c.token_dim, c.dim)
 
 
 @dataclass
@@ -65,12 +61,9 @@ class ContinuousNextScaleLlama(ScaleSequence, Llama):
     Config = ContinuousNextScaleConfig
 
     def __init__(self, config: ContinuousNextScaleConfig):
-        Llama.__init__(self, config)
+        super().__init__(config, scale_parts(config, config.dim))  # head: hidden -> z
         self.add_scale_inputs(config)
         self.head = FlowHead(config.head, config.token_dim, config.dim)
-
-    def output_head(self) -> nn.Linear:
-        return nn.Linear(self.config.dim, self.config.dim, bias=False)
 
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: inputs of scales 1.. (B, L - pn_0**2, d) -> z (B, L, D)."""

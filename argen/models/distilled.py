@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from argen.models.llama import Condition, Llama, LlamaConfig
-from argen.models.next_scale import ScaleFields, ScaleSequence
+from argen.models.next_scale import ScaleFields, ScaleSequence, scale_parts
 
 
 @dataclass
@@ -104,7 +104,7 @@ class DistilledNextScale(ScaleSequence, Llama):
     Config = DistilledNextScaleConfig
 
     def __init__(self, config: DistilledNextScaleConfig):
-        Llama.__init__(self, config)
+        super().__init__(config, scale_parts(config, config.vocab_size))
         self.add_scale_inputs(config)
         self.noise_reader = NoiseReader(config.noise_dim, config.dim)
         starts = torch.tensor([start for start, _ in config.scale_bounds])[self.levels]  # (L,)

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from argen.models.caption import Caption, CaptionEmbedder, ClassPrefix
+from argen.models.parts import Parts, id_parts
 from argen.models.rope import apply_rope, rope_1d, rope_2d, rope_3d
 
 Condition = torch.Tensor | Caption  # class ids (B,) or encoded prompts
@@ -108,6 +109,20 @@ def rope_table(c: LlamaConfig) -> torch.Tensor:
     return rope_2d(*c.grid_size, head_dim, c.rope_base, c.prefix_len, c.rope_condition == "zero")
 
 
+def no_rotation(c: LlamaConfig) -> torch.Tensor:
+    """The identity rotation (num_tokens, Dh/2, 2), cos 1 and sin 0, for learned positions."""
+    half = (c.num_tokens, c.dim // c.n_head // 2)
+    return torch.stack([torch.ones(half), torch.zeros(half)], -1)
+
+
+def move_saved_keys(model: nn.Module, state: dict, prefix: str, *args) -> None:
+    """A load_state_dict pre-hook: weights saved under an earlier layout of ``model`` (its
+    ``moved_keys``, old key prefix -> new) load into the current one."""
+    for old, new in model.moved_keys.items():
+        for key in [k for k in state if k.startswith(prefix + old)]:
+            state[prefix + new + key[len(prefix + old) :]] = state.pop(key)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -199,52 +214,43 @@ class LlamaBlock(nn.Module):
 
 
 class Llama(nn.Module):
-    """Conditional next-token model over a raster grid of ``num_tokens`` ids.
-
-    The sequence is ``[prefix, t_0, ..., t_{L-2}]`` with a prefix of one class token or
-    ``caption_len`` caption tokens; the last prefix position predicts t_0. Padded caption
-    tokens are hidden from every query by the attention mask.
+    """The decoder stack every generator is built on: a condition prefix (one class token or
+    ``caption_len`` caption tokens, padded ones hidden by the attention mask), the blocks, the
+    final norm and the rotary table, assembled with the :class:`Parts` a paradigm composes
+    (input embedding, output head, attention pattern). The default parts are a raster
+    next-token model: ids in, logits out, ``[prefix, t_0, ..., t_{L-2}]`` causal, the last
+    prefix position predicting t_0.
     """
 
     Config = LlamaConfig
     activation_checkpointing = False  # a training option, set by the trainer
+    moved_keys: ClassVar[dict[str, str]] = {}  # saved key prefix -> where it lives now
 
-    def __init__(self, config: LlamaConfig):
+    def __init__(self, config: LlamaConfig, parts: Parts | None = None):
         super().__init__()
         self.config = c = config
+        parts = parts or id_parts(c.vocab_size, c.dim)
         self.prefix_len = c.prefix_len
+        self.pattern = parts.pattern
+        self.max_len = parts.pattern.length(c.prefix_len, c.num_tokens)
         prefix = PREFIXES[c.condition](c)
         self.prefix_attribute = prefix.attribute
         setattr(self, prefix.attribute, prefix)  # registered under the name checkpoints use
-        self.tok_emb = self.token_embedding()
+        self.tok_emb = parts.embedding
         self.layers = nn.ModuleList(LlamaBlock(c) for _ in range(c.n_layer))
         self.norm = RMSNorm(c.dim, c.norm_eps)
-        self.output = self.output_head()
-        self.register_buffer("rope", self.rotary_table(), persistent=False)
+        self.output = parts.head
+        rope = rope_table(c) if parts.rotary else no_rotation(c)
+        self.register_buffer("rope", rope, persistent=False)
         self.cache_additions: dict[int, torch.Tensor] = {}  # set while a cache is set up
         self.apply(self._init_weights)
         nn.init.zeros_(self.output.weight)
-
-    def rotary_table(self) -> torch.Tensor:
-        """The rotation of every position (prefix_len + num_tokens, Dh/2, 2)."""
-        return rope_table(self.config)
-
-    def token_embedding(self) -> nn.Module | None:
-        """The input embedding of a token: one row per id."""
-        return nn.Embedding(self.config.vocab_size, self.config.dim)
-
-    def output_head(self) -> nn.Linear:
-        """The last layer (zero-initialised): logits over the ids."""
-        return nn.Linear(self.config.dim, self.config.vocab_size, bias=False)
+        if self.moved_keys:
+            self.register_load_state_dict_pre_hook(move_saved_keys)
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=self.config.init_std)
-
-    @property
-    def max_len(self) -> int:
-        """Longest input: the prefix plus all tokens but the last."""
-        return self.prefix_len + self.config.num_tokens - 1
 
     @property
     def prefix(self) -> ClassPrefix | CaptionEmbedder:
@@ -269,42 +275,41 @@ class Llama(nn.Module):
         return self.prefix.with_null(condition)
 
     def attention_mask(self, condition: Condition, length: int) -> torch.Tensor:
-        """Boolean (B or 1, 1, length, length): causal, with padded caption keys hidden from
-        every query (a padded query still sees itself, so no row is empty)."""
+        """Boolean (B or 1, 1, length, length): the pattern's, with padded caption keys hidden
+        from every query (a padded query still sees itself, so no row is empty)."""
         device = self.output.weight.device
-        visible = self.visible(length, device)
+        visible = self.pattern.visible(length, device)
         keys = self.prefix.keys(condition, length, device)  # (B, length), None: all real
         if keys is None:
             return visible[None, None]
         eye = torch.eye(length, dtype=torch.bool, device=device)
         return ((visible & keys[:, None, :]) | eye)[:, None]
 
-    def visible(self, length: int, device: torch.device) -> torch.Tensor:
-        """Which keys each query may see, before padding: causal (length, length)."""
-        return torch.ones(length, length, dtype=torch.bool, device=device).tril()
-
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.tok_emb(ids)
 
     def forward(self, tokens: torch.Tensor, condition: Condition) -> torch.Tensor:
-        """Teacher forcing: tokens (B, L) and a condition -> logits (B, L, V), float32."""
+        """Teacher forcing: tokens (B, L, ...) and a condition -> the head's values (B, L, ...),
+        float32 (logits for ids)."""
         return self.output(self.norm(self.token_features(tokens, condition))).float()
 
     def token_features(self, tokens: torch.Tensor, condition: Condition) -> torch.Tensor:
         """Teacher forcing: the last block's output (before the final norm) at the positions
-        that predict each token, (B, L, D)."""
+        that give each token, (B, L, D). The causal pattern reads all tokens but the last."""
         if tokens.shape[1] != self.config.num_tokens:
             raise ValueError(f"expected {self.config.num_tokens} tokens, got {tokens.shape[1]}")
-        x = torch.cat([self.embed_condition(condition), self.embed_tokens(tokens[:, :-1])], dim=1)
+        inputs = tokens[:, : self.max_len - self.prefix_len]
+        x = torch.cat([self.embed_condition(condition), self.embed_tokens(inputs)], dim=1)
         return self.sequence_features(x, condition)
 
     def sequence_features(self, x: torch.Tensor, condition: Condition) -> torch.Tensor:
-        """Input embeddings (B, prefix_len + L - 1, D) -> the last block's output at the
-        positions that predict each token, (B, L, D)."""
+        """Input embeddings (B, max_len, D) -> the last block's output at the positions that
+        give each token, the last ``num_tokens`` ones (B, L, D)."""
         rope = self.rope[: x.shape[1]]
-        mask = self.attention_mask(condition, x.shape[1]) if self.prefix.padded else None  # None: causal
+        needs_mask = self.prefix.padded or not self.pattern.causal  # None: causal
+        mask = self.attention_mask(condition, x.shape[1]) if needs_mask else None
         x = self.run_layers(x, rope, mask, self.layer_additions(condition, self.max_len))
-        return x[:, self.prefix_len - 1 :]  # (B, L, D): the positions that predict tokens
+        return x[:, -self.config.num_tokens :]
 
     def run_layers(
         self,

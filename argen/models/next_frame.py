@@ -12,28 +12,20 @@ import torch
 from torch import nn
 
 from argen.models.llama import Condition, Llama, LlamaConfig
+from argen.models.parts import BlockCausal, id_parts
 
 
 class NextFrameLlama(Llama):
     Config = LlamaConfig
 
     def __init__(self, config: LlamaConfig):
-        super().__init__(config)
         if config.rope != "3d":
             raise ValueError("next-frame generators are video models (rope: 3d)")
-        self.frame_len = config.grid_size[0] * config.grid_size[1]
+        frame_len = config.grid_size[0] * config.grid_size[1]
+        frames = BlockCausal(config.prefix_len, frame_len)  # a frame sees itself and earlier ones
+        super().__init__(config, id_parts(config.vocab_size, config.dim, frames))
+        self.frame_len = frame_len
         self.start = nn.Parameter(torch.randn(self.frame_len, config.dim) * config.init_std)
-
-    @property
-    def max_len(self) -> int:
-        return self.prefix_len + self.config.num_tokens
-
-    def visible(self, length: int, device: torch.device) -> torch.Tensor:
-        """Block-causal (length, length): causal, plus every position of a query's own frame."""
-        pos = torch.arange(length, device=device)
-        block = torch.div(pos - self.prefix_len, self.frame_len, rounding_mode="floor")  # prefix: -1
-        same_frame = (block[:, None] == block[None, :]) & (block[:, None] >= 0)
-        return (pos[:, None] >= pos[None, :]) | same_frame
 
     def start_inputs(self, batch: int) -> torch.Tensor:
         """Block 0's inputs (B, h*w, D)."""
@@ -46,5 +38,4 @@ class NextFrameLlama(Llama):
         prefix = self.embed_condition(condition)
         frames = self.embed_tokens(tokens[:, : -self.frame_len])  # frames 0..T-2, (B, (T-1)*h*w, D)
         x = torch.cat([prefix, self.start_inputs(len(tokens)).to(prefix.dtype), frames], dim=1)
-        x = self.run_layers(x, self.rope[: x.shape[1]], self.attention_mask(condition, x.shape[1]))
-        return self.output(self.norm(x[:, self.prefix_len :])).float()
+        return self.output(self.norm(self.sequence_features(x, condition))).float()

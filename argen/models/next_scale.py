@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from argen.models.llama import Llama, LlamaConfig
+from argen.models.parts import Parts, ScaleCausal
 
 
 @dataclass
@@ -54,10 +55,18 @@ class NextScaleConfig(ScaleFields, LlamaConfig):
     pass
 
 
+def scale_parts(config: NextScaleConfig, outputs: int) -> Parts:
+    """A next-scale generator's parts: no id embedding (inputs are the tokenizer's features,
+    ``word_embed``), a head of ``outputs`` values per token, no rotation (learned positions)
+    and the block-causal scale pattern."""
+    head = nn.Linear(config.dim, outputs, bias=False)
+    return Parts(None, head, ScaleCausal(tuple(config.patch_nums)), rotary=False)
+
+
 class ScaleSequence:
-    """What a next-scale generator adds to the Llama blocks, mixed in before :class:`Llama`:
-    learned absolute and scale embeddings, the projection of the tokenizer's features, no
-    rotation and a block-causal mask. ``add_scale_inputs`` builds them after the Llama's own
+    """What a next-scale generator adds to the Llama blocks, mixed in before :class:`Llama`
+    (built with :func:`scale_parts`): learned absolute and scale embeddings and the projection
+    of the tokenizer's features. ``add_scale_inputs`` builds them after the Llama's own
     modules."""
 
     def add_scale_inputs(self, c: NextScaleConfig) -> None:
@@ -69,25 +78,6 @@ class ScaleSequence:
         nn.init.normal_(self.level_emb.weight, std=c.init_std)
         levels = torch.cat([torch.full((pn * pn,), k) for k, pn in enumerate(c.patch_nums)])
         self.register_buffer("levels", levels, persistent=False)
-
-    def rotary_table(self) -> torch.Tensor:
-        """No rotation (positions are learned embeddings): (L, Dh/2, 2) of cos 1, sin 0."""
-        c = self.config
-        half = (c.num_tokens, c.dim // c.n_head // 2)
-        return torch.stack([torch.ones(half), torch.zeros(half)], -1)
-
-    def token_embedding(self) -> None:
-        return None  # inputs are tokenizer features (``word_embed``), not ids
-
-    @property
-    def max_len(self) -> int:
-        return self.config.num_tokens
-
-    def attention_mask(self, condition: torch.Tensor, length: int) -> torch.Tensor:
-        """Block-causal (1, 1, L, L): a token sees its own and earlier scales."""
-        if length != self.max_len:
-            raise ValueError("next-scale caches hold exactly the sequence (no extra positions)")
-        return (self.levels[:, None] >= self.levels[None, :])[None, None]
 
     def embed_start(self, labels: torch.Tensor) -> torch.Tensor:
         """Class ids (B,) -> the first scale's inputs (B, pn_0**2, D)."""
@@ -120,7 +110,7 @@ class NextScaleLlama(ScaleSequence, Llama):
     Config = NextScaleConfig
 
     def __init__(self, config: NextScaleConfig):
-        Llama.__init__(self, config)
+        super().__init__(config, scale_parts(config, config.vocab_size))
         self.add_scale_inputs(config)
 
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from argen.models.llama import Condition, Llama, LlamaConfig
+from argen.models.parts import Bidirectional, Parts
 
 
 @dataclass
@@ -26,23 +27,14 @@ class FineLabelTransformer(Llama):
     Config = FineLabelConfig
 
     def __init__(self, config: FineLabelConfig):
-        super().__init__(config)
-        self.register_buffer("coarse_labels", torch.zeros(config.fine_vocab_size, dtype=torch.long))
-
-    def output_head(self) -> nn.Linear:
-        return nn.Linear(self.config.dim, self.config.fine_vocab_size, bias=False)
-
-    def visible(self, length: int, device: torch.device) -> torch.Tensor:
-        """Bidirectional: every query sees every key (padded caption keys are still hidden)."""
-        return torch.ones(length, length, dtype=torch.bool, device=device)
+        c = config
+        head = nn.Linear(c.dim, c.fine_vocab_size, bias=False)
+        super().__init__(c, Parts(nn.Embedding(c.vocab_size, c.dim), head, Bidirectional()))
+        self.register_buffer("coarse_labels", torch.zeros(c.fine_vocab_size, dtype=torch.long))
 
     def forward(self, coarse: torch.Tensor, condition: Condition) -> torch.Tensor:
         """coarse labels (B, L) and a condition -> fine logits (B, L, fine_vocab_size), float32,
         -inf outside each token's cluster."""
-        if coarse.shape[1] != self.config.num_tokens:
-            raise ValueError(f"expected {self.config.num_tokens} coarse labels, got {coarse.shape[1]}")
-        x = torch.cat([self.embed_condition(condition), self.embed_tokens(coarse)], dim=1)
-        x = self.run_layers(x, self.rope[: x.shape[1]], self.attention_mask(condition, x.shape[1]))
-        logits = self.output(self.norm(x[:, self.prefix_len :])).float()  # (B, L, V_fine)
+        logits = super().forward(coarse, condition)  # (B, L, V_fine)
         members = self.coarse_labels[None, None, :] == coarse[..., None]  # (B, L, V_fine)
         return logits.masked_fill(~members, float("-inf"))

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from argen.checkpoint import CheckpointError
 from argen.models import register_generator
 from argen.models.llama import Llama, LlamaConfig
+from argen.models.parts import Parts
 from argen.paradigms.base import Paradigm, SamplingExtras, model_args, unwrapped
 from argen.paradigms.registry import register_paradigm
 from argen.sampling.logits import GroupedTokens
@@ -64,6 +66,18 @@ class BitwiseConfig(LlamaConfig):
         return 2**self.group_bits
 
 
+class GroupEmbedding(nn.Embedding):
+    """A token of ``groups`` ids, each among ``classes``: one table of groups x classes rows,
+    and the sum of the group rows (..., groups) -> (..., D)."""
+
+    def __init__(self, groups: int, classes: int, dim: int):
+        super().__init__(groups * classes, dim)
+        self.register_buffer("offsets", torch.arange(groups) * classes, persistent=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(ids + self.offsets).sum(-2)
+
+
 class BitwiseLlama(Llama):
     """The Llama whose token is ``groups`` ids: one embedding table and one head of
     ``groups`` x ``classes`` rows, read group by group."""
@@ -71,13 +85,9 @@ class BitwiseLlama(Llama):
     Config = BitwiseConfig
 
     def __init__(self, config: BitwiseConfig):
-        super().__init__(config)
-        offsets = torch.arange(config.groups) * config.classes  # each group's first row
-        self.register_buffer("offsets", offsets, persistent=False)
-
-    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
-        """Group ids (..., groups) -> the sum of their embeddings (..., D)."""
-        return self.tok_emb(ids + self.offsets).sum(-2)
+        c = config
+        head = nn.Linear(c.dim, c.groups * c.classes, bias=False)
+        super().__init__(c, Parts(GroupEmbedding(c.groups, c.classes, c.dim), head))
 
 
 register_generator(BitwiseLlama)

@@ -33,9 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.models import register_generator
-from argen.models.continuous import ContinuousLlama, ContinuousLlamaConfig
-from argen.models.heads import FlowHeadConfig, flow_matching_loss
+from argen.models.continuous import ContinuousLlamaConfig
+from argen.models.heads import FlowHead, FlowHeadConfig, flow_matching_loss
 from argen.models.llama import Condition, Llama, LlamaConfig
+from argen.models.parts import Bidirectional, Parts
 from argen.paradigms.base import Paradigm, SamplingExtras, model_args, unwrapped
 from argen.paradigms.continuous import ContinuousTokens
 from argen.paradigms.options import OptionRun, SampleOption
@@ -72,35 +73,15 @@ class MaskedConfig(LlamaConfig):
             )
 
 
-class FullAttention:
-    """What makes a Llama bidirectional, mixed in before it: the sequence is [prefix, t_0, ...,
-    t_{L-1}], every position sees every other, and position i of the grid gives the output for
-    token i (B, L, ...)."""
-
-    @property
-    def max_len(self) -> int:
-        return self.prefix_len + self.config.num_tokens
-
-    def visible(self, length: int, device: torch.device) -> torch.Tensor:
-        return torch.ones(length, length, dtype=torch.bool, device=device)
-
-    def token_features(self, inputs: torch.Tensor, condition: Condition) -> torch.Tensor:
-        """Inputs of every grid position -> the last block's output there (B, L, D)."""
-        x = self.embed_tokens(inputs)  # (B, L, D)
-        if x.shape[1] != self.config.num_tokens:
-            raise ValueError(f"expected {self.config.num_tokens} tokens, got {x.shape[1]}")
-        x = torch.cat([self.embed_condition(condition), x], dim=1)  # (B, P + L, D)
-        mask = self.attention_mask(condition, x.shape[1])  # every key, padded caption keys hidden
-        return self.run_layers(x, self.rope[: x.shape[1]], mask)[:, self.prefix_len :]
-
-
-class MaskedLlama(FullAttention, Llama):
+class MaskedLlama(Llama):
     """The bidirectional Llama over ids with masks (B, L) -> logits of every position (B, L, V)."""
 
     Config = MaskedConfig
 
-    def token_embedding(self) -> nn.Embedding:
-        return nn.Embedding(self.config.vocab_size + 1, self.config.dim)  # the last row: the mask
+    def __init__(self, config: MaskedConfig):
+        c = config
+        embedding = nn.Embedding(c.vocab_size + 1, c.dim)  # the last row: the mask
+        super().__init__(c, Parts(embedding, nn.Linear(c.dim, c.vocab_size, bias=False), Bidirectional()))
 
     @property
     def mask_id(self) -> int:
@@ -118,19 +99,31 @@ class MaskedFlowConfig(ContinuousLlamaConfig):
     min_mask_ratio: float = 0.7
 
 
-class MaskedFlowLlama(FullAttention, ContinuousLlama):
+class MaskedInput(nn.Linear):
+    """Continuous tokens with a mask channel (..., d + 1) -> (..., D): a projection of the
+    token, or the learned mask embedding where the last channel is 1."""
+
+    def __init__(self, token_dim: int, dim: int, init_std: float):
+        super().__init__(token_dim, dim)
+        self.mask_emb = nn.Parameter(torch.randn(dim) * init_std)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = super().forward(inputs[..., :-1])  # (..., D)
+        return torch.where(inputs[..., -1:] > 0.5, self.mask_emb.to(x.dtype), x)
+
+
+class MaskedFlowLlama(Llama):
     """Inputs (B, L, d + 1): the tokens and a last channel that is 1 where a token is masked;
     ``forward`` gives z (B, L, D) at every position, the flow head's condition."""
 
     Config = MaskedFlowConfig
+    moved_keys = {"mask_emb": "tok_emb.mask_emb"}  # saved before the mask joined the input part
 
     def __init__(self, config: MaskedFlowConfig):
-        super().__init__(config)
-        self.mask_emb = nn.Parameter(torch.randn(config.dim) * config.init_std)
-
-    def embed_tokens(self, inputs: torch.Tensor) -> torch.Tensor:
-        x = self.tok_emb(inputs[..., :-1])  # (B, L, D)
-        return torch.where(inputs[..., -1:] > 0.5, self.mask_emb.to(x.dtype), x)
+        c = config
+        head = nn.Linear(c.dim, c.dim, bias=False)  # final hidden state -> z, the head's condition
+        super().__init__(c, Parts(MaskedInput(c.token_dim, c.dim, c.init_std), head, Bidirectional()))
+        self.head = FlowHead(c.head, c.token_dim, c.dim)
 
 
 register_generator(MaskedFlowLlama)

@@ -25,6 +25,7 @@ from torch import nn
 from argen.checkpoint import CheckpointError
 from argen.models import register_generator
 from argen.models.llama import Llama, LlamaConfig
+from argen.models.parts import Parts
 from argen.paradigms.base import Paradigm, SamplingExtras, model_args, unwrapped
 from argen.paradigms.registry import register_paradigm
 from argen.sampling.logits import GroupedTokens
@@ -68,40 +69,60 @@ class ResidualMLP(nn.Module):
         return x + self.down(F.silu(self.up(x)))
 
 
-class ShuffledLlama(Llama):
-    """The Llama whose token is a window of s^2 ids (token shuffle in, unshuffle out)."""
+class WindowEmbedding(nn.Embedding):
+    """Token-Shuffle's input: a window of s^2 ids (..., s^2) -> one embedding (..., D), the
+    s^2 embeddings compressed to D / s^2 each, concatenated and fused."""
 
-    Config = ShuffleConfig
+    def __init__(self, vocab_size: int, dim: int, per_step: int):
+        super().__init__(vocab_size, dim)
+        self.compress = nn.Linear(dim, dim // per_step)
+        self.fuse = ResidualMLP(dim)
 
-    def __init__(self, config: ShuffleConfig):
-        super().__init__(config)
-        if config.window > 1:
-            self.compress = nn.Linear(config.dim, config.dim // config.per_step)
-            self.fuse = ResidualMLP(config.dim)
-            self.unshuffle = ResidualMLP(config.dim)
-            for module in (self.compress, self.fuse, self.unshuffle):
-                module.apply(self._init_weights)
-
-    def output_head(self) -> nn.Linear:
-        """One head per position of the window, stacked: (D) -> (s^2 * V)."""
-        return nn.Linear(self.config.dim, self.config.per_step * self.config.vocab_size, bias=False)
-
-    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
-        """Windows of ids (..., s^2) -> one embedding each (..., D)."""
-        x = self.tok_emb(ids)  # (..., s^2, D)
-        if self.config.window == 1:
-            return x.squeeze(-2)
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = super().forward(ids)  # (..., s^2, D)
         return self.fuse(self.compress(x).flatten(-2))  # (..., s^2, D / s^2) -> (..., D)
 
-    def forward(self, windows: torch.Tensor, condition) -> torch.Tensor:
-        """Teacher forcing: windows (B, L, s^2) -> logits (B, L, s^2 * V), float32."""
-        return self.output(self.unshuffled(self.norm(self.token_features(windows, condition)))).float()
 
-    def forward_cached(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        return self.output(self.unshuffled(self.norm(self.features_cached(x, pos)))).float()
+class WindowOfOne(nn.Embedding):
+    """Windows of one id (..., 1) -> their embeddings (..., D): the plain raster Llama."""
 
-    def unshuffled(self, h: torch.Tensor) -> torch.Tensor:
-        return self.unshuffle(h) if self.config.window > 1 else h
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(ids[..., 0])
+
+
+class WindowHead(nn.Linear):
+    """Token-Shuffle's output: unshuffle, then one head per position of the window, stacked:
+    (..., D) -> (..., s^2 * V)."""
+
+    def __init__(self, vocab_size: int, dim: int, per_step: int):
+        super().__init__(dim, per_step * vocab_size, bias=False)
+        self.unshuffle = ResidualMLP(dim)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.unshuffle(h))
+
+
+class ShuffledLlama(Llama):
+    """The Llama whose token is a window of s^2 ids (token shuffle in, unshuffle out):
+    windows (B, L, s^2) -> logits (B, L, s^2 * V)."""
+
+    Config = ShuffleConfig
+    moved_keys = {  # saved before shuffle and unshuffle joined the input and output parts
+        "compress.": "tok_emb.compress.",
+        "fuse.": "tok_emb.fuse.",
+        "unshuffle.": "output.unshuffle.",
+    }
+
+    def __init__(self, config: ShuffleConfig):
+        super().__init__(config, window_parts(config))
+
+
+def window_parts(c: ShuffleConfig) -> Parts:
+    """Windows of one id (s = 1) are plain ids; wider windows shuffle in and unshuffle out."""
+    if c.window == 1:
+        return Parts(WindowOfOne(c.vocab_size, c.dim), nn.Linear(c.dim, c.vocab_size, bias=False))
+    embedding = WindowEmbedding(c.vocab_size, c.dim, c.per_step)
+    return Parts(embedding, WindowHead(c.vocab_size, c.dim, c.per_step))
 
 
 register_generator(ShuffledLlama)
