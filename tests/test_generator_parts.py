@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from argen import load
-from argen.models.parts import BlockCausal, Bidirectional, Causal, ScaleCausal
+from argen.models.parts import Bidirectional, BlockCausal, Causal, ScaleCausal
 
 SAVED = Path(__file__).parent / "fixtures" / "saved_generators"
 
