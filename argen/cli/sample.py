@@ -19,7 +19,7 @@ import torch
 from accelerate import Accelerator
 from tqdm import tqdm
 
-from argen import paradigms
+from argen import hub, paradigms
 from argen.checkpoint import CheckpointError, atomic_directory
 from argen.cli.sample_args import DISPLAY_ONLY, parse_args, sampling_config
 from argen.cli.sample_inputs import CliInputs, load_extras, resolve_dirs
@@ -84,7 +84,7 @@ def load_run(args: argparse.Namespace, device: torch.device) -> SampleRun:
         frames,
     )
     settings = run_settings(args, model_dir, tokenizer_dir, names)
-    out = Path(args.out) if args.out else default_out(Path(args.ckpt), settings)
+    out = Path(args.out) if args.out else default_out(args.ckpt, settings)
     BatchStore(out, settings).check(args.overwrite)  # before anything is drawn
     return SampleRun(
         args,
@@ -109,8 +109,11 @@ def run_settings(args: argparse.Namespace, model_dir: Path, tokenizer_dir: Path,
     return settings | {"model": str(model_dir), "tokenizer": str(tokenizer_dir), "conditions": names}
 
 
-def default_out(ckpt: Path, settings: dict) -> Path:
-    """A folder name that tells runs apart: the main settings, then a digest of all of them."""
+def default_out(ckpt: str, settings: dict) -> Path:
+    """A folder name that tells runs apart (the main settings, then a digest of all of them),
+    beside or in the checkpoint; for a Hub reference, in ``runs/hub/OWNER--NAME``."""
+    reference = hub.parse_reference(ckpt)
+    ckpt = Path("runs", "hub", reference.repo.replace("/", "--")) if reference else Path(ckpt)
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
     name = f"samples-cfg{settings['cfg_scale']:g}-seed{settings['seed']}-n{settings['num_samples']}-{digest}"
     return ckpt.with_name(f"{ckpt.stem}_{name}") if ckpt.is_file() else ckpt / name

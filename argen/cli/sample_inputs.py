@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from argen import hub
 from argen.checkpoint import CheckpointError, is_run, weights_of
 from argen.convert import load_generator
 from argen.data import ImageFolderDataset, build_dataset
@@ -19,17 +20,19 @@ from argen.paradigms import OptionRun, SamplingExtras, refuse_unoffered, sample_
 
 
 def resolve_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
-    run = Path(args.ckpt)
+    """The generator's and the tokenizer's paths (local, or downloaded Hub references)."""
+    run = hub.resolve(args.ckpt)
     if not run.exists():
         raise CheckpointError(f"--ckpt {run} does not exist")
+    given = hub.resolve(args.tokenizer) if args.tokenizer else None
     if is_run(run):
-        model_dir, tokenizer_dir = weights_of(run, args.weights), args.tokenizer or run / "tokenizer"
+        model_dir, tokenizer_dir = weights_of(run, args.weights), given or run / "tokenizer"
     else:
         bundled = run / "tokenizer"  # a converted model may carry its tokenizer
-        model_dir, tokenizer_dir = run, args.tokenizer or (bundled if bundled.is_dir() else None)
+        model_dir, tokenizer_dir = run, given or (bundled if bundled.is_dir() else None)
     if tokenizer_dir is None:
-        raise CheckpointError(f"{run} is a bare model: pass --tokenizer DIR")
-    return model_dir, Path(tokenizer_dir)
+        raise CheckpointError(f"{args.ckpt} is a bare model: pass --tokenizer DIR")
+    return model_dir, tokenizer_dir
 
 
 class CliInputs:
@@ -41,7 +44,7 @@ class CliInputs:
 
     def second_model(self, path: str) -> torch.nn.Module:
         """A draft or refiner: a run directory (its ``--weights``) or a model directory."""
-        run = Path(path)
+        run = hub.resolve(path)
         return load_generator(weights_of(run, self.weights) if is_run(run) else run).to(
             self.device, self.dtype
         )

@@ -2,25 +2,29 @@
 in turn whether it recognises a path, and the first that does builds the model.
 
 Formats: argen checkpoint directories (``config.json`` + ``model.safetensors``), diffusers
-``AutoencoderKL`` directories (and Hub ids of them), and official LlamaGen / VAR ``.pt`` /
-``.pth`` files (a GPT or VAR transformer as a generator, a VQ or VQVAE as a tokenizer). A new
-format registers with :func:`register_format`.
+``AutoencoderKL`` directories, and official LlamaGen / VAR ``.pt`` / ``.pth`` files (a GPT or
+VAR transformer as a generator, a VQ or VQVAE as a tokenizer). Any of them may be named by a
+Hugging Face Hub reference (:mod:`argen.hub`). A new format registers with
+:func:`register_format`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from torch import nn
 
-from argen import models, paradigms, tokenizers
-from argen.checkpoint import CONFIG_NAME, CheckpointError
+from argen import hub, models, paradigms, tokenizers
+from argen.checkpoint import CONFIG_NAME, CheckpointError, save_model
 from argen.convert import OFFICIAL_SUFFIXES, is_official_file
 
 Role = Literal["generator", "tokenizer"]
+# official files from the Hub, converted once, by content
+CONVERTED = Path(os.environ.get("ARGEN_CACHE", "~/.cache/argen")).expanduser() / "converted"
 
 
 @dataclass
@@ -71,16 +75,13 @@ class ArgenDirectory(Format):
 
 
 class DiffusersVAE(Format):
-    """A diffusers ``AutoencoderKL`` as a continuous tokenizer (image size default 256): a local
-    directory, or a Hub id (``owner/name``) that is not a local path."""
+    """A diffusers ``AutoencoderKL`` directory (local, or a Hub repository's snapshot) as a
+    continuous tokenizer (image size default 256)."""
 
     name = "diffusers AutoencoderKL"
 
     def recognises(self, request):
-        if config_class_name(request.path) == "AutoencoderKL":
-            return True
-        text = str(request.path)
-        return not Path(text).exists() and text.count("/") == 1 and not text.startswith((".", "/"))
+        return config_class_name(request.path) == "AutoencoderKL"
 
     def load(self, request):
         if request.role == "generator":
@@ -98,6 +99,15 @@ class OfficialFile(Format):
         return is_official_file(request.path)
 
     def load(self, request):
+        blob = hub.cached_blob(request.path)
+        if blob is None:
+            return self.convert(request)
+        converted = CONVERTED / f"{blob}-{request.role or 'any'}-{request.image_size or 'named'}"
+        if not converted.is_dir():  # a Hub file converts once; later loads read the copy
+            save_model(self.convert(request), converted)
+        return ArgenDirectory().load(Request(converted, request.role))
+
+    def convert(self, request: Request) -> nn.Module:
         from argen.convert import load_official_generator, load_official_state, load_official_tokenizer
 
         role = request.role
@@ -118,7 +128,9 @@ def register_format(fmt: Format) -> Format:
 
 
 def load(path: str | Path, role: Role | None = None, image_size: int | None = None) -> nn.Module:
-    """The generator or tokenizer at ``path``, whatever its format (see :data:`FORMATS`)."""
+    """The generator or tokenizer at ``path`` (or a Hub reference, :mod:`argen.hub`), whatever
+    its format (see :data:`FORMATS`)."""
+    path = hub.resolve(path)
     request = Request(path, role, image_size)
     for fmt in FORMATS:
         if fmt.recognises(request):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from argen import models, paradigms, tokenizers
+from argen import hub, models, paradigms, tokenizers
 from argen.checkpoint import save_model, weights_of
 from argen.convert import load_tokenizer
 from argen.data import TokenCacheDataset, build_dataset, build_token_cache
@@ -47,7 +47,7 @@ class GeneratorTask(Task):
         self.model_records = {paradigms.PARADIGM_KEY: self.paradigm.name}
         self.conditions = CONDITION_KINDS[recipe.model.condition]
         self.text_model = recipe.model  # its text encoder and caption length
-        cache_dir = token_cache(recipe, recipe.tokenizer, self.tokenizer, accelerator)
+        cache_dir = token_cache(recipe, hub.resolve(recipe.tokenizer), self.tokenizer, accelerator)
         self.dataset = TokenCacheDataset(cache_dir)
         sizes = self.paradigm.sizes(self.tokenizer.layout) | self.conditions.attach(
             self, cache_dir, accelerator
@@ -91,8 +91,8 @@ def load_run(run: str, role: str) -> tuple[Path, torch.nn.Module, torch.nn.Modul
 
 def start_from(model: torch.nn.Module, run: str) -> None:
     """Load the weights of the generator run ``run`` (its ema weights when it has them) into
-    ``model``, which the recipe must build exactly as that run's."""
-    directory = weights_of(Path(run), None)
+    ``model``, which the recipe must build exactly as that run's (a path or a Hub reference)."""
+    directory = weights_of(hub.resolve(run), None)
     trained = models.load(directory)
     if type(trained) is not type(model) or trained.config != model.config:
         raise ValueError(f"init_from {run}: its generator differs from the one this recipe builds")
