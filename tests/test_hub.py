@@ -92,3 +92,40 @@ def test_missing_repositories_files_and_revisions_are_named(fake_hub, tmp_path):
         argen.load("lab/run:notes.txt@v9")
     with pytest.raises(CheckpointError, match="not a checkpoint this version reads"):
         argen.load("lab/run:notes.txt")
+
+
+def test_a_pushed_run_is_staged_with_its_card_and_samples_from_the_hub(
+    trained, fake_hub, tmp_path, monkeypatch
+):
+    from huggingface_hub import HfApi
+
+    from argen.cli import push
+
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text('{"fid_classifier": 0.5}')
+    staged = tmp_path / "staged"
+    assert (
+        push.main([str(trained["gpt"]), "lab/pushed", "--metrics", str(metrics), "--stage", str(staged)]) == 0
+    )
+    assert sorted(p.name for p in staged.iterdir()) == [
+        "README.md",
+        "ema",
+        "model",
+        "recipe.json",
+        "tokenizer",
+    ]
+    card = (staged / "README.md").read_text()
+    assert "python sample.py --ckpt lab/pushed" in card and '"fid_classifier": 0.5' in card
+    assert '"task": "generator"' in card  # the recipe
+    # the upload path: the Hub's API calls, here committing to the stand-in
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo, **kw: None)
+    monkeypatch.setattr(
+        HfApi,
+        "upload_folder",
+        lambda self, repo_id, folder_path, **kw: fake_hub.publish(repo_id, folder_path),
+    )
+    assert push.main([str(trained["gpt"]), "lab/pushed"]) == 0
+    out = tmp_path / "samples"
+    assert sample_cli.main(["--ckpt", "lab/pushed", "--num-samples", "2", "--out", str(out)]) == 0
+    assert np.load(out / "samples.npz")["arr_0"].shape[0] == 2
+    assert push.main([str(trained["gpt"] / "model"), "lab/pushed"]) == 2  # not a run
