@@ -144,7 +144,9 @@ class GeneratorRecipe(RecipeParsing):
     plugins: tuple[str, ...] = ()  # modules or .py files imported first (they register paradigms)
     data: DataConfig = field(default_factory=DataConfig)
     model: LlamaConfig = field(default_factory=LlamaConfig)
-    init_from: str | None = None  # fine-tuning: a generator run this recipe's model starts from
+    init_from: str | None = None  # fine-tuning: a generator run (or Hub reference) the model starts from
+    # fine-tuning to another number of classes: the first classes keep their embeddings, or start anew
+    init_classes: Literal["keep", "new"] = "keep"
     lora: LoraConfig | None = None  # fine-tuning: train LoRA adapters only (merged on export)
     align: AlignConfig | None = None  # representation alignment (ARRA) with a frozen encoder
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -14,6 +14,7 @@ from argen.data import TokenCacheDataset, build_dataset, build_token_cache
 from argen.data.token_cache import Processes, cache_key, cache_matches
 from argen.training.alignment import attach_alignment
 from argen.training.conditions import CONDITION_KINDS
+from argen.training.init_from import start_from
 from argen.training.lora import add_lora
 from argen.training.recipes import GeneratorRecipe
 from argen.training.tasks.base import Task
@@ -55,10 +56,11 @@ class GeneratorTask(Task):
         if self.paradigm.tokenizer_in_loss:
             self.tokenizer = self.tokenizer.to(accelerator.device).eval()
         self.model = self.paradigm.build(recipe.model, options, self.tokenizer, sizes)
-        if recipe.init_from:
-            start_from(self.model, recipe.init_from)
+        resized = recipe.init_from and start_from(self.model, recipe.init_from, recipe.init_classes)
         if recipe.lora:
             add_lora(self.model, recipe.lora)
+            if resized:  # the new classes' rows train beside the adapters
+                self.model.prefix.requires_grad_(True)
         self.aligner = attach_alignment(self, recipe, accelerator) if recipe.align else None
         if accelerator.is_main_process:
             save_model(self.tokenizer, Path(recipe.output_dir) / TOKENIZER_DIR)
@@ -87,16 +89,6 @@ def load_run(run: str, role: str) -> tuple[Path, torch.nn.Module, torch.nn.Modul
     model, tokenizer = models.load(model_dir), tokenizers.load(run / TOKENIZER_DIR)
     paradigms.for_generator(model, tokenizer.layout, model_dir, run / TOKENIZER_DIR)  # they fit
     return model_dir, model, tokenizer
-
-
-def start_from(model: torch.nn.Module, run: str) -> None:
-    """Load the weights of the generator run ``run`` (its ema weights when it has them) into
-    ``model``, which the recipe must build exactly as that run's (a path or a Hub reference)."""
-    directory = weights_of(hub.resolve(run), None)
-    trained = models.load(directory)
-    if type(trained) is not type(model) or trained.config != model.config:
-        raise ValueError(f"init_from {run}: its generator differs from the one this recipe builds")
-    model.load_state_dict(trained.state_dict())
 
 
 def token_cache(recipe, tokenizer_dir: str | Path, tokenizer: torch.nn.Module, accelerator) -> Path:
