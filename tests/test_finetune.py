@@ -11,7 +11,6 @@ import argen
 from argen import models
 from argen.checkpoint import save_model
 from argen.cli import sample as sample_cli
-from argen.convert.__main__ import main as convert
 from argen.models.llama import Llama, LlamaConfig
 from argen.tokenizers.vq import VQConfig, VQModel
 from argen.training.init_from import resized_class_table, start_from
@@ -68,7 +67,7 @@ def test_a_generator_starts_from_another_class_count_and_grid_but_not_another_wi
         start_from(wider, str(tmp_path / "trained"))
 
 
-def three_class_folder(root, size=64):
+def three_class_folder(root, size=128):
     for k, color in enumerate([(220, 30, 30), (30, 220, 30), (30, 30, 220)]):
         (root / f"class{k}").mkdir(parents=True)
         for i in range(4):
@@ -80,11 +79,11 @@ def three_class_folder(root, size=64):
 
 def test_an_official_llamagen_file_fine_tunes_on_three_classes_and_samples_each(tmp_path):
     """The path the README gives: convert, point init_from at it, train on a folder, sample."""
-    torch.save({"model": official_gpt_state()}, tmp_path / "c2i_B_64.pt")  # 7 classes, 4x4 ids of 64
+    torch.save({"model": official_gpt_state()}, tmp_path / "c2i_B_128.pt")  # 7 classes, 64 ids of 64 codes
     torch.manual_seed(0)
     vq = VQModel(
         VQConfig(
-            resolution=64,
+            resolution=128,
             base_channels=32,
             channel_mult=(1, 1, 1, 1, 1),
             num_res_blocks=1,
@@ -93,24 +92,20 @@ def test_an_official_llamagen_file_fine_tunes_on_three_classes_and_samples_each(
             codebook_dim=8,
         )
     )
-    torch.save({"model": vq.state_dict()}, tmp_path / "vq_ds16_c2i.pt")
-    assert (
-        convert(["llamagen-vq", str(tmp_path / "vq_ds16_c2i.pt"), str(tmp_path / "vq"), "--image-size", "64"])
-        == 0
-    )
+    torch.save({"model": vq.state_dict()}, tmp_path / "vq_ds16_c2i_128.pt")  # its size in its name
     folder = three_class_folder(tmp_path / "folder")
-    recipe = gpt_recipe(tmp_path / "tuned", tmp_path / "vq")
+    recipe = gpt_recipe(tmp_path / "tuned", tmp_path / "vq_ds16_c2i_128.pt")  # official files for both
     recipe["data"] = dict(
-        dataset=str(folder), resolution=64, batch_size=4, token_cache=str(tmp_path / "tokens")
+        dataset=str(folder), resolution=128, batch_size=4, token_cache=str(tmp_path / "tokens")
     )
     recipe["model"] = dict(dim=768, n_layer=2, n_head=12, rope_condition="zero", dropout=0.0)
     recipe.update(
-        init_from=str(tmp_path / "c2i_B_64.pt"),
+        init_from=str(tmp_path / "c2i_B_128.pt"),
         lora=dict(rank=2, alpha=2, target_modules=["wo"]),
         train={**TRAIN, "max_steps": 2, "ema_decay": 0.0},
     )
     run = train(recipe_from_dict(recipe))
-    tuned, official = models.load(run / "model"), argen.load(tmp_path / "c2i_B_64.pt", image_size=64)
+    tuned, official = models.load(run / "model"), argen.load(tmp_path / "c2i_B_128.pt")
     assert tuned.config.num_classes == 3 and tuned.class_emb.weight.shape[0] == 4
     # LoRA: frozen layers stay, adapted ones merge; the resized class table trains beside them
     torch.testing.assert_close(
@@ -123,4 +118,4 @@ def test_an_official_llamagen_file_fine_tunes_on_three_classes_and_samples_each(
         == 0
     )
     samples = np.load(out / "samples.npz")
-    assert samples["arr_0"].shape == (3, 64, 64, 3)
+    assert samples["arr_0"].shape == (3, 128, 128, 3)

@@ -37,11 +37,11 @@ def file_digest(*paths: str | Path) -> str:
 
 def cache_key(tokenizer_dir: str | Path, dataset: str, resolution: int, flip: bool) -> dict:
     """What a cache was built from; a cache is only reused when this matches."""
+    tokenizer = Path(tokenizer_dir)
+    # weights and config (codec tokenizers, JPEG, are all config), or an official file
+    files = (tokenizer,) if tokenizer.is_file() else (tokenizer / CONFIG_NAME, tokenizer / WEIGHTS_NAME)
     return {
-        # weights and config: codec tokenizers (JPEG) are all config
-        "tokenizer_sha256": file_digest(
-            Path(tokenizer_dir) / CONFIG_NAME, Path(tokenizer_dir) / WEIGHTS_NAME
-        ),
+        "tokenizer_sha256": file_digest(*files),
         "dataset": dataset,
         "resolution": resolution,
         "flip": flip,
