@@ -362,3 +362,21 @@ def test_sample_grid_lays_out_images_as_make_grid_does():
     clips = np.random.default_rng(1).integers(0, 255, (12, 3, 4, 4, 3), dtype=np.uint8)
     reference = make_grid(torch.from_numpy(clips[:10].reshape(-1, 4, 4, 3)).permute(0, 3, 1, 2), nrow=3)
     assert np.array_equal(sample_grid(clips, 5), reference.permute(1, 2, 0).numpy())  # a row per clip
+
+
+def test_a_tokenizer_other_than_the_runs_is_refused_unless_allowed(trained, tmp_path, capsys):
+    from argen import tokenizers
+    from argen.checkpoint import save_model
+
+    out = tmp_path / "samples"
+    same = ["--tokenizer", str(trained["vq"] / "model"), "--num-samples", "2", "--out", str(out)]
+    assert sample_cli.main(["--ckpt", str(trained["gpt"]), *same]) == 0  # the weights it was trained with
+    other = tokenizers.load(trained["vq"] / "model")
+    with torch.no_grad():
+        other.quantize.embedding.weight.add_(0.5)  # same shapes, other codes: a retrained tokenizer
+    save_model(other, tmp_path / "other")
+    args = ["--ckpt", str(trained["gpt"]), "--tokenizer", str(tmp_path / "other"), "--num-samples", "2"]
+    assert sample_cli.main([*args, "--out", str(tmp_path / "refused")]) == 2
+    assert "has other weights than the tokenizer" in capsys.readouterr().err
+    assert not (tmp_path / "refused" / "samples.npz").exists()
+    assert sample_cli.main([*args, "--out", str(tmp_path / "allowed"), "--allow-other-tokenizer"]) == 0

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from argen import hub, paradigms
 from argen.checkpoint import CheckpointError, atomic_directory
 from argen.cli.sample_args import DISPLAY_ONLY, parse_args, sampling_config
-from argen.cli.sample_inputs import CliInputs, load_extras, resolve_dirs
+from argen.cli.sample_inputs import CliInputs, check_tokenizer, load_extras, resolve_dirs
 from argen.cli.sample_outputs import write_metrics, write_samples
 from argen.convert import load_generator, load_tokenizer
 from argen.data import DatasetError
@@ -63,7 +63,9 @@ def load_run(args: argparse.Namespace, device: torch.device) -> SampleRun:
         args.precision or ("bf16" if device.type == "cuda" else "fp32")
     ]
     model = load_generator(model_dir, args.image_size).to(device, dtype)
-    tokenizer = load_tokenizer(tokenizer_dir, args.image_size).to(device)
+    tokenizer = load_tokenizer(tokenizer_dir, args.image_size)
+    check_tokenizer(args, tokenizer)
+    tokenizer = tokenizer.to(device)
     paradigm = paradigms.for_generator(model, tokenizer.layout, model_dir, tokenizer_dir)
     if args.num_samples < 1 or args.batch_size < 1 or (args.resize is not None and args.resize < 8):
         raise ValueError("--num-samples and --batch-size must be positive, --resize at least 8")

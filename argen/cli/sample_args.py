@@ -21,12 +21,25 @@ DISPLAY_ONLY = {
     "fps",
     "overwrite",
     "plugin",
+    "allow_other_tokenizer",
 }
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", required=True, help="generator run directory, model directory or LlamaGen .pt")
-    p.add_argument("--tokenizer", help="tokenizer directory or LlamaGen .pt (default: <ckpt>/tokenizer)")
+    p.add_argument(
+        "--ckpt",
+        required=True,
+        help="generator run or model directory, LlamaGen / VAR file, or Hub reference",
+    )
+    p.add_argument(
+        "--tokenizer",
+        help="tokenizer directory, LlamaGen / VAR file or Hub reference (default: <ckpt>/tokenizer)",
+    )
+    p.add_argument(
+        "--allow-other-tokenizer",
+        action="store_true",
+        help="sample with a --tokenizer whose weights differ from the run's tokenizer/ copy",
+    )
     p.add_argument(
         "--plugin",
         action="append",

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from argen import hub
-from argen.checkpoint import CheckpointError, is_run, weights_of
+from argen.checkpoint import WEIGHTS_NAME, CheckpointError, is_run, read_weights, weights_of
 from argen.convert import load_generator
 from argen.data import ImageFolderDataset, build_dataset
 from argen.data.control import read_control_inputs
@@ -33,6 +33,23 @@ def resolve_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
     if tokenizer_dir is None:
         raise CheckpointError(f"{args.ckpt} is a bare model: pass --tokenizer DIR")
     return model_dir, tokenizer_dir
+
+
+def check_tokenizer(args: argparse.Namespace, tokenizer: torch.nn.Module) -> None:
+    """A ``--tokenizer`` other than the one the run was trained with (its ``tokenizer/`` copy)
+    decodes its ids into garbage: refused unless ``--allow-other-tokenizer``."""
+    run = hub.resolve(args.ckpt)
+    trained_with = run / "tokenizer" / WEIGHTS_NAME
+    if not args.tokenizer or args.allow_other_tokenizer or not trained_with.is_file():
+        return
+    saved, given = read_weights(trained_with), tokenizer.state_dict()
+    same = saved.keys() == given.keys() and all(torch.equal(saved[k], given[k].cpu()) for k in saved)
+    if not same:
+        raise CheckpointError(
+            f"--tokenizer {args.tokenizer} has other weights than the tokenizer {args.ckpt} was trained "
+            f"with ({run / 'tokenizer'}); its samples would be noise. Leave --tokenizer out, or pass "
+            f"--allow-other-tokenizer to sample with it anyway"
+        )
 
 
 class CliInputs:
