@@ -380,3 +380,27 @@ def test_a_tokenizer_other_than_the_runs_is_refused_unless_allowed(trained, tmp_
     assert "has other weights than the tokenizer" in capsys.readouterr().err
     assert not (tmp_path / "refused" / "samples.npz").exists()
     assert sample_cli.main([*args, "--out", str(tmp_path / "allowed"), "--allow-other-tokenizer"]) == 0
+
+
+def test_ctrl_c_in_sampling_says_what_is_kept(trained, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.test_train import ROOT
+
+    out = tmp_path / "samples"
+    command = [sys.executable, "sample.py", "--ckpt", str(trained["gpt"]), "--out", str(out)]
+    command += ["--num-samples", "200000", "--batch-size", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    while not list((out / ".parts").glob("batch-*.npy")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    stdout, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "finished batches are kept" in stdout + err

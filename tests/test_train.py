@@ -1,7 +1,9 @@
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -196,3 +198,22 @@ def test_a_moved_run_resumes(tmp_path):
     resumed = train(recipe_from_dict(vq_recipe(moved, max_steps=3, save_every=3)), resume=True)
     assert resumed == moved and json.loads((moved / "recipe.json").read_text())["output_dir"] == str(moved)
     assert (moved / "model" / "model.safetensors").is_file()
+
+
+def test_ctrl_c_in_training_says_what_is_kept_and_how_to_continue(tmp_path):
+    """A real SIGINT once the first checkpoint exists: one line, no traceback, and the command
+    it names continues the run."""
+    config = write_yaml(tmp_path / "vq.yaml", vq_recipe(tmp_path / "vq", max_steps=100000, save_every=2))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "train.py", "--config", str(config)]
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "vq" / "checkpoint").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert f"continue with: python train.py --config {config} --resume" in err

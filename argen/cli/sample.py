@@ -160,7 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     labels = torch.arange(args.num_samples) % len(run.names)  # (N,) index into the classes or prompts
     if run.extras.frames is not None:  # frame prediction: each clip's class (names are all class ids)
         labels = run.extras.frames.labels(args.num_samples)
-    store, num_batches, seconds = draw_batches(run, labels, accelerator)
+    try:
+        store, num_batches, seconds = draw_batches(run, labels, accelerator)
+    except KeyboardInterrupt:
+        kept = len(list((run.out / ".parts").glob("batch-*.npy")))
+        print(f"interrupted: {kept} finished batches are kept in {run.out}; run the same command to continue")
+        return 130
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return 0

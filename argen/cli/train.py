@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -25,6 +26,17 @@ NEXT_STEP = {  # task -> the command that uses what it trained
 }
 
 
+def interrupted(args: argparse.Namespace, recipe) -> str:
+    """One line for Ctrl-C: what was kept and the command that continues."""
+    if recipe is None:
+        return "interrupted"
+    checkpoint = Path(recipe.output_dir) / "checkpoint"
+    if not checkpoint.is_dir():
+        return f"interrupted before the first checkpoint: nothing in {recipe.output_dir} to resume"
+    command = " ".join(["python train.py --config", args.config, *args.overrides, "--resume"])
+    return f"interrupted: {checkpoint} (the last saved step) is kept; continue with: {command}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--config", required=True, help="YAML recipe (configs/*.yaml)")
@@ -36,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
+    recipe = None
     try:
         recipe = load_recipe(args.config, args.overrides)
         if args.print_config:
@@ -45,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError, RunError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(interrupted(args, recipe), file=sys.stderr)
+        return 130
     print(f"done: {out}")
     if recipe.task in NEXT_STEP:
         print("next: " + NEXT_STEP[recipe.task].format(out=out))
