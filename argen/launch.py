@@ -17,7 +17,14 @@ class RunError(RuntimeError):
 def check_world(accelerator: Accelerator) -> None:
     """Fail when a launcher started several processes that Accelerate does not join (they
     would each run alone and overwrite one another's outputs)."""
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    env = os.environ
+    if "ACCELERATE_USE_CPU" in env and "MASTER_ADDR" in env and "WORLD_SIZE" not in env:
+        raise RunError(  # accelerate's single-process launcher, asked for several processes
+            "accelerate launch was asked for several processes but started one (without --multi_gpu it "
+            "runs a single process); launch them with `accelerate launch --multi_gpu --num_processes N "
+            "...` (on a machine without GPUs: `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu ...`)"
+        )
+    launched = int(env.get("WORLD_SIZE", "1"))
     if launched != accelerator.num_processes:
         raise RunError(
             f"{launched} processes were launched but Accelerate sees {accelerator.num_processes}; "

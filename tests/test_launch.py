@@ -33,3 +33,24 @@ def test_entry_points_import_heavy_libraries_only_when_used():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_several_processes_asked_of_the_single_process_launcher_are_refused(tmp_path):
+    """`accelerate launch --num_processes 2` without --multi_gpu starts one process: say so."""
+    from tests.conftest import vq_recipe, write_yaml
+    from tests.test_train import run_cli
+
+    config = write_yaml(tmp_path / "vq.yaml", vq_recipe(tmp_path / "vq", max_steps=2))
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+    ]
+    launch += ["--mixed_precision", "no", "--dynamo_backend", "no", "train.py", "--config", str(config)]
+    done = run_cli(launch)  # train.py exits 2 with one line; the launcher then reports its exit status
+    assert done.returncode != 0 and "error: accelerate launch was asked for several processes" in done.stderr
+    assert not (tmp_path / "vq" / "model").exists()
