@@ -404,3 +404,16 @@ def test_ctrl_c_in_sampling_says_what_is_kept(trained, tmp_path):
     stdout, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert "Traceback" not in err and "finished batches are kept" in stdout + err
+
+
+def test_a_second_sampling_into_a_folder_in_use_is_refused(trained, tmp_path, capsys):
+    import fcntl
+
+    out = tmp_path / "samples"
+    args = ["--ckpt", str(trained["gpt"]), "--num-samples", "2", "--out", str(out)]
+    with open(tmp_path / ".samples.lock", "w") as lock:  # what a running sampling into `out` holds
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert sample_cli.main(args) == 2
+        assert "in use by another sampling run" in capsys.readouterr().err
+        assert not (out / "samples.npz").exists()
+    assert sample_cli.main(args) == 0  # released: it runs

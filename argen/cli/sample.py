@@ -8,10 +8,12 @@ processes and gathered on the main one."""
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,6 +159,32 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ValueError, RunError, FeaturesUnavailable, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    try:
+        with held_out_folder(run.out) if accelerator.is_main_process else nullcontext():
+            return draw_and_write(run, accelerator)
+    except RunError as err:  # another sampling writes the same --out
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+@contextmanager
+def held_out_folder(out: Path):
+    """Hold a lock on ``out`` (a file beside it) while sampling: a second sampling into the same
+    folder is refused instead of racing this one."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(
+                f"{out} is in use by another sampling run; wait for it or choose another --out"
+            ) from None
+        yield
+
+
+def draw_and_write(run: SampleRun, accelerator: Accelerator) -> int:
+    """Draw the missing batches, then (main process) write samples, grid and metrics."""
+    args = run.args
     labels = torch.arange(args.num_samples) % len(run.names)  # (N,) index into the classes or prompts
     if run.extras.frames is not None:  # frame prediction: each clip's class (names are all class ids)
         labels = run.extras.frames.labels(args.num_samples)
