@@ -74,6 +74,7 @@ def test_fsdp_configs_parse_and_name_the_llama_block():
 
 
 def test_sampling_resumes_after_an_interruption(trained, tmp_path, monkeypatch):
+    monkeypatch.setattr(sample_cli, "PART_IMAGES", 2)  # a part per batch
     args = ["--ckpt", str(trained["gpt"]), "--num-samples", "8", "--batch-size", "2", "--seed", "3"]
     assert sample_cli.main([*args, "--out", str(tmp_path / "full")]) == 0
     calls = []
@@ -86,9 +87,8 @@ def test_sampling_resumes_after_an_interruption(trained, tmp_path, monkeypatch):
         return original(*a, **kw)
 
     monkeypatch.setattr(sample_cli, "generate_batch", interrupted_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        sample_cli.main([*args, "--out", str(tmp_path / "resumed")])
-    assert len(list((tmp_path / "resumed" / ".parts").glob("batch-*.npy"))) == 2
+    assert sample_cli.main([*args, "--out", str(tmp_path / "resumed")]) == 130  # Ctrl-C
+    assert len(list((tmp_path / "resumed" / ".parts").glob("part-*.npz"))) == 2
     calls.clear()
     monkeypatch.setattr(sample_cli, "generate_batch", lambda *a, **kw: calls.append(1) or original(*a, **kw))
     assert sample_cli.main([*args, "--out", str(tmp_path / "resumed")]) == 0
@@ -96,6 +96,21 @@ def test_sampling_resumes_after_an_interruption(trained, tmp_path, monkeypatch):
     full = np.load(tmp_path / "full" / "samples.npz")["arr_0"]
     assert np.array_equal(full, np.load(tmp_path / "resumed" / "samples.npz")["arr_0"])
     assert not (tmp_path / "resumed" / ".parts").exists()
+
+
+def test_parts_group_small_batches_and_change_no_sample(trained, tmp_path, monkeypatch):
+    args = ["--ckpt", str(trained["gpt"]), "--num-samples", "10", "--batch-size", "2", "--seed", "3"]
+    assert sample_cli.main([*args, "--out", str(tmp_path / "one_part")]) == 0  # 10 < PART_IMAGES
+    monkeypatch.setattr(sample_cli, "PART_IMAGES", 4)  # two batches a part: 3 parts
+    writes = []
+    put = sample_cli.BatchStore.put
+    monkeypatch.setattr(
+        sample_cli.BatchStore, "put", lambda self, i, *a: writes.append(i) or put(self, i, *a)
+    )
+    assert sample_cli.main([*args, "--out", str(tmp_path / "three_parts")]) == 0
+    assert writes == [0, 1, 2]
+    one, three = (np.load(tmp_path / d / "samples.npz") for d in ("one_part", "three_parts"))
+    assert np.array_equal(one["arr_0"], three["arr_0"]) and np.array_equal(one["labels"], three["labels"])
 
 
 @pytest.mark.skipif(

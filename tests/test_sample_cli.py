@@ -398,12 +398,12 @@ def test_ctrl_c_in_sampling_says_what_is_kept(trained, tmp_path):
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     deadline = time.monotonic() + 300
-    while not list((out / ".parts").glob("batch-*.npy")) and time.monotonic() < deadline:
+    while not list((out / ".parts").glob("part-*.npz")) and time.monotonic() < deadline:
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     stdout, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
-    assert "Traceback" not in err and "finished batches are kept" in stdout + err
+    assert "Traceback" not in err and "finished parts are kept" in stdout + err
 
 
 def test_a_second_sampling_into_a_folder_in_use_is_refused(trained, tmp_path, capsys):

@@ -17,6 +17,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from tqdm import tqdm
@@ -32,7 +33,7 @@ from argen.eval import FeaturesUnavailable
 from argen.eval.evaluation import Evaluation, EvaluationConfig
 from argen.launch import RunError, check_world
 from argen.paradigms import Paradigm, SamplingExtras
-from argen.paradigms.generate import BatchStore, Generation, batch_seed, generate_batch
+from argen.paradigms.generate import PART_IMAGES, BatchStore, Generation, batch_seed, generate_batch
 from argen.sampling import SamplingConfig
 from argen.training.conditions import CONDITION_KINDS
 
@@ -126,24 +127,34 @@ def default_out(ckpt: str, settings: dict) -> Path:
 def draw_batches(
     run: SampleRun, labels: torch.Tensor, accelerator: Accelerator
 ) -> tuple[BatchStore, int, float]:
-    """Draw this process's missing batches into the run's store -> (store, batches, seconds)."""
+    """Draw this process's missing parts (whole batches) into the run's store -> (store, parts,
+    seconds). Every batch has its own seed, so how batches group into parts changes nothing."""
     args = run.args
     num_batches = -(-args.num_samples // args.batch_size)
+    per_part = -(-PART_IMAGES // args.batch_size)  # batches per part
+    num_parts = -(-num_batches // per_part)
     store = BatchStore(run.out, run_settings(args, run.model_dir, run.tokenizer_dir, run.names))
     if accelerator.is_main_process:
         store.prepare()
     accelerator.wait_for_everyone()
-    mine = range(accelerator.process_index, num_batches, accelerator.num_processes)
-    todo = [b for b in mine if not store.has(b)]
+    mine = range(accelerator.process_index, num_parts, accelerator.num_processes)
+    todo = [p for p in mine if not store.has(p)]
     generation = Generation(run.paradigm, run.model, run.tokenizer, run.config, run.extras, args.resize)
     start = time.perf_counter()
-    for b in tqdm(todo, desc="sampling", disable=not accelerator.is_main_process):
-        indices = range(b * args.batch_size, min((b + 1) * args.batch_size, args.num_samples))
-        given = run.extras.given(indices)
-        rows = run.rows[labels[indices.start : indices.stop]]
-        images, valid = generate_batch(generation, rows, batch_seed(args.seed, b), given)
-        store.put(b, images, valid)
-    return store, num_batches, time.perf_counter() - start
+    for part in tqdm(todo, desc="sampling", disable=not accelerator.is_main_process):
+        batches = range(part * per_part, min((part + 1) * per_part, num_batches))
+        drawn = [draw_batch(run, generation, labels, b) for b in batches]
+        store.put(part, np.concatenate([d[0] for d in drawn]), np.concatenate([d[1] for d in drawn]))
+    return store, num_parts, time.perf_counter() - start
+
+
+def draw_batch(run: SampleRun, generation: Generation, labels: torch.Tensor, b: int):
+    """Batch ``b``'s images (n, H, W, C) and validity flags (n,)."""
+    args = run.args
+    indices = range(b * args.batch_size, min((b + 1) * args.batch_size, args.num_samples))
+    given = run.extras.given(indices)
+    rows = run.rows[labels[indices.start : indices.stop]]
+    return generate_batch(generation, rows, batch_seed(args.seed, b), given)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,15 +200,15 @@ def draw_and_write(run: SampleRun, accelerator: Accelerator) -> int:
     if run.extras.frames is not None:  # frame prediction: each clip's class (names are all class ids)
         labels = run.extras.frames.labels(args.num_samples)
     try:
-        store, num_batches, seconds = draw_batches(run, labels, accelerator)
+        store, num_parts, seconds = draw_batches(run, labels, accelerator)
     except KeyboardInterrupt:
-        kept = len(list((run.out / ".parts").glob("batch-*.npy")))
-        print(f"interrupted: {kept} finished batches are kept in {run.out}; run the same command to continue")
+        kept = len(list((run.out / ".parts").glob("part-*.npz")))
+        print(f"interrupted: {kept} finished parts are kept in {run.out}; run the same command to continue")
         return 130
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return 0
-    images, valid = store.gather(num_batches)  # (N, H, W, C), (N,)
+    images, valid = store.gather(num_parts)  # (N, H, W, C), (N,)
     arrays = run.conditions.arrays(run.names, labels)
 
     def write(directory: Path) -> None:  # a fresh folder, moved onto --out (its parts go with it)

@@ -59,13 +59,14 @@ def generate_batch(
 
 
 FINISHED = ".settings.json"  # beside a run's results: the settings that drew them
+PART_IMAGES = 256  # samples per part file, at least (whole batches)
 
 
 class BatchStore:
-    """Finished batches on disk (``<out>/.parts/batch-NNNNNN.npy`` and the validity flags in
-    ``valid-NNNNNN.npy``), so an interrupted run continues where it stopped. An output folder
-    holds one run: anything else in it (another run's results, or parts drawn with other
-    settings) is refused unless overwritten."""
+    """Finished parts on disk (``<out>/.parts/part-NNNNNN.npz``: the images and validity flags of
+    ``PART_IMAGES`` or more consecutive samples, whole batches), so an interrupted run continues
+    where it stopped without one file per batch. An output folder holds one run: anything else in
+    it (another run's results, or parts drawn with other settings) is refused unless overwritten."""
 
     def __init__(self, out: Path, settings: dict):
         self.out, self.dir = out, out / ".parts"
@@ -106,18 +107,18 @@ class BatchStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "settings.json").write_text(json.dumps(self.settings, indent=2))
 
-    def path(self, index: int, kind: str = "batch") -> Path:
-        return self.dir / f"{kind}-{index:06d}.npy"
+    def path(self, index: int) -> Path:
+        return self.dir / f"part-{index:06d}.npz"
 
     def has(self, index: int) -> bool:
         return self.path(index).is_file()
 
     def put(self, index: int, images: np.ndarray, valid: np.ndarray) -> None:
-        """Write the flags, then the images: a batch counts as drawn once its images exist."""
-        for kind, array in (("valid", valid), ("batch", images)):
-            atomic_file(self.path(index, kind), lambda tmp, array=array: np.save(tmp, array), suffix=".npy")
+        """Write one part (atomically: a part counts as drawn once its file exists)."""
+        atomic_file(self.path(index), lambda tmp: np.savez(tmp, images=images, valid=valid), suffix=".npz")
 
-    def gather(self, num_batches: int) -> tuple[np.ndarray, np.ndarray]:
-        """All images (N, H, W, C) and validity flags (N,), in batch order."""
-        images = np.concatenate([np.load(self.path(b)) for b in range(num_batches)])
-        return images, np.concatenate([np.load(self.path(b, "valid")) for b in range(num_batches)])
+    def gather(self, num_parts: int) -> tuple[np.ndarray, np.ndarray]:
+        """All images (N, H, W, C) and validity flags (N,), in order."""
+        parts = [np.load(self.path(p)) for p in range(num_parts)]
+        images = np.concatenate([part["images"] for part in parts])
+        return images, np.concatenate([part["valid"] for part in parts])
