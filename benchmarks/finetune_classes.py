@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from PIL import Image
 
-from argen.cli import sample as sample_cli
 from argen.data import build_dataset
 from argen.images import to_uint8
 from argen.training.recipes import load_recipe
@@ -59,7 +60,8 @@ def train_and_judge(args, name: str, folder: Path, init_from: str | None) -> dic
     ]
     count = str(100 * len(DIGITS))
     settings = ["--num-samples", count, "--cfg-scale", "2", "--weights", "model", "--overwrite"]
-    sample_cli.main(["--ckpt", str(out), *settings, "--out", str(samples), *judge])
+    command = [sys.executable, "sample.py", "--ckpt", str(out), *settings, "--out", str(samples), *judge]
+    subprocess.run(command, check=True)
     metrics = json.loads((samples / "metrics.json").read_text())
     return {"fid": metrics["fid_classifier"], "classes": metrics["class_consistency"]["overall"]}
 

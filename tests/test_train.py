@@ -217,3 +217,18 @@ def test_ctrl_c_in_training_says_what_is_kept_and_how_to_continue(tmp_path):
     assert process.returncode == 130, err
     assert "Traceback" not in err
     assert f"continue with: python train.py --config {config} --resume" in err
+
+
+def test_training_draws_its_curves(trained, tmp_path):
+    from PIL import Image
+
+    from argen.training.curves import PANEL, main, read_log
+
+    series = read_log(trained["vq"] / "log.jsonl")
+    assert "rec_loss" in series and "lr" not in series and all(len(p) >= 2 for p in series.values())
+    image = Image.open(trained["vq"] / "curves.png")  # written at the end of training
+    columns = min(3, len(series))
+    assert image.size == (PANEL[0] * columns, PANEL[1] * -(-len(series) // columns))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "log.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.0}\n')
+    assert main([str(tmp_path / "run")]) == 0 and (tmp_path / "run" / "curves.png").is_file()

@@ -67,9 +67,9 @@ def load_run(args: argparse.Namespace, device: torch.device) -> SampleRun:
     ]
     model = load_generator(model_dir, args.image_size).to(device, dtype)
     tokenizer = load_tokenizer(tokenizer_dir, args.image_size)
-    check_tokenizer(args, tokenizer)
+    paradigm = paradigms.for_generator(model, tokenizer.layout, model_dir, tokenizer_dir)  # they fit
+    check_tokenizer(args, tokenizer)  # and it is the one the run was trained with
     tokenizer = tokenizer.to(device)
-    paradigm = paradigms.for_generator(model, tokenizer.layout, model_dir, tokenizer_dir)
     if args.num_samples < 1 or args.batch_size < 1 or (args.resize is not None and args.resize < 8):
         raise ValueError("--num-samples and --batch-size must be positive, --resize at least 8")
     conditions = CONDITION_KINDS[model.config.condition]
@@ -180,17 +180,21 @@ def main(argv: list[str] | None = None) -> int:
 
 @contextmanager
 def held_out_folder(out: Path):
-    """Hold a lock on ``out`` (a file beside it) while sampling: a second sampling into the same
-    folder is refused instead of racing this one."""
+    """Hold a lock on ``out`` (a file beside it, removed at the end) while sampling: a second
+    sampling into the same folder is refused instead of racing this one."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.parent / f".{out.name}.lock", "w") as lock:
+    path = out.parent / f".{out.name}.lock"
+    with open(path, "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RunError(
                 f"{out} is in use by another sampling run; wait for it or choose another --out"
             ) from None
-        yield
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # still held: a sampling that starts now makes a new lock
 
 
 def draw_and_write(run: SampleRun, accelerator: Accelerator) -> int:

@@ -30,10 +30,9 @@ def start_from(model: nn.Module, run: str, classes: ClassInit = "keep") -> bool:
     path = hub.resolve(run)
     trained = load_generator(weights_of(path, None) if is_run(path) else path)
     check_compatible(trained, model, run)
-    state = trained.state_dict()
-    resized = trained.config.num_classes != model.config.num_classes
+    state, key = trained.state_dict(), f"{ClassPrefix.attribute}.weight"
+    resized = key in state and state[key].shape != model.state_dict()[key].shape  # text models: no table
     if resized:
-        key = f"{ClassPrefix.attribute}.weight"
         state[key] = resized_class_table(state[key], model.state_dict()[key], classes)
     try:
         model.load_state_dict(state)
@@ -58,8 +57,6 @@ def check_compatible(trained: nn.Module, model: nn.Module, run: str) -> None:
             f"init_from {run}: its generator differs from the one this recipe builds in {differ} "
             f"(fine-tuning may change only {list(ADAPTABLE)})"
         )
-    if model.config.num_classes != trained.config.num_classes and model.config.condition != "class":
-        raise ValueError(f"init_from {run}: only class-conditional generators change their classes")
 
 
 def resized_class_table(

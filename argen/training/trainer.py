@@ -24,6 +24,7 @@ from argen.checkpoint import replace_directory, save_model, write_text_atomic
 from argen.config import to_dict
 from argen.data.batches import ShardedBatches
 from argen.launch import RunError, check_world
+from argen.training.curves import write_curves
 from argen.training.ema import Ema
 from argen.training.optim import build_optimizer, warmup_cosine
 from argen.training.recipes import Recipe
@@ -180,6 +181,8 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
                 task.export(out)
     bar.close()
     accelerator.end_training()
+    if accelerator.is_main_process:
+        write_curves(out)  # curves.png: the logged values against the step
     return out
 
 
