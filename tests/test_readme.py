@@ -59,3 +59,42 @@ def test_files_named_by_the_docs_exist(doc):
 
 def test_the_docs_are_linked_from_the_readme():
     assert all(str(doc) in README for doc in DOCS), sorted(DOCS)
+
+
+FLAG = re.compile(r"(?<![\w-])--[a-z][\w-]*")
+ALL_TEXT = {"README.md": README, **{str(k): v for k, v in DOCS.items()}}
+
+
+def flags_after(script: str) -> dict[str, set[str]]:
+    """The flags each document passes to ``script`` (on the same line, after its name)."""
+    found = {}
+    for name, text in ALL_TEXT.items():
+        for line in text.splitlines():
+            for part in line.split(script)[1:]:
+                command = re.split(r"`|#|&&|;|\|", part)[0]  # up to the end of this command
+                found.setdefault(name, set()).update(FLAG.findall(command))
+    return found
+
+
+def test_the_flags_the_docs_pass_to_sample_and_train_exist():
+    from argen.cli.sample_args import build_parser
+
+    known = {
+        "sample.py": set(build_parser()._option_string_actions),
+        "train.py": {"--config", "--resume", "--print-config", "--help"},
+    }
+    for script, options in known.items():
+        for doc, flags in flags_after(script).items():
+            unknown = sorted(flags - options)
+            assert not unknown, f"{doc} passes {script} flags it does not have: {unknown}"
+
+
+def test_the_modules_the_docs_run_exist():
+    import importlib.util
+
+    modules = set()
+    for text in ALL_TEXT.values():
+        modules |= set(re.findall(r"python -m ((?:argen|benchmarks)[\w.]*)", text))
+    assert modules
+    missing = sorted(m for m in modules if importlib.util.find_spec(m.rstrip(".")) is None)
+    assert not missing, f"the docs run modules that do not exist: {missing}"
