@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 
+import torch
 from accelerate import Accelerator
 
 logger = logging.getLogger(__name__)
+DEFAULT_THREADS = torch.get_num_threads()  # PyTorch's choice for this machine (physical cores)
 
 
 class RunError(RuntimeError):
@@ -37,3 +39,36 @@ def check_world(accelerator: Accelerator) -> None:
             "the launch asked for GPU(s) (CUDA_VISIBLE_DEVICES=%s) but none is available: running on the CPU",
             gpus,
         )
+
+
+def configure_threads(threads: int = 0) -> int:
+    """Set PyTorch's intra-op threads -> how many. ``threads`` > 0 is used as given; 0 (auto) keeps
+    ``OMP_NUM_THREADS`` when it is set, else shares PyTorch's default (the physical cores) among
+    the processes launched on this machine. Warns when other processes keep the CPUs busy: there,
+    threads that wait on each other are several times slower than one (``benchmarks/threads.py``)."""
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0 (0: auto), got {threads}")
+    if threads == 0 and os.environ.get("OMP_NUM_THREADS"):
+        threads = torch.get_num_threads()
+    elif threads == 0:
+        threads = max(1, DEFAULT_THREADS // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    torch.set_num_threads(threads)
+    others = other_running_processes()
+    if threads > 1 and others > 0:
+        logger.warning(
+            "%d other process(es) running on the CPUs: %d threads will wait on each other (4x slower "
+            "per training step measured on 2 busy cores); on a shared machine use 1 thread "
+            "(train.threads=1, sample.py --threads 1)",
+            others,
+            threads,
+        )
+    return threads
+
+
+def other_running_processes() -> int:
+    """Processes other than this one running on the CPUs right now (Linux; 0 elsewhere)."""
+    try:
+        running = open("/proc/loadavg").read().split()[3].split("/")[0]
+    except (OSError, IndexError):
+        return 0
+    return max(0, int(running) - 1)

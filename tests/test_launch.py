@@ -54,3 +54,33 @@ def test_several_processes_asked_of_the_single_process_launcher_are_refused(tmp_
     done = run_cli(launch)  # train.py exits 2 with one line; the launcher then reports its exit status
     assert done.returncode != 0 and "error: accelerate launch was asked for several processes" in done.stderr
     assert not (tmp_path / "vq" / "model").exists()
+
+
+def test_threads_auto_shares_the_cores_among_launched_processes_and_warns_when_busy(monkeypatch, caplog):
+    from argen import launch
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setattr(launch, "DEFAULT_THREADS", 4)
+        monkeypatch.setattr(launch, "other_running_processes", lambda: 0)
+        assert launch.configure_threads(0) == 4 and torch.get_num_threads() == 4
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+        assert launch.configure_threads(0) == 2  # two processes launched on this machine
+        assert launch.configure_threads(3) == 3 and "other process" not in caplog.text
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(1)
+        assert launch.configure_threads(0) == 1  # the environment's choice is kept
+        monkeypatch.setattr(launch, "other_running_processes", lambda: 1)
+        launch.configure_threads(2)
+        assert "1 other process(es) running" in caplog.text and "train.threads=1" in caplog.text
+        with pytest.raises(ValueError, match="threads must be >= 0"):
+            launch.configure_threads(-1)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_other_running_processes_reads_the_kernel_count():
+    from argen.launch import other_running_processes
+
+    assert other_running_processes() >= 0

@@ -31,7 +31,7 @@ from argen.convert import load_generator, load_tokenizer
 from argen.data import DatasetError
 from argen.eval import FeaturesUnavailable
 from argen.eval.evaluation import Evaluation, EvaluationConfig
-from argen.launch import RunError, check_world
+from argen.launch import RunError, check_world, configure_threads
 from argen.paradigms import Paradigm, SamplingExtras
 from argen.paradigms.generate import PART_IMAGES, BatchStore, Generation, batch_seed, generate_batch
 from argen.sampling import SamplingConfig
@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     accelerator = Accelerator()
     try:
         check_world(accelerator)
+        configure_threads(args.threads)
         run = load_run(args, accelerator.device)
     except (CheckpointError, ValueError, RunError, FeaturesUnavailable, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)

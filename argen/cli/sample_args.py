@@ -22,6 +22,7 @@ DISPLAY_ONLY = {
     "overwrite",
     "plugin",
     "allow_other_tokenizer",
+    "threads",
 }
 
 
@@ -50,6 +51,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, help="LlamaGen .pt files: default from the file name, else 256")
     p.add_argument("--weights", choices=["ema", "model"], help="default: ema when the run has it")
     p.add_argument("--precision", choices=["fp32", "bf16"], help="generator weights (default: bf16 on GPU)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads (0: auto, OMP_NUM_THREADS or the cores of the launch)",
+    )
     p.add_argument("--classes", help='class models: "all" (default) or comma-separated class ids')
     p.add_argument("--prompt", action="append", help="text models: a prompt (repeatable)")
     p.add_argument("--prompts-file", help="text models: a UTF-8 file with one prompt per line")

@@ -56,8 +56,13 @@ class TrainConfig:
     log_every: int = 50
     compile: bool = False  # torch.compile the trained model
     activation_checkpointing: bool = False  # recompute transformer blocks in the backward pass
+    threads: int = (
+        0  # CPU threads per process; 0: auto (OMP_NUM_THREADS, else the cores shared by the launch)
+    )
 
     def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise ConfigError(f"train.threads must be >= 0 (0: auto), got {self.threads}")
         for name in ("max_steps", "grad_accum", "save_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from argen.checkpoint import replace_directory, save_model, write_text_atomic
 from argen.config import to_dict
 from argen.data.batches import ShardedBatches
-from argen.launch import RunError, check_world
+from argen.launch import RunError, check_world, configure_threads
 from argen.training.curves import write_curves
 from argen.training.ema import Ema
 from argen.training.optim import build_optimizer, warmup_cosine
@@ -103,6 +103,7 @@ def start_run(recipe: Recipe, resume: bool) -> Accelerator:
         step_scheduler_with_optimizer=False,  # one schedule step per optimizer step, any world size
     )
     check_world(accelerator)
+    logger.info("%d CPU thread(s) per process", configure_threads(tc.threads))
     check_output_dir(out, recipe, resume)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
