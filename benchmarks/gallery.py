@@ -9,12 +9,12 @@ are trained first, each recipe after the ones it reads (the demo's VQ for most).
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+from PIL import Image
 
 # name -> (recipes to train in order, the last one's run sampled; extra sample.py flags)
 ENTRIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -53,8 +53,17 @@ def make(name: str) -> Path:
     run([*sample, *flags, "--out", str(out), "--overwrite"])
     IMAGES.mkdir(parents=True, exist_ok=True)
     target = IMAGES / f"{name}.png"
-    shutil.copyfile(out / "grid.png", target)
+    small_png(out / "grid.png", target)
     return target
+
+
+def small_png(source: Path, target: Path) -> None:
+    """The grid as a small PNG: grey when every pixel is, and optimised."""
+    image = Image.open(source).convert("RGB")
+    grey = image.convert("L")
+    if grey.convert("RGB").tobytes() == image.tobytes():
+        image = grey
+    image.save(target, optimize=True)
 
 
 def main() -> None:
