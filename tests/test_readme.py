@@ -98,3 +98,12 @@ def test_the_modules_the_docs_run_exist():
     assert modules
     missing = sorted(m for m in modules if importlib.util.find_spec(m.rstrip(".")) is None)
     assert not missing, f"the docs run modules that do not exist: {missing}"
+
+
+def test_the_images_the_docs_show_exist():
+    shown = []
+    for name, text in ALL_TEXT.items():
+        folder = (ROOT / name).parent
+        shown += [folder / link for link in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text)]
+    missing = sorted(str(p.relative_to(ROOT)) for p in shown if not p.is_file())
+    assert not missing, f"the docs show images that do not exist: {missing}"
