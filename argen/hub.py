@@ -76,7 +76,7 @@ def download(reference: HubReference) -> Path:
         reason = f"no repository {reference.repo} on the Hub (or a private one: log in with `hf auth login`)"
     except EntryNotFoundError:
         reason = f"{reference.repo} has no file {reference.file}"
-    raise CheckpointError(f"{reference}: {reason}")
+    raise CheckpointError(f"{reference}: {reason}; no local path of that name exists either")
 
 
 def fetch(reference: HubReference) -> Path:
