@@ -61,14 +61,14 @@ class SampleRun:
 
 def load_run(args: argparse.Namespace, device: torch.device) -> SampleRun:
     """Load the generator, its tokenizer and paradigm, the conditions, extras and metrics."""
-    model_dir, tokenizer_dir = resolve_dirs(args)
+    model_dir, tokenizer_dir, carried = resolve_dirs(args)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[
         args.precision or ("bf16" if device.type == "cuda" else "fp32")
     ]
     model = load_generator(model_dir, args.image_size).to(device, dtype)
     tokenizer = load_tokenizer(tokenizer_dir, args.image_size)
     paradigm = paradigms.for_generator(model, tokenizer.layout, model_dir, tokenizer_dir)  # they fit
-    check_tokenizer(args, tokenizer)  # and it is the one the run was trained with
+    check_tokenizer(args, carried, tokenizer)  # and it is the one the run was trained with
     tokenizer = tokenizer.to(device)
     if args.num_samples < 1 or args.batch_size < 1 or (args.resize is not None and args.resize < 8):
         raise ValueError("--num-samples and --batch-size must be positive, --resize at least 8")

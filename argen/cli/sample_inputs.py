@@ -19,27 +19,27 @@ from argen.data.images import load_rgb
 from argen.paradigms import OptionRun, SamplingExtras, refuse_unoffered, sample_options
 
 
-def resolve_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
-    """The generator's and the tokenizer's paths (local, or downloaded Hub references)."""
+def resolve_dirs(args: argparse.Namespace) -> tuple[Path, Path, Path]:
+    """The generator's and the tokenizer's paths (local, or downloaded Hub references), and the
+    tokenizer copy the run carries (``<ckpt>/tokenizer``, which may not exist)."""
     run = hub.resolve(args.ckpt)
     if not run.exists():
         raise CheckpointError(f"--ckpt {run} does not exist")
     given = hub.resolve(args.tokenizer) if args.tokenizer else None
+    carried = run / "tokenizer"  # a run's copy; a converted model may carry one too
     if is_run(run):
-        model_dir, tokenizer_dir = weights_of(run, args.weights), given or run / "tokenizer"
+        model_dir, tokenizer_dir = weights_of(run, args.weights), given or carried
     else:
-        bundled = run / "tokenizer"  # a converted model may carry its tokenizer
-        model_dir, tokenizer_dir = run, given or (bundled if bundled.is_dir() else None)
+        model_dir, tokenizer_dir = run, given or (carried if carried.is_dir() else None)
     if tokenizer_dir is None:
         raise CheckpointError(f"{args.ckpt} is a bare model: pass --tokenizer DIR")
-    return model_dir, tokenizer_dir
+    return model_dir, tokenizer_dir, carried
 
 
-def check_tokenizer(args: argparse.Namespace, tokenizer: torch.nn.Module) -> None:
-    """A ``--tokenizer`` other than the one the run was trained with (its ``tokenizer/`` copy)
+def check_tokenizer(args: argparse.Namespace, carried: Path, tokenizer: torch.nn.Module) -> None:
+    """A ``--tokenizer`` other than the one the run was trained with (its ``carried`` copy)
     decodes its ids into garbage: refused unless ``--allow-other-tokenizer``."""
-    run = hub.resolve(args.ckpt)
-    trained_with = run / "tokenizer" / WEIGHTS_NAME
+    trained_with = carried / WEIGHTS_NAME
     if not args.tokenizer or args.allow_other_tokenizer or not trained_with.is_file():
         return
     saved, given = read_weights(trained_with), tokenizer.state_dict()
@@ -47,7 +47,7 @@ def check_tokenizer(args: argparse.Namespace, tokenizer: torch.nn.Module) -> Non
     if not same:
         raise CheckpointError(
             f"--tokenizer {args.tokenizer} has other weights than the tokenizer {args.ckpt} was trained "
-            f"with ({run / 'tokenizer'}); its samples would be noise. Leave --tokenizer out, or pass "
+            f"with ({carried}); its samples would be noise. Leave --tokenizer out, or pass "
             f"--allow-other-tokenizer to sample with it anyway"
         )
 
