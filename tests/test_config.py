@@ -1,8 +1,11 @@
+import dataclasses
+from pathlib import Path
+
 import pytest
 
 from argen import models
 from argen.checkpoint import CheckpointError, save_model
-from argen.config import ConfigError, from_dict, parse_overrides
+from argen.config import ConfigError, from_dict, parse_overrides, to_dict
 from argen.models.llama import Llama, LlamaConfig
 from argen.training.recipes import load_recipe, recipe_from_dict
 from tests.conftest import vq_recipe, write_yaml
@@ -106,3 +109,54 @@ def test_a_generator_recipe_whose_tokenizer_is_missing_is_one_line(tmp_path, cap
     path = write_yaml(tmp_path / "g.yaml", gpt_recipe(tmp_path / "out", tmp_path / "missing" / "model"))
     assert train_cli.main(["--config", str(path)]) == 2
     assert "missing/model does not exist" in capsys.readouterr().err
+
+
+def test_every_key_of_every_shipped_recipe_prints_with_its_meaning():
+    import dataclasses
+
+    import yaml
+
+    from argen.config_help import annotated_yaml, field_meanings
+
+    def bare_keys(config, where=""):
+        meanings = field_meanings(type(config))
+        for f in dataclasses.fields(config):
+            value = getattr(config, f.name)
+            if f.name not in meanings:
+                yield where + f.name
+            if dataclasses.is_dataclass(value):
+                yield from bare_keys(value, f"{where}{f.name}.")
+
+    for path in sorted(Path("configs").glob("*.yaml")):
+        recipe = load_recipe(path, [])
+        assert list(bare_keys(recipe)) == [], path
+        printed = annotated_yaml(recipe)
+        assert yaml.safe_load(printed) == to_dict(recipe), path  # the comments change no value
+        assert all(" # " in line for line in printed.splitlines()), path
+
+
+def test_field_meanings_come_from_the_comment_beside_or_above_a_field_and_never_from_a_method():
+    from argen.config_help import GLOSSARY, field_meanings
+
+    assert field_meanings(CommentedConfig) == {
+        "beside": "said beside",
+        "above": "said above it",
+        "wrapped": "said inside the wrapped statement",
+        "lr": GLOSSARY["lr"],
+    }
+
+
+@dataclasses.dataclass
+class CommentedConfig:
+    beside: int = 1  # said beside
+    # said above it
+    above: int = 2
+    wrapped: tuple[int, ...] = (
+        3,  # said inside the wrapped statement
+    )
+    bare: int = 4
+    lr: float = 0.1
+
+    # about the method, not a field
+    def method(self) -> None:
+        pass

@@ -9,11 +9,10 @@ import logging
 import sys
 from pathlib import Path
 
-import yaml
-
 from argen.checkpoint import CheckpointError
 from argen.cli import HelpFormatter
-from argen.config import ConfigError, to_dict
+from argen.config import ConfigError
+from argen.config_help import annotated_yaml
 from argen.launch import RunError
 from argen.training.recipes import load_recipe
 from argen.training.trainer import train
@@ -42,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="YAML recipe (configs/*.yaml)")
     parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoint")
     parser.add_argument(
-        "--print-config", action="store_true", help="print the recipe with every key resolved, and stop"
+        "--print-config",
+        action="store_true",
+        help="print the recipe with every key resolved and its meaning, and stop",
     )
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=3e-4")
     args = parser.parse_args(argv)
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         recipe = load_recipe(args.config, args.overrides)
         if args.print_config:
-            print(yaml.safe_dump(to_dict(recipe), sort_keys=False), end="")
+            print(annotated_yaml(recipe))
             return 0
         out = train(recipe, resume=args.resume)
     except (ConfigError, CheckpointError, RunError, ValueError, FileNotFoundError) as err:
