@@ -1,5 +1,5 @@
 """A gallery: one sample grid per paradigm on the digits, from the shipped recipes, written to
-``docs/images/<name>.png`` (column j shows class j). Runs that exist are reused; missing ones
+``docs/images/<name>.png`` (column j shows class j, or prompt j). Runs that exist are reused; missing ones
 are trained first, each recipe after the ones it reads (the demo's VQ for most).
 
     python -m benchmarks.gallery                      # every entry
@@ -11,23 +11,41 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from PIL import Image
 
-# name -> (recipes to train in order, the last one's run sampled; extra sample.py flags)
-ENTRIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "raster": (("digits_vq", "digits_gpt"), ()),
-    "next_scale": (("digits_msvq", "digits_var"), ("--cfg-schedule", "linear")),
-    "frequency_bands": (("digits_nfig_vq", "digits_nfig"), ()),
-    "token_shuffle": (("digits_vq", "digits_shuffle"), ()),
-    "masked": (("digits_vq", "digits_maskgit"), ()),
-    "bitwise": (("digits_bsq", "digits_bitwise"), ()),
-    "continuous_raster": (("digits_kl", "digits_mar"), ()),
-    "continuous_scales": (("digits_kl", "digits_flowar"), ()),
-    "byte_stream": (("digits_jpeg", "digits_jpeg_lm"), ("--constrained",)),
-    "sequence": (("digits_holistic", "digits_sequence"), ()),
+
+@dataclass(frozen=True)
+class Entry:
+    """Recipes to train in order; the run sampled (default: the last recipe's) and its flags."""
+
+    recipes: tuple[str, ...]
+    flags: tuple[str, ...] = ()
+    sampled: str | None = None
+    guided: bool = True  # sample at cfg 2 (distilled students keep their teacher's guidance)
+
+
+ENTRIES: dict[str, Entry] = {
+    "raster": Entry(("digits_vq", "digits_gpt")),
+    "next_scale": Entry(("digits_msvq", "digits_var"), ("--cfg-schedule", "linear")),
+    "frequency_bands": Entry(("digits_nfig_vq", "digits_nfig")),
+    "coarse_to_fine": Entry(
+        ("digits_vq", "digits_ctf", "digits_ctf_refiner"),
+        ("--refiner", "runs/digits/ctf_refiner"),
+        sampled="digits_ctf",
+    ),
+    "token_shuffle": Entry(("digits_vq", "digits_shuffle")),
+    "masked": Entry(("digits_vq", "digits_maskgit")),
+    "bitwise": Entry(("digits_bsq", "digits_bitwise")),
+    "continuous_raster": Entry(("digits_kl", "digits_mar")),
+    "continuous_scales": Entry(("digits_kl", "digits_flowar")),
+    "byte_stream": Entry(("digits_jpeg", "digits_jpeg_lm"), ("--constrained",)),
+    "sequence": Entry(("digits_holistic", "digits_sequence")),
+    "distilled": Entry(("digits_vq", "digits_gpt", "digits_dd"), ("--steps", "1"), guided=False),
+    "text": Entry(("digits_vq", "digits_t2i"), ("--prompts-file", "examples/prompts.txt")),
 }
 IMAGES = Path("docs/images")
 
@@ -42,15 +60,16 @@ def run(command: list[str]) -> None:
 
 
 def make(name: str) -> Path:
-    """Train what is missing, sample 100 images (10 per class) and copy the grid."""
-    recipes, flags = ENTRIES[name]
-    for recipe in recipes:
+    """Train what is missing, sample 100 images (10 per class or prompt) and copy the grid."""
+    entry = ENTRIES[name]
+    for recipe in entry.recipes:
         if not (output_dir(recipe) / "model" / "config.json").is_file():
             run([sys.executable, "train.py", "--config", f"configs/{recipe}.yaml"])
-    ckpt = output_dir(recipes[-1])
+    ckpt = output_dir(entry.sampled or entry.recipes[-1])
     out = ckpt / "gallery"
-    sample = [sys.executable, "sample.py", "--ckpt", str(ckpt), "--num-samples", "100", "--cfg-scale", "2"]
-    run([*sample, *flags, "--out", str(out), "--overwrite"])
+    sample = [sys.executable, "sample.py", "--ckpt", str(ckpt), "--num-samples", "100"]
+    guidance = ["--cfg-scale", "2"] if entry.guided else []
+    run([*sample, *guidance, *entry.flags, "--out", str(out), "--overwrite"])
     IMAGES.mkdir(parents=True, exist_ok=True)
     target = IMAGES / f"{name}.png"
     small_png(out / "grid.png", target)

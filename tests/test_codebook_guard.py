@@ -4,6 +4,7 @@ same codes on every process."""
 import json
 
 import numpy as np
+import pytest
 import torch
 from accelerate import Accelerator
 
@@ -115,6 +116,7 @@ def test_restarts_are_deterministic_and_resume_exactly(tmp_path, monkeypatch):
     assert_same_weights(a / "model", resumed / "model")
 
 
+@pytest.mark.slow
 def test_two_processes_restart_as_one_process_on_the_same_global_batch(tmp_path):
     one, two = guarded(tmp_path / "one", max_steps=4), guarded(tmp_path / "two", max_steps=4)
     two["data"]["batch_size"] = 8  # 2 x 8 = the single process's 16

@@ -14,6 +14,8 @@ from argen.models.llama import LlamaBlock
 from tests.conftest import gpt_recipe, write_yaml
 from tests.test_train import LAUNCH, ROOT, run_cli, weights
 
+pytestmark = pytest.mark.slow  # multi-process or every recipe: outside the fast subset
+
 CPU = {"ACCELERATE_USE_CPU": "1"}
 
 

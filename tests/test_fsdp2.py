@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from timm.utils.model_ema import ModelEmaV3
 
@@ -17,6 +18,8 @@ from argen import models
 from argen.models.llama import Llama, LlamaConfig
 from argen.training.ema import Ema
 from tests.test_train import ROOT, weights
+
+pytestmark = pytest.mark.slow  # multi-process: outside the fast subset
 
 WORKER = str(ROOT / "tests" / "fsdp2_worker.py")
 

@@ -67,6 +67,7 @@ def test_sample_cli_writes_grid_npz_and_metrics(trained, tmp_path):
     assert set(metrics["class_consistency"]) == {"overall", "1", "3"}
 
 
+@pytest.mark.slow
 def test_sampling_is_seeded_and_independent_of_the_process_count(trained, tmp_path):
     common = ["--num-samples", "6", "--batch-size", "2", "--seed", "5", "--cfg-scale", "1.5"]
     one_thread = {"OMP_NUM_THREADS": "1"}  # as launched workers run: thread counts change float sums
@@ -188,6 +189,7 @@ def test_mismatched_tokenizer_is_refused(trained, tmp_path, capsys):
     assert code == 2 and "does not match generator" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_prompt_cli_writes_grid_npz_and_prompts(trained, trained_t2i, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a handwritten digit three\na handwritten digit eight\n", encoding="utf-8")

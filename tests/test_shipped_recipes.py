@@ -19,6 +19,8 @@ from argen.config import load_yaml
 from argen.training.recipes import recipe_from_dict
 from argen.training.trainer import train
 
+pytestmark = pytest.mark.slow  # multi-process or every recipe: outside the fast subset
+
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ("digits_", "moving_digits_", "cifar10_")
 SHIPPED = sorted(p for p in (ROOT / "configs").glob("*.yaml") if p.name.startswith(FAMILIES))

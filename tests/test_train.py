@@ -1,6 +1,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -134,6 +135,14 @@ def test_train_cli_smoke_and_bad_config(tmp_path):
     assert bad.returncode == 2 and "unknown key(s) ['steps']" in bad.stderr
 
 
+def free_port() -> int:
+    """A port no process listens on now: each test process launches on its own, so that
+    ``pytest -n N`` can run two launches at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 LAUNCH = [
     sys.executable,
     "-m",
@@ -147,9 +156,12 @@ LAUNCH = [
     "no",
     "--dynamo_backend",
     "no",
+    "--main_process_port",
+    str(free_port()),
 ]
 
 
+@pytest.mark.slow
 def test_two_process_accelerate_launch_cpu(trained, tmp_path):
     runs = {}
     for procs, batch in ((2, 8), (1, 16)):  # the same global batch
