@@ -93,16 +93,20 @@ def test_loss_is_the_cross_entropy_of_the_masked_ids(law):
     assert logs["masked_share"] == pytest.approx(masked.float().mean().item())
 
 
-def reference_greedy(model: MaskedLlama, labels: torch.Tensor, steps: int, scale: float) -> torch.Tensor:
+def reference_greedy(
+    model: MaskedLlama, labels: torch.Tensor, steps: int, scale: float, start: torch.Tensor | None = None
+) -> torch.Tensor:
     """MaskGIT without noise, written out: every pass takes the argmax of every masked id and keeps
-    the least confident ones masked."""
-    ids = torch.full((len(labels), 9), 10)
+    the least confident ones masked; ``start`` (9,) holds given ids and 10 where ids are decoded."""
+    ids = (torch.full((9,), 10) if start is None else start).repeat(len(labels), 1)
+    total = int((ids[0] == 10).sum())
+    steps = min(steps, total)
     for step in range(steps):
         logits = torch.lerp(model(ids, torch.full_like(labels, model.null_class)), model(ids, labels), scale)
         drawn = torch.where(ids == 10, logits.argmax(-1), ids)
         confidence = logits.log_softmax(-1).gather(-1, drawn[..., None])[..., 0]
         confidence = confidence.masked_fill(ids != 10, math.inf)
-        keep = masked_next(step, steps, 9, int((ids[0] == 10).sum()))
+        keep = masked_next(step, steps, total, int((ids[0] == 10).sum()))
         ids = drawn.clone()
         for row in range(len(ids)):
             ids[row, confidence[row].argsort()[:keep]] = 10
@@ -116,6 +120,40 @@ def test_greedy_sampling_reveals_the_most_confident_ids(steps):
     schedule = MaskSchedule(steps=steps, choice_temperature=0.0)
     ids = sample_masked(model, labels, config, torch.Generator(), schedule)
     assert torch.equal(ids, reference_greedy(model, labels, steps, 2.0))
+
+
+@pytest.mark.parametrize("steps", [2, 8])
+def test_editing_keeps_the_source_ids_and_decodes_the_others_over_their_own_schedule(steps):
+    from argen.paradigms.masked import kept_tokens
+    from argen.tokenizers.layout import GridLayout
+
+    model, labels = tiny_masked(), torch.tensor([0, 2])
+    regenerate = torch.zeros(6, 6)
+    regenerate[:, 4:] = 1  # the right column of tokens
+    regenerate[0:2, 2:4] = 0.75  # and the middle top token (mean over it above one half)
+    kept = kept_tokens(GridLayout(3, 3, 10), regenerate)
+    assert kept.view(3, 3).tolist() == [[True, False, False], [True, True, False], [True, True, False]]
+    source = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6, 5]])
+    config = SamplingConfig(temperature=0.0, cfg_scale=2.0)
+    schedule = MaskSchedule(steps=steps, choice_temperature=0.0)
+    ids = sample_masked(model, labels, config, torch.Generator(), schedule, (source, kept))
+    assert torch.equal(ids[:, kept], source[:, kept].expand(2, -1))
+    expected = reference_greedy(model, labels, steps, 2.0, start=source[0].masked_fill(~kept, 10))
+    assert torch.equal(ids, expected)
+    with pytest.raises(ValueError, match="regenerates no token"):
+        kept_tokens(GridLayout(3, 3, 10), torch.zeros(6, 6))
+
+
+def test_masked_flow_editing_keeps_the_source_tokens():
+    model, labels = tiny_masked_flow(), torch.tensor([0, 2])
+    source, kept = torch.randn(1, 6, 4), torch.tensor([True, False, True, False, False, True])
+    config = SamplingConfig(cfg_scale=2.0, flow_steps=3)
+    schedule = MaskSchedule(steps=8)
+    tokens = sample_masked_flow(
+        model, labels, config, torch.Generator().manual_seed(0), schedule, (source, kept)
+    )
+    assert torch.equal(tokens[:, kept], source[:, kept].expand(2, -1, -1))
+    assert (tokens[:, ~kept] != 0).all() and not torch.equal(tokens[0, ~kept], tokens[1, ~kept])
 
 
 def test_sampling_is_seeded_complete_and_both_orders_run():
@@ -209,3 +247,33 @@ def test_argen_load_finds_generators_defined_in_paradigm_modules(tmp_path):
     code = f"import argen; print(type(argen.load({str(tmp_path / 'masked')!r})).__name__)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)  # a fresh process
     assert done.returncode == 0 and done.stdout.strip() == "MaskedLlama", done.stderr[-2000:]
+
+
+def test_sample_cli_edits_with_a_masked_generator(trained, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from argen import load
+    from argen.cli import sample as sample_cli
+    from argen.training.recipes import recipe_from_dict
+    from argen.training.trainer import train
+    from tests.conftest import gpt_recipe
+
+    recipe = gpt_recipe(tmp_path / "masked", trained["vq"] / "model", max_steps=2, save_every=2)
+    run = train(recipe_from_dict({**recipe, "paradigm": "masked"}))
+    image = (np.random.default_rng(0).random((8, 8, 3)) * 255).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "image.png")
+    mask = Image.new("L", (8, 8), 0)
+    mask.paste(255, (0, 0, 8, 4))  # regenerate the top half: the first two rows of the 4x4 grid
+    mask.save(tmp_path / "mask.png")
+    decoded = []  # the ids sample.py decodes
+    masked = paradigms.get("masked")
+    monkeypatch.setattr(
+        masked, "decode", lambda tok, ids: decoded.append(ids) or MaskedIds.decode(masked, tok, ids)
+    )
+    edit = ["--edit", str(tmp_path / "image.png"), "--mask", str(tmp_path / "mask.png")]
+    out = tmp_path / "edited"
+    assert sample_cli.main(["--ckpt", str(run), "--num-samples", "3", *edit, "--out", str(out)]) == 0
+    pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
+    source = load(trained["vq"] / "model").encode(pixels).flatten(1)  # (1, 16)
+    ids = torch.cat(decoded).flatten(1)  # (3, 16)
+    assert ids.shape == (3, 16) and torch.equal(ids[:, 8:], source[:, 8:].expand(3, -1))

@@ -218,7 +218,7 @@ def test_sample_options_are_offered_only_by_their_paradigms():
     def refused(flags: list[str]) -> None:
         paradigms.refuse_unoffered(raster, parse_args(["--ckpt", "run", *flags]), options)
 
-    with pytest.raises(ValueError, match="--edit needs a next-scale .* generator, not raster"):
+    with pytest.raises(ValueError, match="--edit needs a next-scale .* or masked generator, not raster"):
         refused(["--edit", "a.png", "--mask", "m.png"])
     with pytest.raises(ValueError, match="--refiner needs a coarse-to-fine"):
         refused(["--refiner", "run"])

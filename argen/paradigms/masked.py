@@ -12,7 +12,9 @@ top-k and top-p), then keeps the cosine schedule's share masked for the next pas
 lowest confidence (log-probability of the drawn id plus Gumbel noise scaled by a choice
 temperature that anneals to 0; ``--mask-order confidence``) or, as MAR, the next ones in a
 random order per sample (``--mask-order random``). Guidance is constant or MAR's linear ramp in
-the share revealed (``--cfg-schedule linear``).
+the share revealed (``--cfg-schedule linear``). Editing (``--edit IMAGE --mask MASK``) keeps the
+source image's tokens where the mask is below one half over a token and decodes only the others:
+the schedule then runs over the regenerated tokens (at most one pass per token).
 
 ``paradigm: masked_flow`` is MAR proper, the same over continuous tokens: a masked token's input
 is a learned mask embedding, the generator's output at every position conditions argen's flow
@@ -39,7 +41,7 @@ from argen.models.llama import Condition, Llama, LlamaConfig
 from argen.models.parts import Bidirectional, Parts
 from argen.paradigms.base import Paradigm, SamplingExtras, model_args, unwrapped
 from argen.paradigms.continuous import ContinuousTokens
-from argen.paradigms.options import OptionRun, SampleOption
+from argen.paradigms.options import EDIT, OptionRun, SampleOption
 from argen.paradigms.registry import register_paradigm
 from argen.sampling.config import SamplingConfig
 from argen.sampling.continuous import draw_tokens
@@ -184,6 +186,30 @@ def still_masked(scores: torch.Tensor, count: int) -> torch.Tensor:
     return torch.zeros_like(scores, dtype=torch.bool).scatter_(1, lowest, True)
 
 
+Kept = tuple[torch.Tensor, torch.Tensor]  # a source's tokens (1, L, ...) and where they stay (L,)
+
+
+def kept_tokens(layout, regenerate: torch.Tensor) -> torch.Tensor:
+    """``--mask``: where to regenerate the image (R, R) in [0, 1] -> the tokens kept (L,): those
+    over which the mask's mean is below one half."""
+    area = F.interpolate(regenerate.float()[None, None], size=(layout.height, layout.width), mode="area")
+    kept = (area[0, 0] < 0.5).flatten()  # (L,)
+    if kept.all():
+        raise ValueError(f"--mask regenerates no token of the {layout.height}x{layout.width} grid")
+    return kept
+
+
+def start_from(kept: Kept | None, blank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first pass's tokens (B, L, ...) and which are unknown (B, L): ``blank`` and all, or
+    the source's tokens where kept."""
+    unknown = torch.ones(blank.shape[:2], dtype=torch.bool, device=blank.device)
+    if kept is None:
+        return blank, unknown
+    source, keep = (t.to(blank.device) for t in kept)
+    where = keep.view(1, -1, *[1] * (blank.ndim - 2))
+    return torch.where(where, source.to(blank.dtype), blank), unknown & ~keep
+
+
 @torch.no_grad()
 def sample_masked(
     model: MaskedLlama,
@@ -191,18 +217,22 @@ def sample_masked(
     config: SamplingConfig,
     generator: torch.Generator | None,
     schedule: MaskSchedule,
+    kept: Kept | None = None,
 ) -> torch.Tensor:
     """Masked decoding of ``model.config.num_tokens`` ids per condition row -> (B, L)."""
     length, device = model.config.num_tokens, model.output.weight.device
     rows = model.with_null(condition) if config.guided else condition
-    ids = torch.full((len(condition), length), model.mask_id, dtype=torch.long, device=device)
+    blank = torch.full((len(condition), length), model.mask_id, dtype=torch.long, device=device)
+    ids, unknown = start_from(kept, blank)
+    total = int(unknown[0].sum())  # the tokens decoded: all, or those an edit regenerates
+    steps = min(schedule.steps, total)
     order = torch.rand(ids.shape, generator=generator, device=device)  # random order: low first revealed last
-    for step in range(schedule.steps):
+    for step in range(steps):
         unknown = ids == model.mask_id
-        keep = masked_next(step, schedule.steps, length, int(unknown[0].sum()))
+        keep = masked_next(step, steps, total, int(unknown[0].sum()))
         logits = model(torch.cat([ids, ids]) if config.guided else ids, rows)  # (B', L, V)
         if config.guided:
-            ramp = (length - keep) / length if config.cfg_schedule == "linear" else 1.0
+            ramp = (total - keep) / total if config.cfg_schedule == "linear" else 1.0
             logits = guide(logits, 1 + (config.cfg_scale - 1) * ramp)  # (B, L, V)
         drawn = sample_logits(logits.flatten(0, 1), config.temperature, config.top_k, config.top_p, generator)
         drawn = torch.where(unknown, drawn.view_as(ids), ids)
@@ -212,7 +242,7 @@ def sample_masked(
             chosen = logits.log_softmax(-1).gather(-1, drawn[..., None])[..., 0]  # (B, L)
             u = torch.rand(ids.shape, generator=generator, device=device).clamp(1e-20, 1.0)
             noise = -torch.log(-torch.log(u))  # Gumbel
-            annealed = schedule.choice_temperature * (1 - (step + 1) / schedule.steps)
+            annealed = schedule.choice_temperature * (1 - (step + 1) / steps)
             scores = torch.where(unknown, chosen + annealed * noise, torch.inf)
         ids = drawn.masked_fill(still_masked(scores, keep), model.mask_id)
     return ids
@@ -225,23 +255,26 @@ def sample_masked_flow(
     config: SamplingConfig,
     generator: torch.Generator | None,
     schedule: MaskSchedule,
+    kept: Kept | None = None,
 ) -> torch.Tensor:
     """MAR's sampling of ``model.config.num_tokens`` continuous tokens per row -> (B, L, d): each
     pass draws, with the flow head, the tokens that come next in a random order per row."""
     c, device = model.config, model.output.weight.device
     rows = model.with_null(condition) if config.guided else condition
-    tokens = torch.zeros(len(condition), c.num_tokens, c.token_dim, device=device)
-    unknown = torch.ones(tokens.shape[:2], dtype=torch.bool, device=device)
+    blank = torch.zeros(len(condition), c.num_tokens, c.token_dim, device=device)
+    tokens, unknown = start_from(kept, blank)
+    total = int(unknown[0].sum())
+    steps = min(schedule.steps, total)
     order = torch.rand(unknown.shape, generator=generator, device=device)  # low: revealed last
-    for step in range(schedule.steps):
-        keep = masked_next(step, schedule.steps, c.num_tokens, int(unknown[0].sum()))
+    for step in range(steps):
+        keep = masked_next(step, steps, total, int(unknown[0].sum()))
         inputs = with_mask_channel(tokens, unknown)
         z = model(torch.cat([inputs, inputs]) if config.guided else inputs, rows)  # (B', L, D)
         later = still_masked(torch.where(unknown, order, torch.inf), keep)
         now = (unknown & ~later).float().argsort(-1, descending=True)[:, : int(unknown[0].sum()) - keep]
         index = torch.cat([now, now]) if config.guided else now  # (B', n)
         picked = z.gather(1, index[..., None].expand(-1, -1, z.shape[-1]))  # (B', n, D)
-        ramp = (c.num_tokens - keep) / c.num_tokens if config.cfg_schedule == "linear" else 1.0
+        ramp = (total - keep) / total if config.cfg_schedule == "linear" else 1.0
         weight = 1 + (config.cfg_scale - 1) * ramp if config.guided else 1.0
         drawn = draw_tokens(model, picked, weight, config, generator)  # (B, n, d)
         tokens.scatter_(1, now[..., None].expand(-1, -1, c.token_dim), drawn.to(tokens.dtype))
@@ -290,7 +323,7 @@ class MaskedIds(Paradigm):
     layout = GridLayout
     Options = MaskedOptions
     generators = (MaskedLlama,)
-    sample_options = (MASKED_DECODING,)
+    sample_options = (MASKED_DECODING, EDIT)
 
     def build(self, model: LlamaConfig, options: MaskedOptions, tokenizer: GridTokenizer, sizes):
         args = model_args(model) | sizes
@@ -307,7 +340,12 @@ class MaskedIds(Paradigm):
 
     def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
         schedule = extras.by_option.get("masked", MaskSchedule())
-        return sample_masked(model, condition, config, generator, schedule)  # (B, L)
+        kept = (extras.edit[0][0], extras.edit[1][0]) if extras.edit else None
+        return sample_masked(model, condition, config, generator, schedule, kept)  # (B, L)
+
+    def edit_source(self, tokenizer: GridTokenizer, image: torch.Tensor, regenerate: torch.Tensor):
+        """``--edit``: ([source ids (1, L)], [kept (L,)])."""
+        return [tokenizer.encode(image).flatten(1)], [kept_tokens(tokenizer.layout, regenerate)]
 
     def decode(self, tokenizer: GridTokenizer, ids: torch.Tensor):
         layout = tokenizer.layout
@@ -328,7 +366,7 @@ class MaskedFlow(ContinuousTokens):
     name = "masked_flow"
     Options = MaskedFlowOptions
     generators = (MaskedFlowLlama,)
-    sample_options = (MASKED_DECODING,)
+    sample_options = (MASKED_DECODING, EDIT)
     requirement = "masked_flow needs a continuous tokenizer without scales (tokenizer: continuous)"
 
     def serves(self, layout) -> bool:
@@ -348,7 +386,12 @@ class MaskedFlow(ContinuousTokens):
 
     def sample(self, model, tokenizer, condition, config, generator, extras: SamplingExtras, given=None):
         schedule = extras.by_option.get("masked", MaskSchedule())
-        return sample_masked_flow(model, condition, config, generator, schedule)  # (B, L, d)
+        kept = (extras.edit[0][0], extras.edit[1][0]) if extras.edit else None
+        return sample_masked_flow(model, condition, config, generator, schedule, kept)  # (B, L, d)
+
+    def edit_source(self, tokenizer, image: torch.Tensor, regenerate: torch.Tensor):
+        """``--edit``: ([source tokens (1, L, d)], [kept (L,)])."""
+        return [tokenizer.encode(image)], [kept_tokens(tokenizer.layout, regenerate)]
 
 
 register_paradigm(MaskedFlow())

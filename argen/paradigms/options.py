@@ -198,10 +198,12 @@ class Refiner(SampleOption):
 
 
 class Edit(SampleOption):
-    needs = "--edit needs a next-scale (multi-scale tokenizer) generator"
+    needs = "--edit needs a next-scale (multi-scale tokenizer) or masked generator"
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument("--edit", metavar="IMAGE", help="next-scale models: edit this image (needs --mask)")
+        p.add_argument(
+            "--edit", metavar="IMAGE", help="next-scale and masked models: edit this image (needs --mask)"
+        )
         p.add_argument(
             "--mask", metavar="MASK", help="--edit: a grayscale image, white where it is regenerated"
         )
