@@ -155,11 +155,22 @@ def mask_shares(c: MaskedConfig, rows: int, generator: torch.Generator | None = 
 def random_mask(shares: torch.Tensor, length: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Masks (rows, length), True where masked: ceil(share * length) ids (at least one) in a
     random order per row."""
+    ranks = torch.rand(len(shares), length, generator=generator).argsort(-1).argsort(-1)
+    return first_in_order(shares, ranks)
+
+
+def first_in_order(shares: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
+    """Masks (rows, L) of the ceil(share * L) ids (at least one) that come first in each row's
+    order; ``ranks`` (rows, L) is each id's place in its row's order (MAR's ``random_masking``)."""
+    length = ranks.shape[1]
     counts = (shares * length).ceil().clamp(1, length).long()  # (rows,)
-    ranks = (
-        torch.rand(len(shares), length, generator=generator).argsort(-1).argsort(-1)
-    )  # each id's place in its order
     return ranks < counts[:, None]
+
+
+def linear_guidance(cfg_scale: float, total: int, keep: int) -> float:
+    """MAR's (Muse's) linear ramp: 1 + (cfg - 1) * the share revealed after this pass, counting
+    one token still masked at the last pass as MAR's schedule does."""
+    return 1 + (cfg_scale - 1) * (total - max(keep, 1)) / total
 
 
 @dataclass
@@ -232,8 +243,10 @@ def sample_masked(
         keep = masked_next(step, steps, total, int(unknown[0].sum()))
         logits = model(torch.cat([ids, ids]) if config.guided else ids, rows)  # (B', L, V)
         if config.guided:
-            ramp = (total - keep) / total if config.cfg_schedule == "linear" else 1.0
-            logits = guide(logits, 1 + (config.cfg_scale - 1) * ramp)  # (B, L, V)
+            linear = config.cfg_schedule == "linear"
+            logits = guide(
+                logits, linear_guidance(config.cfg_scale, total, keep) if linear else config.cfg_scale
+            )
         drawn = sample_logits(logits.flatten(0, 1), config.temperature, config.top_k, config.top_p, generator)
         drawn = torch.where(unknown, drawn.view_as(ids), ids)
         if schedule.order == "random":
@@ -274,9 +287,9 @@ def sample_masked_flow(
         now = (unknown & ~later).float().argsort(-1, descending=True)[:, : int(unknown[0].sum()) - keep]
         index = torch.cat([now, now]) if config.guided else now  # (B', n)
         picked = z.gather(1, index[..., None].expand(-1, -1, z.shape[-1]))  # (B', n, D)
-        ramp = (total - keep) / total if config.cfg_schedule == "linear" else 1.0
-        weight = 1 + (config.cfg_scale - 1) * ramp if config.guided else 1.0
-        drawn = draw_tokens(model, picked, weight, config, generator)  # (B, n, d)
+        linear = config.cfg_schedule == "linear"
+        weight = linear_guidance(config.cfg_scale, total, keep) if linear else config.cfg_scale
+        drawn = draw_tokens(model, picked, weight if config.guided else 1.0, config, generator)  # (B, n, d)
         tokens.scatter_(1, now[..., None].expand(-1, -1, c.token_dim), drawn.to(tokens.dtype))
         unknown = later
     return tokens
