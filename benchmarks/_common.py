@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
+import re
 import time
+from pathlib import Path
 
 import torch
 
@@ -33,6 +36,29 @@ def timed(fn, device: str, repeats: int) -> float:
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def peak_memory_mib(fn, device: str) -> float:
+    """Memory ``fn`` adds at its peak, in MiB: the CUDA allocator's peak, or on a Linux CPU the
+    growth of the resident set's high-water mark (freed heap memory is handed back to the system
+    first; approximate: the C allocator may still reuse memory it kept)."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident set
+    before = process_memory_kib("VmRSS")
+    fn()
+    return (process_memory_kib("VmHWM") - before) / 1024
+
+
+def process_memory_kib(field: str) -> int:
+    """A memory field of /proc/self/status (VmRSS, VmHWM, ...) in KiB."""
+    return int(re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M).group(1))
 
 
 def memory_bandwidth(device: str) -> float:

@@ -6,7 +6,8 @@ tokens of d = 16, 32 and 64 bits (whose cost must not grow with 2^d).
     python -m benchmarks.steps_per_image --grid 16 --batch 1 100
 
 Prints, per paradigm and batch size: steps (transformer passes) per image, the logits one step
-computes per row, and milliseconds per image (best of ``--repeats``).
+computes per row, milliseconds per image (best of ``--repeats``) and the peak memory one
+sampling call adds (MiB; on the CPU the resident set's high-water mark, approximate).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from argen.paradigms.masked import MaskedOptions, MaskSchedule
 from argen.paradigms.token_shuffle import ShuffleOptions
 from argen.sampling.config import SamplingConfig
 from argen.tokenizers.binary import BitGridLayout
-from benchmarks._common import timed
+from benchmarks._common import peak_memory_mib, timed
 
 
 def generators(grid: int, vocab: int, preset: str) -> list[tuple[str, object, object, SamplingExtras]]:
@@ -59,18 +60,19 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args()
     config = SamplingConfig(cfg_scale=2.0)
-    print("| paradigm | batch | steps per image | logits per step | ms per image |")
-    print("|---|---|---|---|---|")
+    print("| paradigm | batch | steps per image | logits per step | ms per image | peak MiB |")
+    print("|---|---|---|---|---|---|")
     for label, paradigm, model, extras in generators(args.grid, args.vocab, args.preset):
         for batch in args.batch:
             labels = torch.arange(batch) % 10
             run = partial(paradigm.sample, model, None, labels, config, torch.Generator(), extras)
             seconds = timed(run, "cpu", args.repeats)
+            peak = peak_memory_mib(run, "cpu")
             steps = (
                 extras.by_option["masked"].steps if "masked" in extras.by_option else model.config.num_tokens
             )
             logits, ms = model.output.out_features, 1000 * seconds / batch
-            print(f"| {label} | {batch} | {steps} | {logits} | {ms:.2f} |")
+            print(f"| {label} | {batch} | {steps} | {logits} | {ms:.2f} | {peak:.1f} |")
 
 
 if __name__ == "__main__":
