@@ -22,7 +22,7 @@ from argen.training.trainer import train
 pytestmark = pytest.mark.slow  # multi-process or every recipe: outside the fast subset
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = ("digits_", "moving_digits_", "cifar10_")
+FAMILIES = ("digits_", "digits64_", "moving_digits_", "cifar10_")
 SHIPPED = sorted(p for p in (ROOT / "configs").glob("*.yaml") if p.name.startswith(FAMILIES))
 READS = ("tokenizer", "target", "teacher", "base", "init_from")  # keys naming runs a recipe reads
 
