@@ -1,4 +1,5 @@
-"""A gallery: one sample grid per paradigm on the digits, from the shipped recipes, written to
+"""A gallery: one sample grid per paradigm on the digits (and CIFAR-10's raster generator, which
+needs the extracted CIFAR-10 in data/train), from the shipped recipes, written to
 ``docs/images/<name>.png`` (column j shows class j, or prompt j). Runs that exist are reused; missing ones
 are trained first, each recipe after the ones it reads (the demo's VQ for most).
 
@@ -26,6 +27,7 @@ class Entry:
     flags: tuple[str, ...] = ()
     sampled: str | None = None
     guided: bool = True  # sample at cfg 2 (distilled students keep their teacher's guidance)
+    overrides: tuple[str, ...] = ()  # key=value overrides for training the last recipe
 
 
 ENTRIES: dict[str, Entry] = {
@@ -46,6 +48,9 @@ ENTRIES: dict[str, Entry] = {
     "sequence": Entry(("digits_holistic", "digits_sequence")),
     "distilled": Entry(("digits_vq", "digits_gpt", "digits_dd"), ("--steps", "1"), guided=False),
     "text": Entry(("digits_vq", "digits_t2i"), ("--prompts-file", "examples/prompts.txt")),
+    "cifar10_raster": Entry(
+        ("cifar10_vq", "cifar10_gpt"), overrides=("model.preset=tiny", "train.max_steps=600")
+    ),
 }
 IMAGES = Path("docs/images")
 
@@ -64,7 +69,8 @@ def make(name: str) -> Path:
     entry = ENTRIES[name]
     for recipe in entry.recipes:
         if not (output_dir(recipe) / "model" / "config.json").is_file():
-            run([sys.executable, "train.py", "--config", f"configs/{recipe}.yaml"])
+            overrides = entry.overrides if recipe == entry.recipes[-1] else ()
+            run([sys.executable, "train.py", "--config", f"configs/{recipe}.yaml", *overrides])
     ckpt = output_dir(entry.sampled or entry.recipes[-1])
     out = ckpt / "gallery"
     sample = [sys.executable, "sample.py", "--ckpt", str(ckpt), "--num-samples", "100"]
