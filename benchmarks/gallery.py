@@ -1,5 +1,6 @@
-"""A gallery: one sample grid per paradigm on the digits (and CIFAR-10's raster generator, which
-needs the extracted CIFAR-10 in data/train), from the shipped recipes, written to
+"""A gallery: one sample grid per paradigm on the digits (and moving digits' frame strips, and
+CIFAR-10's raster generator, which needs CIFAR-10 extracted to data/train), from the shipped
+recipes, written to
 ``docs/images/<name>.png`` (column j shows class j, or prompt j). Runs that exist are reused; missing ones
 are trained first, each recipe after the ones it reads (the demo's VQ for most).
 
