@@ -80,7 +80,9 @@ def main() -> None:
             flow_solver=args.flow_solver,
         )
         tokens = sum(pn * pn for pn in scales) if scales else layout.height * layout.width
-        passes = len(scales) if scales else tokens + (1 if refiner_run else 0)
+        passes = for_generator(model, layout).passes(SamplingExtras()) or (
+            len(scales) if scales else tokens + (1 if refiner_run else 0)
+        )
         if real is None:
             real = reference_images(args.reference, tokenizer.config.resolution)
         labels = torch.arange(args.num_samples) % model.config.num_classes

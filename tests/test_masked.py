@@ -277,3 +277,12 @@ def test_sample_cli_edits_with_a_masked_generator(trained, tmp_path, monkeypatch
     source = load(trained["vq"] / "model").encode(pixels).flatten(1)  # (1, 16)
     ids = torch.cat(decoded).flatten(1)  # (3, 16)
     assert ids.shape == (3, 16) and torch.equal(ids[:, 8:], source[:, 8:].expand(3, -1))
+
+
+def test_passes_per_image_are_the_schedules_for_masked_paradigms_only():
+    from argen.paradigms import SamplingExtras
+
+    extras = SamplingExtras()
+    assert paradigms.get("masked").passes(extras) == paradigms.get("masked_flow").passes(extras) == 8
+    extras.by_option["masked"] = MaskSchedule(steps=4)
+    assert paradigms.get("masked").passes(extras) == 4 and paradigms.get("raster").passes(extras) is None

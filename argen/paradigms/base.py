@@ -163,6 +163,11 @@ class Paradigm:
         images = tokenizer.decode(tokens)
         return images, torch.ones(len(images), dtype=torch.bool)
 
+    def passes(self, extras: SamplingExtras) -> int | None:
+        """Generator passes per image when sampling with ``extras``, where the paradigm sets
+        them itself (masked decoding); None: one per token, or per scale."""
+        return None
+
     def grid_images(self, images: np.ndarray, extras: SamplingExtras, columns: int) -> tuple[np.ndarray, int]:
         """The images of ``grid.png`` and its columns (one per condition)."""
         return images, columns

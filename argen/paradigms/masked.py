@@ -360,6 +360,9 @@ class MaskedIds(Paradigm):
         """``--edit``: ([source ids (1, L)], [kept (L,)])."""
         return [tokenizer.encode(image).flatten(1)], [kept_tokens(tokenizer.layout, regenerate)]
 
+    def passes(self, extras: SamplingExtras) -> int:
+        return extras.by_option.get("masked", MaskSchedule()).steps
+
     def decode(self, tokenizer: GridTokenizer, ids: torch.Tensor):
         layout = tokenizer.layout
         return super().decode(tokenizer, ids.view(-1, layout.height, layout.width))
@@ -405,6 +408,9 @@ class MaskedFlow(ContinuousTokens):
     def edit_source(self, tokenizer, image: torch.Tensor, regenerate: torch.Tensor):
         """``--edit``: ([source tokens (1, L, d)], [kept (L,)])."""
         return [tokenizer.encode(image)], [kept_tokens(tokenizer.layout, regenerate)]
+
+    def passes(self, extras: SamplingExtras) -> int:
+        return extras.by_option.get("masked", MaskSchedule()).steps
 
 
 register_paradigm(MaskedFlow())
