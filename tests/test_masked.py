@@ -286,3 +286,5 @@ def test_passes_per_image_are_the_schedules_for_masked_paradigms_only():
     assert paradigms.get("masked").passes(extras) == paradigms.get("masked_flow").passes(extras) == 8
     extras.by_option["masked"] = MaskSchedule(steps=4)
     assert paradigms.get("masked").passes(extras) == 4 and paradigms.get("raster").passes(extras) is None
+    extras.edit = ([torch.zeros(1, 9)], [torch.tensor([True] * 6 + [False] * 3)])  # 3 tokens regenerated
+    assert paradigms.get("masked").passes(extras) == 3

@@ -197,6 +197,12 @@ def still_masked(scores: torch.Tensor, count: int) -> torch.Tensor:
     return torch.zeros_like(scores, dtype=torch.bool).scatter_(1, lowest, True)
 
 
+def masked_passes(extras: SamplingExtras) -> int:
+    """Passes per image: the schedule's, at most one per token an edit regenerates."""
+    steps = extras.by_option.get("masked", MaskSchedule()).steps
+    return min(steps, int((~extras.edit[1][0]).sum())) if extras.edit else steps
+
+
 Kept = tuple[torch.Tensor, torch.Tensor]  # a source's tokens (1, L, ...) and where they stay (L,)
 
 
@@ -361,7 +367,7 @@ class MaskedIds(Paradigm):
         return [tokenizer.encode(image).flatten(1)], [kept_tokens(tokenizer.layout, regenerate)]
 
     def passes(self, extras: SamplingExtras) -> int:
-        return extras.by_option.get("masked", MaskSchedule()).steps
+        return masked_passes(extras)
 
     def decode(self, tokenizer: GridTokenizer, ids: torch.Tensor):
         layout = tokenizer.layout
@@ -410,7 +416,7 @@ class MaskedFlow(ContinuousTokens):
         return [tokenizer.encode(image)], [kept_tokens(tokenizer.layout, regenerate)]
 
     def passes(self, extras: SamplingExtras) -> int:
-        return extras.by_option.get("masked", MaskSchedule()).steps
+        return masked_passes(extras)
 
 
 register_paradigm(MaskedFlow())
