@@ -403,7 +403,7 @@ def test_ctrl_c_in_sampling_says_what_is_kept(trained, tmp_path):
     while not list((out / ".parts").glob("part-*.npz")) and time.monotonic() < deadline:
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
-    stdout, err = process.communicate(timeout=120)
+    stdout, err = process.communicate(timeout=300)  # generous: a loaded machine can be very slow
     assert process.returncode == 130, err
     assert "Traceback" not in err and "finished parts are kept" in stdout + err
 
