@@ -49,6 +49,9 @@ ENTRIES: dict[str, Entry] = {
     "sequence": Entry(("digits_holistic", "digits_sequence")),
     "distilled": Entry(("digits_vq", "digits_gpt", "digits_dd"), ("--steps", "1"), guided=False),
     "text": Entry(("digits_vq", "digits_t2i"), ("--prompts-file", "examples/prompts.txt")),
+    "control": Entry(
+        ("digits_vq", "digits_gpt", "digits_control_canny"), ("--control", "examples/digit3.png")
+    ),
     "video": Entry(("moving_digits_vq", "moving_digits_gpt")),  # frame strips of the first ten clips
     "cifar10_raster": Entry(
         ("cifar10_vq", "cifar10_gpt"), overrides=("model.preset=tiny", "train.max_steps=600")
