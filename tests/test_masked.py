@@ -288,3 +288,9 @@ def test_passes_per_image_are_the_schedules_for_masked_paradigms_only():
     assert paradigms.get("masked").passes(extras) == 4 and paradigms.get("raster").passes(extras) is None
     extras.edit = ([torch.zeros(1, 9)], [torch.tensor([True] * 6 + [False] * 3)])  # 3 tokens regenerated
     assert paradigms.get("masked").passes(extras) == 3
+
+
+def test_a_masked_generator_without_its_run_is_known_by_its_class():
+    from argen.tokenizers.layout import GridLayout
+
+    assert paradigms.for_generator(tiny_masked(), GridLayout(3, 3, 10)).name == "masked"

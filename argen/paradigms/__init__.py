@@ -79,10 +79,15 @@ def recorded_name(model_dir: str | Path | None) -> str | None:
 
 
 def inferred(model: torch.nn.Module, layout) -> Paradigm | None:
-    """The built-in paradigm of a generator that records none: official checkpoints and runs
-    saved before paradigms were recorded (each of their classes and layouts had one)."""
+    """The paradigm of a generator whose run is not at hand or records none (official
+    checkpoints, runs saved before paradigms were recorded): the built-in one of its class and
+    layout, else the only registered paradigm that builds its class for that layout."""
     built_in = [get(name) for name in BUILT_IN]
-    return next((p for p in built_in if type(model) in p.generators and p.serves(layout)), None)
+    found = next((p for p in built_in if type(model) in p.generators and p.serves(layout)), None)
+    if found is not None:
+        return found
+    owners = [p for p in registered().values() if type(model) in p.generators and p.serves(layout)]
+    return owners[0] if len(owners) == 1 else None
 
 
 def for_generator(
