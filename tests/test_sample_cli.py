@@ -397,7 +397,14 @@ def test_ctrl_c_in_sampling_says_what_is_kept(trained, tmp_path):
     command += ["--num-samples", "200000", "--batch-size", "2"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's process: a
+        # background launcher (`cmd &` without job control) would hand it SIGINT ignored
     )
     deadline = time.monotonic() + 300
     while not list((out / ".parts").glob("part-*.npz")) and time.monotonic() < deadline:

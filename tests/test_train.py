@@ -219,7 +219,14 @@ def test_ctrl_c_in_training_says_what_is_kept_and_how_to_continue(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "train.py", "--config", str(config)]
     process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's process: a
+        # background launcher (`cmd &` without job control) would hand it SIGINT ignored
     )
     deadline = time.monotonic() + 300
     while not (tmp_path / "vq" / "checkpoint").is_dir() and time.monotonic() < deadline:
