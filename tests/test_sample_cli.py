@@ -385,27 +385,15 @@ def test_a_tokenizer_other_than_the_runs_is_refused_unless_allowed(trained, tmp_
 
 
 def test_ctrl_c_in_sampling_says_what_is_kept(trained, tmp_path):
-    import os
     import signal
-    import subprocess
     import time
 
-    from tests.test_train import ROOT
+    from tests.test_train import interruptible
 
     out = tmp_path / "samples"
     command = [sys.executable, "sample.py", "--ckpt", str(trained["gpt"]), "--out", str(out)]
     command += ["--num-samples", "200000", "--batch-size", "2"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's process: a
-        # background launcher (`cmd &` without job control) would hand it SIGINT ignored
-    )
+    process = interruptible(command)
     deadline = time.monotonic() + 300
     while not list((out / ".parts").glob("part-*.npz")) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -212,22 +212,25 @@ def test_a_moved_run_resumes(tmp_path):
     assert (moved / "model" / "model.safetensors").is_file()
 
 
+def interruptible(command: list[str]) -> subprocess.Popen:
+    """``command`` started in the repository with SIGINT at its default, as a terminal's process
+    (a background launcher without job control would hand it SIGINT ignored)."""
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
 def test_ctrl_c_in_training_says_what_is_kept_and_how_to_continue(tmp_path):
     """A real SIGINT once the first checkpoint exists: one line, no traceback, and the command
     it names continues the run."""
     config = write_yaml(tmp_path / "vq.yaml", vq_recipe(tmp_path / "vq", max_steps=100000, save_every=2))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "train.py", "--config", str(config)]
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's process: a
-        # background launcher (`cmd &` without job control) would hand it SIGINT ignored
-    )
+    process = interruptible([sys.executable, "train.py", "--config", str(config)])
     deadline = time.monotonic() + 300
     while not (tmp_path / "vq" / "checkpoint").is_dir() and time.monotonic() < deadline:
         time.sleep(0.2)
