@@ -11,6 +11,7 @@ are trained first, each recipe after the ones it reads (the demo's VQ for most).
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ from pathlib import Path
 
 import yaml
 from PIL import Image
+
+from argen.images import to_uint8
+from benchmarks.control import held_out
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ class Entry:
     sampled: str | None = None
     guided: bool = True  # sample at cfg 2 (distilled students keep their teacher's guidance)
     overrides: tuple[str, ...] = ()  # key=value overrides for training the last recipe
+    held_out_controls: bool = False  # sample j follows the edges of a held-out image of class j
 
 
 ENTRIES: dict[str, Entry] = {
@@ -49,9 +54,7 @@ ENTRIES: dict[str, Entry] = {
     "sequence": Entry(("digits_holistic", "digits_sequence")),
     "distilled": Entry(("digits_vq", "digits_gpt", "digits_dd"), ("--steps", "1"), guided=False),
     "text": Entry(("digits_vq", "digits_t2i"), ("--prompts-file", "examples/prompts.txt")),
-    "control": Entry(
-        ("digits_vq", "digits_gpt", "digits_control_canny"), ("--control", "examples/digit3.png")
-    ),
+    "control": Entry(("digits_vq", "digits_gpt", "digits_control_canny"), held_out_controls=True),
     "video": Entry(("moving_digits_vq", "moving_digits_gpt")),  # frame strips of the first ten clips
     "cifar10_raster": Entry(
         ("cifar10_vq", "cifar10_gpt"), overrides=("model.preset=tiny", "train.max_steps=600")
@@ -80,11 +83,28 @@ def make(name: str) -> Path:
     out = ckpt / "gallery"
     sample = [sys.executable, "sample.py", "--ckpt", str(ckpt), "--num-samples", "100"]
     guidance = ["--cfg-scale", "2"] if entry.guided else []
-    run([*sample, *guidance, *entry.flags, "--out", str(out), "--overwrite"])
+    flags = list(entry.flags)
+    if entry.held_out_controls:
+        flags += ["--control", str(write_controls(ckpt, ckpt / "gallery_controls"))]
+    run([*sample, *guidance, *flags, "--out", str(out), "--overwrite"])
     IMAGES.mkdir(parents=True, exist_ok=True)
     target = IMAGES / f"{name}.png"
     small_png(out / "grid.png", target)
     return target
+
+
+def write_controls(run_dir: Path, folder: Path) -> Path:
+    """The first held-out image of each class (never trained on) as ``<class>.png``, in class
+    order, so that sample i (class i mod 10) follows the edges of an image of its own class."""
+    images, labels = held_out(json.loads((run_dir / "recipe.json").read_text()))
+    folder.mkdir(parents=True, exist_ok=True)
+    for label in labels.unique().tolist():
+        first = int((labels == label).nonzero()[0])
+        pixels = to_uint8(images[first : first + 1])[0]  # (H, W, C)
+        Image.fromarray(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels).save(
+            folder / f"{label:04d}.png"
+        )
+    return folder
 
 
 def small_png(source: Path, target: Path) -> None:
