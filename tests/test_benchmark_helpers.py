@@ -12,3 +12,26 @@ def test_peak_memory_counts_what_a_call_holds_at_its_peak_on_the_cpu():
 
     assert 60 < peak_memory_mib(holds_64_mib, "cpu") < 100
     assert peak_memory_mib(lambda: torch.ones(16), "cpu") < 8
+
+
+def test_gallery_controls_are_held_out_images_of_each_class_in_class_order(tmp_path):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from argen.data import build_dataset
+    from benchmarks.gallery import write_controls
+
+    data = {"dataset": "digits", "resolution": 16, "holdout_every": 10}
+    (tmp_path / "recipe.json").write_text(json.dumps({"data": data}))
+    folder = write_controls(tmp_path, tmp_path / "controls")
+    files = sorted(folder.iterdir())
+    assert [f.name for f in files] == [f"{c:04d}.png" for c in range(10)]
+    dataset = build_dataset("digits", 16)
+    held_out = [dataset[i] for i in range(0, len(dataset), 10)]
+    for label, file in enumerate(files):
+        first = next(image for image, y in held_out if y == label)
+        expected = ((first.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        written = np.array(Image.open(file))
+        assert np.array_equal(written.reshape(expected.shape), expected)
