@@ -21,6 +21,7 @@ from argen import models, tokenizers
 from argen.checkpoint import weights_of
 from argen.eval import class_consistency, classifier_features, frechet_distance, from_uint8, load_classifier
 from argen.eval.evaluation import reference_images
+from argen.paradigms import SamplingExtras
 from argen.sampling import SamplingConfig
 from argen.sampling.speculative import Speculation, SpeculativeConfig
 from benchmarks._common import quality_parser
@@ -45,7 +46,7 @@ def main() -> None:
         tokenizer = tokenizers.load(Path(run) / "tokenizer").to(device).eval()
         real = reference_images(args.reference, tokenizer.config.resolution)
         labels = torch.arange(args.num_samples) % model.config.num_classes
-        draw(model, tokenizer, labels[: args.batch_size], config, None, args.batch_size)  # warm-up
+        draw(model, tokenizer, labels[: args.batch_size], config, args.batch_size)  # warm-up
         times, syntax = {}, tokenizer.syntax()
         passes = [("off", None, None), ("on", syntax, None), ("on, warm", syntax, None)]
         if args.draft:
@@ -54,7 +55,14 @@ def main() -> None:
             passes.append(("on, spec", syntax, speculation))
         for name, constraint, sampler in passes:
             start = time.perf_counter()
-            images, valid = draw(model, tokenizer, labels, config, sampler, args.batch_size, constraint)
+            images, valid = draw(
+                model,
+                tokenizer,
+                labels,
+                config,
+                args.batch_size,
+                SamplingExtras(grid_sampler=sampler, constraint=constraint),
+            )
             times[name] = time.perf_counter() - start
             fid = frechet_distance(metric, real, images, device=device)
             consistency = class_consistency(classifier, from_uint8(images).to(device), labels.to(device))

@@ -78,7 +78,9 @@ def main() -> None:
         if speculation is not None:
             speculation.totals = dict.fromkeys(speculation.totals, 0)
         start = time.perf_counter()
-        images, _ = draw(model, tokenizer, labels, config, speculation, args.batch_size)
+        images, _ = draw(
+            model, tokenizer, labels, config, args.batch_size, SamplingExtras(grid_sampler=speculation)
+        )
         seconds = time.perf_counter() - start
         plain = plain or seconds
         fid = frechet_distance(metric, real, images, device=torch.device(args.device))

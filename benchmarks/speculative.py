@@ -91,7 +91,9 @@ def main() -> None:
             if speculation is not None:
                 speculation.totals = dict.fromkeys(speculation.totals, 0)
             start = time.perf_counter()
-            images, _ = draw(target, tokenizer, labels, config, speculation, args.batch_size)
+            images, _ = draw(
+                target, tokenizer, labels, config, args.batch_size, SamplingExtras(grid_sampler=speculation)
+            )
             seconds = min(seconds, time.perf_counter() - start)
         fid = frechet_distance(metric, real, images, device=torch.device(args.device))
         pixels = from_uint8(images).to(args.device)

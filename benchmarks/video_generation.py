@@ -53,7 +53,7 @@ def main() -> None:
             real = reference_images(args.reference, tokenizer.config.resolution, frames)
         labels = torch.arange(args.num_samples) % model.config.num_classes
         start = time.perf_counter()
-        clips, valid = draw(model, tokenizer, labels, config, None, args.batch_size)
+        clips, valid = draw(model, tokenizer, labels, config, args.batch_size)
         seconds = time.perf_counter() - start
         clips = clips[:, :frames]  # (N, T, H, W, C)
         fvd = frechet_video_distance(features, real, clips)

@@ -35,3 +35,25 @@ def test_gallery_controls_are_held_out_images_of_each_class_in_class_order(tmp_p
         expected = ((first.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
         written = np.array(Image.open(file))
         assert np.array_equal(written.reshape(expected.shape), expected)
+
+
+def test_orderings_builds_each_runs_own_sample_options_and_refuses_unknown_flags():
+    from types import SimpleNamespace
+
+    import pytest
+
+    from argen.models.llama import Llama, LlamaConfig
+    from argen.paradigms.masked import MaskedConfig, MaskedLlama, MaskSchedule
+    from argen.sampling.config import SamplingConfig
+    from argen.tokenizers.layout import GridLayout
+    from benchmarks.orderings import checked_sample_flags, option_extras
+
+    tokenizer = SimpleNamespace(layout=GridLayout(3, 3, 10))
+    sizes = dict(vocab_size=10, grid_size=(3, 3), num_classes=3, dim=32, n_layer=1, n_head=2)
+    flags = checked_sample_flags(["--mask-steps", "4", "--mask-order", "random"])
+    masked = option_extras(flags, MaskedLlama(MaskedConfig(**sizes)), tokenizer, SamplingConfig(), "cpu")
+    assert masked.by_option["masked"] == MaskSchedule(steps=4, order="random")
+    raster = option_extras(flags, Llama(LlamaConfig(**sizes)), tokenizer, SamplingConfig(), "cpu")
+    assert "masked" not in raster.by_option
+    with pytest.raises(SystemExit):
+        checked_sample_flags(["--mask-stepz", "4"])
