@@ -60,8 +60,9 @@ def sample_next_scale(
     generator: torch.Generator | None = None,
     options: NextScaleOptions | None = None,
 ) -> list[torch.Tensor]:
-    """Class ids (B,) -> sampled ids per scale [(B, pn, pn), ...]: the prefill reads the class,
-    then each step draws one scale and feeds the tokenizer's next input back."""
+    """Class ids (B,) -> sampled ids per scale [(B, pn, pn), ...] (or whatever ``pick`` makes
+    of a token: (B, pn, pn, d) bits): the prefill reads the class, then each step draws one
+    scale and feeds the tokenizer's next input back."""
     o = options or NextScaleOptions()
     patch_nums, batch, bounds = model.config.patch_nums, len(labels), model.config.scale_bounds
     rows = GuidedRows(model, labels, config, compile=o.compile)
@@ -73,7 +74,7 @@ def sample_next_scale(
             forward = model.forward_cached if k == 0 else rows.step
             logits = forward(x, block.positions)[:, -block.outputs :]  # (B', pn**2, V)
             logits = guide(logits, block.weight) if config.guided else logits  # (B, pn**2, V)
-            scale = pick(logits, bounds[k][0]).view(batch, patch_nums[k], patch_nums[k])
+            scale = pick(logits, bounds[k][0]).unflatten(1, (patch_nums[k],) * 2)  # (B, pn, pn, ...)
             if o.edit is not None:
                 source, keep = o.edit
                 scale = torch.where(keep[k].to(scale.device), source[k].to(scale.device), scale)
