@@ -4,10 +4,16 @@ greedy sampling against a full forward, and the errors."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from argen import paradigms
+from argen.models.llama import LlamaConfig
 from argen.paradigms.bitwise import to_bits, to_groups
 from argen.paradigms.bitwise_next_scale import (
     BitwiseNextScale,
@@ -59,12 +65,71 @@ def test_pyramid_bits_and_sums_equal_infinitys_multiscale_bsq():
     z = torch.randn(3, d, 4, 4)
     f_hat, bits, _ = pyramid.quantise(z)
     schedule = [(1, pn, pn) for pn in SCALES]
-    out, _, expected_bits, _, _, var_inputs = infinity(z, scale_schedule=schedule)
+    out, _, expected_bits, *_ = infinity(z, scale_schedule=schedule)
     for ours, theirs in zip(bits, expected_bits):
         assert torch.equal(ours, theirs[:, 0].long())  # (B, 1, pn, pn, d) -> (B, pn, pn, d)
     torch.testing.assert_close(f_hat, out)
-    expected_inputs = torch.cat([v[:, :, 0].flatten(2).transpose(1, 2) for v in var_inputs], 1)
-    torch.testing.assert_close(pyramid.teacher_inputs(bits), expected_inputs)
+
+
+class SeededTorch:
+    """``torch`` for Infinity's self-correction module, its ``rand`` drawn from ``generator``."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    def rand(self, *shape):
+        return torch.rand(shape, generator=self.generator)
+
+
+def infinity_self_correction(generator: torch.Generator):
+    """Infinity's ``BitwiseSelfCorrection`` from the scratch copy, its random draws (numpy's
+    share, torch's flips) taken from ``generator`` in the order it makes them."""
+    infinity_bsq()  # skips without a copy
+    path = Path(os.environ["ARGEN_INFINITY_SRC"]) / "infinity" / "models" / "bitwise_self_correction.py"
+    spec = importlib.util.spec_from_file_location("infinity_bsc_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    draw_share = lambda low, high: int(torch.randint(low, int(high), (), generator=generator))  # noqa: E731
+    module.np = SimpleNamespace(random=SimpleNamespace(randint=draw_share))
+    module.torch = SeededTorch(generator)
+    return module.BitwiseSelfCorrection
+
+
+@pytest.mark.parametrize("layers", [0, 2, 4])
+def test_self_correction_equals_infinitys_flip_and_requantise(layers):
+    d, strength = 6, 0.3
+    quantizer = infinity_bsq().MultiScaleBSQ(dim=d, codebook_size=2**d, new_quant=True).eval()
+    correction = infinity_self_correction(torch.Generator().manual_seed(5))(
+        SimpleNamespace(quantizer=quantizer, codebook_dim=d),
+        SimpleNamespace(
+            noise_apply_layers=layers,
+            noise_apply_requant=1,
+            noise_apply_strength=strength,
+            apply_spatial_patchify=0,
+            debug_bsc=0,
+        ),
+    )
+    torch.manual_seed(1)
+    z = torch.randn(3, d, 4, 4)
+    inputs, targets = correction.flip_requant([(1, pn, pn) for pn in SCALES], None, z, "cpu")
+    ours, our_inputs = tiny_pyramid(d).self_corrected(z, layers, strength, torch.Generator().manual_seed(5))
+    for mine, theirs in zip(ours, targets):
+        assert torch.equal(mine.flatten(1, 2), theirs.long())  # (B, pn**2, d)
+    torch.testing.assert_close(our_inputs, inputs)
+
+
+def test_self_correction_without_flips_is_teacher_forcing_and_flips_change_the_later_targets():
+    pyramid = tiny_pyramid()
+    z = torch.randn(2, 6, 4, 4)
+    plain = pyramid.quantise(z)[1]
+    targets, inputs = pyramid.self_corrected(z, 0, 0.3)
+    assert all(torch.equal(a, b) for a, b in zip(targets, plain))
+    torch.testing.assert_close(inputs, pyramid.teacher_inputs(plain))
+    flipped, _ = pyramid.self_corrected(z, 3, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(flipped[0], plain[0]) and not torch.equal(flipped[-1], plain[-1])
 
 
 def test_encode_decode_round_trip_matches_the_forward_pass():
@@ -132,3 +197,30 @@ def test_paradigm_is_the_default_for_bit_pyramids_and_refuses_other_tokens():
         BinaryPyramidConfig(**TINY, bits=6, patch_nums=(1, 2, 3))
     with pytest.raises(ValueError, match="integer bits"):
         tiny_pyramid().decode([torch.zeros(1, pn, pn, 6) for pn in SCALES])
+
+
+def test_self_correcting_runs_cache_latents_and_train_on_them():
+    paradigm, pyramid = paradigms.get("bitwise_next_scale"), tiny_pyramid()
+    options = paradigm.parse_options({"self_correction_layers": 2})
+    latent = paradigm.prepare_tokenizer(pyramid, options, 0)
+    assert pyramid.config.encode_to == "bits" and latent.config.encode_to == "latent"
+    pixels = torch.rand(2, 3, 16, 16) * 2 - 1
+    f = latent.encode(pixels)  # (B, h, w, d)
+    assert f.shape == (2, 4, 4, 6) and f.is_floating_point()
+    assert all(
+        torch.equal(a, b) for a, b in zip(pyramid.quantise(f.permute(0, 3, 1, 2))[1], pyramid.encode(pixels))
+    )
+    torch.manual_seed(0)
+    model = paradigm.build(
+        LlamaConfig(dim=32, n_layer=1, n_head=2),
+        options,
+        latent,
+        paradigm.sizes(latent.layout) | {"num_classes": 5},
+    )
+    assert model.config.self_correction_layers == 2
+    loss, _ = paradigm.loss(model, latent, f, torch.tensor([0, 1]))
+    assert torch.isfinite(loss)
+    with pytest.raises(ValueError, match="holds bits, this generator trains on latents"):
+        paradigm.loss(
+            model, latent, torch.cat([b.flatten(1) for b in pyramid.encode(pixels)], 1), torch.tensor([0, 1])
+        )

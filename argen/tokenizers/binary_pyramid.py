@@ -4,14 +4,17 @@ For each scale ``pn`` of ``patch_nums`` the residual is area-downsampled to pn x
 quantised by the binary quantiser (BSQ or LFQ, as :mod:`argen.tokenizers.binary`); its codes
 are upsampled bilinearly to the latent size (Infinity's trilinear over one frame), added to
 ``f_hat`` and subtracted (detached) from the residual. The decoder reads ``f_hat``; the
-generator's input for scale k+1 is ``f_hat`` after scale k, area-downsampled to that scale, as
-in VAR. Tokens are bits per scale [(B, pn, pn, d), ...], stored flat as (B, sum(pn**2) * d).
+generator's input for scale k+1 is ``f_hat`` after scale k, resized bilinearly to that scale
+(as Infinity's generator reads it). Tokens are bits per scale [(B, pn, pn, d), ...], stored
+flat as (B, sum(pn**2) * d). With ``encode_to: latent`` (set by the generator recipe that
+trains with bitwise self-correction) ``encode`` gives the latent before quantisation instead,
+(B, h, w, d), from which :meth:`BinaryPyramid.self_corrected` draws the bits at every step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, replace
+from typing import Literal, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +62,8 @@ register_family(BitScaleLayout, BitScaleTokenizer)
 class BinaryPyramidConfig(BinaryConfig):
     """A :class:`BinaryConfig` plus the scales, coarse to fine, ending at the latent size."""
 
-    patch_nums: tuple[int, ...] = (1, 2, 3, 4)
+    patch_nums: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)  # Infinity's at 256 px
+    encode_to: Literal["bits", "latent"] = "bits"  # latent: for bitwise self-correction
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -76,6 +80,12 @@ class BinaryPyramid(BinaryAutoencoder):
     @property
     def layout(self) -> BitScaleLayout:
         return BitScaleLayout(tuple(self.config.patch_nums), self.config.bits)
+
+    def encoding_to(self, target: Literal["bits", "latent"]) -> BinaryPyramid:
+        """A copy whose ``encode`` gives ``target`` (this tokenizer is left as it is)."""
+        copy = type(self)(replace(self.config, encode_to=target))
+        copy.load_state_dict(self.state_dict())
+        return copy.train(self.training)
 
     def upsample(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, d, pn, pn) -> their contribution at the latent size (B, d, h, w)."""
@@ -101,13 +111,15 @@ class BinaryPyramid(BinaryAutoencoder):
         return self.decoder(self.post_quant_conv(f_hat)), stats
 
     @torch.no_grad()
-    def encode(self, pixels: torch.Tensor) -> list[torch.Tensor]:
-        """Pixels in [-1, 1], (B, C, H, W) -> bits per scale [(B, pn, pn, d), ...]."""
+    def encode(self, pixels: torch.Tensor) -> list[torch.Tensor] | torch.Tensor:
+        """Pixels in [-1, 1], (B, C, H, W) -> bits per scale [(B, pn, pn, d), ...] (with
+        ``encode_to: latent``, the latent (B, h, w, d))."""
         c = self.config
         if pixels.ndim != 4 or pixels.shape[1:] != (c.in_channels, c.resolution, c.resolution):
             shape = (c.in_channels, c.resolution, c.resolution)
             raise ValueError(f"expected pixels (B, *{shape}), got {tuple(pixels.shape)}")
-        return self.quantise(self.quant_conv(self.encoder(pixels)))[1]
+        f = self.quant_conv(self.encoder(pixels))
+        return f.permute(0, 2, 3, 1) if c.encode_to == "latent" else self.quantise(f)[1]
 
     def scale_code(self, bits: torch.Tensor) -> torch.Tensor:
         """Bits (B, pn, pn, d) of one scale -> their contribution to f_hat (B, d, h, w)."""
@@ -131,14 +143,42 @@ class BinaryPyramid(BinaryAutoencoder):
         side, weight = self.config.patch_nums[-1], self.post_quant_conv.weight
         return weight.new_zeros(batch, self.config.bits, side, side)
 
+    def scale_input(self, f_hat: torch.Tensor, scale: int) -> torch.Tensor:
+        """The generator's input for scale ``scale``: f_hat resized to it (B, pn**2, d)."""
+        side = self.config.patch_nums[scale]
+        return F.interpolate(f_hat, size=(side, side), mode="bilinear").flatten(2).transpose(1, 2)
+
     @torch.no_grad()
     def next_input(
         self, f_hat: torch.Tensor, bits: torch.Tensor, scale: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(f_hat + scale ``scale``'s codes, the generator's input for the next scale (B, pn**2, d))."""
+        """(f_hat + scale ``scale``'s codes, the generator's input for the next scale)."""
         f_hat = f_hat + self.scale_code(bits)
-        side = self.config.patch_nums[scale + 1]
-        return f_hat, F.interpolate(f_hat, size=(side, side), mode="area").flatten(2).transpose(1, 2)
+        return f_hat, self.scale_input(f_hat, scale + 1)
+
+    @torch.no_grad()
+    def self_corrected(
+        self, f: torch.Tensor, layers: int, strength: float, generator: torch.Generator | None = None
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Infinity's bitwise self-correction: latents f (B, d, h, w) -> (target bits per scale,
+        generator inputs for scales 1..). On each of the first ``layers`` scales a share of the
+        bits drawn uniformly from {0, 0.01, ..., ``strength``} is flipped; the later inputs
+        follow the flipped codes and the later targets quantise what the flipped codes left of
+        f, so the generator learns to correct its own mistakes. ``layers=0``: teacher forcing."""
+        f_hat, targets, inputs = torch.zeros_like(f), [], []
+        for k, pn in enumerate(self.config.patch_nums):
+            rest = f - f_hat
+            down = rest if pn == rest.shape[-1] else F.interpolate(rest, size=(pn, pn), mode="area")
+            bits = self.quantize(down)[1]  # (B, pn, pn, d)
+            targets.append(bits)
+            if k < layers:
+                share = torch.randint(0, round(100 * strength) + 1, (), generator=generator) * 0.01
+                flipped = torch.rand(bits.shape, generator=generator).to(bits.device) < share
+                bits = torch.where(flipped, 1 - bits, bits)
+            f_hat = f_hat + self.scale_code(bits)
+            if k + 1 < len(self.config.patch_nums):
+                inputs.append(self.scale_input(f_hat, k + 1))
+        return targets, torch.cat(inputs, 1)
 
     @torch.no_grad()
     def teacher_inputs(self, bits: list[torch.Tensor]) -> torch.Tensor:
@@ -151,8 +191,8 @@ class BinaryPyramid(BinaryAutoencoder):
 
     def token_statistics(self, tokens: list) -> dict[str, float]:
         """Bit usage (and code usage where 2^d can be counted) over every scale's bits."""
-        flat = [scale for t in tokens for scale in (t if isinstance(t, list) else [t])]
-        return super().token_statistics(flat)
+        bits = [t if isinstance(t, list) else self.quantise(t.permute(0, 3, 1, 2))[1] for t in tokens]
+        return super().token_statistics([scale for scales in bits for scale in scales])
 
 
 register_tokenizer(BinaryPyramid, "binary_pyramid")
