@@ -57,3 +57,20 @@ def test_orderings_builds_each_runs_own_sample_options_and_refuses_unknown_flags
     assert "masked" not in raster.by_option
     with pytest.raises(SystemExit):
         checked_sample_flags(["--mask-stepz", "4"])
+
+
+def test_loss_curves_find_the_first_step_that_reaches_the_baselines_final_loss(tmp_path):
+    import json
+
+    import pytest
+
+    from benchmarks.loss_curves import curve, first_reaching
+
+    lines = [{"step": 50, "loss": 3.0}, {"step": 100, "lr": 1e-3}, {"step": 150, "loss": 2.0}]
+    (tmp_path / "log.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    points = curve(tmp_path, "loss")
+    assert points == [(50, 3.0), (150, 2.0)]
+    assert first_reaching(points, 2.5) == 150 and first_reaching(points, 3.0) == 50
+    assert first_reaching(points, 1.0) is None
+    with pytest.raises(ValueError, match="logs no 'align_loss'"):
+        curve(tmp_path, "align_loss")
