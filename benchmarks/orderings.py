@@ -108,9 +108,9 @@ def load_run(spec: str, args: argparse.Namespace, options: list[str]):
     if refiner_run:
         refiner = models.load(weights_of(Path(refiner_run), None)).to(args.device).eval()
         extras.grid_sampler = Refinement(refiner)
-    tokens = tokens_per_image(tokenizer.layout)
+    steps = model.config.num_tokens  # one per token, or per window of tokens (Token-Shuffle)
     passes = for_generator(model, tokenizer.layout).passes(extras) or (
-        len(scales) if scales else tokens + (1 if refiner_run else 0)
+        len(scales) if scales else steps + (1 if refiner_run else 0)
     )
     return model, tokenizer, config, extras, passes
 
@@ -161,8 +161,9 @@ def main() -> None:
             f"{fid:7.3f} {consistency['overall']:10.3f}"
         )
     print(
-        "passes: generator forward passes per image (next-scale: one per scale; CTF: + 1 refiner pass); "
-        "continuous runs add flow-steps head evaluations (x2 with heun) per pass"
+        "passes: generator forward passes per image (next-scale: one per scale; Token-Shuffle: one per "
+        "window; CTF: + 1 refiner pass); continuous runs add flow-steps head evaluations (x2 with heun) "
+        "per pass"
     )
 
 
