@@ -25,7 +25,6 @@ import torch
 
 from argen import models, tokenizers
 from argen.checkpoint import weights_of
-from argen.cli.sample_inputs import CliInputs
 from argen.eval import class_consistency, classifier_features, frechet_distance, from_uint8, load_classifier
 from argen.eval.evaluation import reference_images
 from argen.paradigms import OptionRun, SamplingExtras, for_generator, sample_options
@@ -58,6 +57,17 @@ def draw(
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+class NoFiles:
+    """The :class:`~argen.paradigms.RunInputs` of this benchmark: options that read files
+    (drafts, refiners, edits, control maps, clips) are for ``sample.py``."""
+
+    def __init__(self, device: str):
+        self.device = torch.device(device)
+
+    def __getattr__(self, name: str):
+        raise ValueError("benchmarks.orderings takes sample.py options that read no files; use sample.py")
+
+
 def option_extras(argv: list[str], model, tokenizer, config: SamplingConfig, device: str) -> SamplingExtras:
     """The ``sample.py`` options in ``argv`` that the run's paradigm offers, built as sample.py
     builds them (options of other paradigms are left to their runs)."""
@@ -67,7 +77,7 @@ def option_extras(argv: list[str], model, tokenizer, config: SamplingConfig, dev
         option.add_arguments(parser)
     args, _ = parser.parse_known_args(argv)
     extras = SamplingExtras()
-    run = OptionRun(paradigm, model, tokenizer, config, CliInputs(None, torch.device(device), torch.float32))
+    run = OptionRun(paradigm, model, tokenizer, config, NoFiles(device))
     for option in paradigm.sample_options:
         option.build(args, run, extras)
     return extras

@@ -57,6 +57,9 @@ def test_orderings_builds_each_runs_own_sample_options_and_refuses_unknown_flags
     assert "masked" not in raster.by_option
     with pytest.raises(SystemExit):
         checked_sample_flags(["--mask-stepz", "4"])
+    edit = checked_sample_flags(["--edit", "image.png", "--mask", "mask.png"])
+    with pytest.raises(ValueError, match="read no files; use sample.py"):
+        option_extras(edit, MaskedLlama(MaskedConfig(**sizes)), tokenizer, SamplingConfig(), "cpu")
 
 
 def test_loss_curves_find_the_first_step_that_reaches_the_baselines_final_loss(tmp_path):
