@@ -48,6 +48,7 @@ ENTRIES: dict[str, Entry] = {
     "token_shuffle": Entry(("digits_vq", "digits_shuffle")),
     "masked": Entry(("digits_vq", "digits_maskgit")),
     "bitwise": Entry(("digits_bsq", "digits_bitwise")),
+    "bitwise_next_scale": Entry(("digits_bsq_pyramid", "digits_bitwise_var"), ("--cfg-schedule", "linear")),
     "continuous_raster": Entry(("digits_kl", "digits_mar")),
     "continuous_scales": Entry(("digits_kl", "digits_flowar")),
     "byte_stream": Entry(("digits_jpeg", "digits_jpeg_lm"), ("--constrained",)),
