@@ -143,7 +143,13 @@ def test_encode_decode_round_trip_matches_the_forward_pass():
     assert pyramid.layout == BitScaleLayout(SCALES, 6) and pyramid.layout.num_tokens == 30
     stored = torch.cat([b.flatten(1) for b in bits], 1)  # as the token cache keeps them
     assert all(torch.equal(a, b) for a, b in zip(split_bit_scales(stored, pyramid.layout), bits))
-    assert 0 <= pyramid.token_statistics([bits])["bit_usage"] <= 1
+    stats = pyramid.token_statistics([bits])
+    assert 0 <= stats["bit_usage"] <= 1
+    assert pyramid.token_statistics(bits) == stats  # the scales, as the reconstruction protocol lists them
+    assert (
+        pyramid.encoding_to("latent").token_statistics([pyramid.encoding_to("latent").encode(pixels)])
+        == stats
+    )
 
 
 def test_loss_is_the_cross_entropy_of_every_group_at_every_scale():

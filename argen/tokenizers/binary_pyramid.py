@@ -191,8 +191,11 @@ class BinaryPyramid(BinaryAutoencoder):
 
     def token_statistics(self, tokens: list) -> dict[str, float]:
         """Bit usage (and code usage where 2^d can be counted) over every scale's bits."""
-        bits = [t if isinstance(t, list) else self.quantise(t.permute(0, 3, 1, 2))[1] for t in tokens]
-        return super().token_statistics([scale for scales in bits for scale in scales])
+        bits = []
+        for t in tokens:  # encodings (lists of scales), scales, or latents (encode_to: latent)
+            latent = torch.is_tensor(t) and t.is_floating_point()
+            bits += self.quantise(t.permute(0, 3, 1, 2))[1] if latent else (t if isinstance(t, list) else [t])
+        return super().token_statistics(bits)
 
 
 register_tokenizer(BinaryPyramid, "binary_pyramid")
