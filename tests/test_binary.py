@@ -4,6 +4,7 @@ all 2^d codes, the autoencoder's bits, bitwise raster generation (groups, sampli
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import itertools
 import math
 import os
@@ -214,3 +215,36 @@ def test_parity_with_infinity_bsq():
     expected_token, expected_usage, _ = bsq.soft_entropy_loss(u)
     torch.testing.assert_close(per_token, expected_token)
     torch.testing.assert_close(usage, expected_usage)
+
+
+def open_magvit2_lfq():
+    """Open-MAGVIT2's ``lookup_free_quantize`` module from a scratch copy of the official code
+    (ARGEN_MAGVIT2_SRC: the repository's folder)."""
+    source = os.environ.get("ARGEN_MAGVIT2_SRC")
+    if not source:
+        pytest.skip("set ARGEN_MAGVIT2_SRC to a scratch copy of TencentARC/Open-MAGVIT2")
+    path = Path(source) / "src" / "Open_MAGVIT2" / "modules" / "vqvae" / "lookup_free_quantize.py"
+    spec = importlib.util.spec_from_file_location("open_magvit2_lfq_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_parity_with_open_magvit2_lfq():
+    reference = open_magvit2_lfq()
+    torch.manual_seed(0)
+    d, tau = 8, 100.0
+    lfq = reference.LFQ(dim=d, codebook_size=2**d).train()
+    ours = BinaryAutoencoder(
+        BinaryConfig(**TINY, bits=d, spherical=False, inv_temperature=tau)
+    ).quantize.train()
+    z = torch.randn(4, d, 5, 5) * 0.005  # small enough that the entropy terms are not saturated
+    codes, bits, _ = ours(z)
+    (quantized, _, indices), breakdown = lfq(z, inv_temperature=tau, return_loss_breakdown=True)
+    torch.testing.assert_close(codes, quantized)
+    shifts = torch.arange(d)  # its index holds channel i's bit at 2^i
+    assert torch.equal(bits.flatten(0, 2), (indices[:, None] >> shifts) & 1)
+    u = z.permute(0, 2, 3, 1).flatten(0, 2)
+    per_token, usage = bit_entropies(u, 1.0, tau)
+    torch.testing.assert_close(per_token, breakdown.per_sample_entropy, rtol=1e-3, atol=1e-4)
+    assert usage >= breakdown.codebook_entropy - 1e-4  # the sum over bits bounds the 2^d-code entropy
