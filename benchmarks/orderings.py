@@ -27,6 +27,7 @@ from argen import models, tokenizers
 from argen.checkpoint import weights_of
 from argen.eval import class_consistency, classifier_features, frechet_distance, from_uint8, load_classifier
 from argen.eval.evaluation import reference_images
+from argen.eval.reconstruction import tokens_per_image
 from argen.paradigms import OptionRun, SamplingExtras, for_generator, sample_options
 from argen.paradigms.generate import Generation, batch_seed, generate_batch
 from argen.sampling import SamplingConfig
@@ -137,11 +138,6 @@ def measure(model, tokenizer, labels, config, batch: int, extras, repeats: int) 
         images, _ = draw(model, tokenizer, labels, config, batch, extras)
         best = min(best, time.perf_counter() - start)
     return best, images
-
-
-def tokens_per_image(layout) -> int:
-    scales = tuple(getattr(layout, "scales", ()))
-    return sum(pn * pn for pn in scales) if scales else layout.height * layout.width
 
 
 def main() -> None:
