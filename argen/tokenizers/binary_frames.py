@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from argen.tokenizers.binary import BinaryAutoencoder, BinaryConfig
+from argen.tokenizers.frames import PerFrame
 from argen.tokenizers.protocols import Tokenizer, register_family
 from argen.tokenizers.registry import register_tokenizer
 
@@ -51,7 +52,7 @@ class FrameBinaryConfig(BinaryConfig):
             raise ValueError(f"frames must be >= 1, got {self.frames}")
 
 
-class FrameBinary(BinaryAutoencoder):
+class FrameBinary(PerFrame, BinaryAutoencoder):
     """Clips (B, T, C, H, W) <-> bits (B, T, h, w, d), one image pass per frame."""
 
     Config = FrameBinaryConfig
@@ -60,37 +61,6 @@ class FrameBinary(BinaryAutoencoder):
     def layout(self) -> VideoBitLayout:
         grid = super().layout
         return VideoBitLayout(self.config.frames, grid.height, grid.width, grid.bits)
-
-    def latent_frames(self, frames: int) -> int:
-        """Latent frames holding the first ``frames`` frames of a clip (one each)."""
-        if not 0 < frames <= self.config.frames:
-            raise ValueError(f"frames must lie in [1, {self.config.frames}], got {frames}")
-        return frames
-
-    def forward(self, clips: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Reconstruct ``clips`` (B, T, C, H, W); returns (reconstruction, quantiser losses)."""
-        self._check_clips(clips)
-        recon, stats = super().forward(clips.flatten(0, 1))  # (B*T, C, H, W)
-        return recon.view_as(clips), stats
-
-    @torch.no_grad()
-    def encode(self, clips: torch.Tensor) -> torch.Tensor:
-        """Clips in [-1, 1] (B, T, C, H, W) -> bits (B, T, h, w, d)."""
-        self._check_clips(clips)
-        bits = super().encode(clips.flatten(0, 1))  # (B*T, h, w, d)
-        return bits.view(*clips.shape[:2], *bits.shape[1:])
-
-    @torch.no_grad()
-    def decode(self, bits: torch.Tensor) -> torch.Tensor:
-        """Bits (B, T, h, w, d) -> clips (B, T, C, H, W) in [-1, 1]."""
-        if bits.ndim != 5:
-            raise ValueError(f"expected bits (B, T, h, w, d), got {tuple(bits.shape)}")
-        pixels = super().decode(bits.flatten(0, 1))  # (B*T, C, H, W)
-        return pixels.view(*bits.shape[:2], *pixels.shape[1:])
-
-    def _check_clips(self, clips: torch.Tensor) -> None:
-        if clips.ndim != 5 or clips.shape[1] != self.config.frames:
-            raise ValueError(f"expected clips (B, {self.config.frames}, C, H, W), got {tuple(clips.shape)}")
 
 
 register_tokenizer(FrameBinary, "frame_binary")
