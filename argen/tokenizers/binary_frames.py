@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from argen.tokenizers.binary import BinaryAutoencoder, BinaryConfig
-from argen.tokenizers.frames import PerFrame
+from argen.tokenizers.frames import FramesField, PerFrame
 from argen.tokenizers.protocols import Tokenizer, register_family
 from argen.tokenizers.registry import register_tokenizer
 
@@ -43,13 +43,8 @@ register_family(VideoBitLayout, VideoBitTokenizer)
 
 
 @dataclass
-class FrameBinaryConfig(BinaryConfig):
-    frames: int = 16  # frames per clip
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.frames < 1:
-            raise ValueError(f"frames must be >= 1, got {self.frames}")
+class FrameBinaryConfig(FramesField, BinaryConfig):
+    """The image tokenizer's config and the frames of a clip."""
 
 
 class FrameBinary(PerFrame, BinaryAutoencoder):

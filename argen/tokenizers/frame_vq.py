@@ -5,19 +5,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from argen.tokenizers.frames import PerFrame
+from argen.tokenizers.frames import FramesField, PerFrame
 from argen.tokenizers.layout import VideoLayout
 from argen.tokenizers.vq import VQConfig, VQModel
 
 
 @dataclass
-class FrameVQConfig(VQConfig):
-    frames: int = 16  # frames per clip
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.frames < 1:
-            raise ValueError(f"frames must be >= 1, got {self.frames}")
+class FrameVQConfig(FramesField, VQConfig):
+    """The image tokenizer's config and the frames of a clip."""
 
 
 class FrameVQModel(PerFrame, VQModel):

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+
+@dataclass
+class FramesField:
+    """Mixed into an image tokenizer's config (before it): the frames of a clip."""
+
+    frames: int = 16  # frames per clip
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.frames < 1:
+            raise ValueError(f"frames must be >= 1, got {self.frames}")
 
 
 class PerFrame:
